@@ -1,0 +1,38 @@
+//! wiresocket: a self-hosted realtime WebSocket server speaking the
+//! Centrifugo client protocol, thread-per-core on io_uring.
+//!
+//! # Layout
+//!
+//! In the order a connection and a publication travel through the server:
+//!
+//! - [`cli`], [`config`]: command line and the configuration tree.
+//! - [`runtime`]: preflight, one pinned glommio executor per core, the per-core
+//!   [`runtime::core::Core`], signals and graceful drain.
+//! - [`net`]: SO_REUSEPORT listeners, HTTP request heads, routing an accepted
+//!   connection to a WebSocket session or the HTTP endpoints.
+//! - [`ws`]: the WebSocket handshake, frame codec, message reassembly, and the
+//!   close-code table.
+//! - [`auth`]: JWT verification of connection and subscription tokens.
+//! - [`protocol`]: Centrifugo commands, replies, pushes and error codes.
+//! - [`session`]: one client: command dispatch, bounded outbound queue,
+//!   batched writes, heartbeats.
+//! - [`hub`]: per-core channel -> subscribers index and the owner-side interest
+//!   table; encodes each publication once.
+//! - [`mesh`]: cross-core messages and channel ownership.
+//! - [`engine`]: the engine interface and the embedded memory engine.
+//! - [`api`]: `/api/*`, `/health`, `/metrics`.
+//! - [`metrics`]: per-core counters and the Prometheus exposition.
+
+pub mod api;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod engine;
+pub mod hub;
+pub mod mesh;
+pub mod metrics;
+pub mod net;
+pub mod protocol;
+pub mod runtime;
+pub mod session;
+pub mod ws;

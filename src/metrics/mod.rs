@@ -1,0 +1,120 @@
+//! Per-core counters and the Prometheus text exposition.
+//!
+//! Each core owns one [`CoreMetrics`] and is its only writer (relaxed atomics,
+//! so no cache line is shared between writers); `/metrics` on any core reads all
+//! of them through the node-wide [`Registry`]. Every sample carries a
+//! `core="N"` label. We do not use the `prometheus`/`prometheus-client` crates:
+//! their labelled families take a lock per lookup, and this path runs per
+//! message; a fixed struct of atomics costs one uncontended add.
+
+mod histogram;
+mod render;
+
+pub use histogram::Histogram;
+
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+
+use crate::ws::close::Disconnect;
+
+/// Counters of one core. Gauges are `AtomicI64` (inc/dec), counters `AtomicU64`.
+#[derive(Debug)]
+pub struct CoreMetrics {
+    pub core: usize,
+    pub connections: AtomicI64,
+    pub accepted: AtomicU64,
+    pub refused: AtomicU64,
+    /// Closes by code, indexed like [`Disconnect::ALL`].
+    pub closes: Vec<AtomicU64>,
+    pub subscriptions: AtomicI64,
+    pub channels: AtomicI64,
+    pub messages_in: AtomicU64,
+    pub bytes_in: AtomicU64,
+    pub messages_out: AtomicU64,
+    pub bytes_out: AtomicU64,
+    pub slow_disconnects: AtomicU64,
+    pub publishes: AtomicU64,
+    pub deliveries: AtomicU64,
+    pub command_errors: AtomicU64,
+    pub http_requests: AtomicU64,
+    pub api_requests: AtomicU64,
+    pub mesh_pending: AtomicI64,
+    pub publish_rejected: AtomicU64,
+    /// Publish accepted -> frame queued for a subscriber, in microseconds.
+    pub deliver_latency: Histogram,
+}
+
+impl CoreMetrics {
+    pub fn new(core: usize) -> Self {
+        Self {
+            core,
+            connections: AtomicI64::new(0),
+            accepted: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+            closes: Disconnect::ALL.iter().map(|_| AtomicU64::new(0)).collect(),
+            subscriptions: AtomicI64::new(0),
+            channels: AtomicI64::new(0),
+            messages_in: AtomicU64::new(0),
+            bytes_in: AtomicU64::new(0),
+            messages_out: AtomicU64::new(0),
+            bytes_out: AtomicU64::new(0),
+            slow_disconnects: AtomicU64::new(0),
+            publishes: AtomicU64::new(0),
+            deliveries: AtomicU64::new(0),
+            command_errors: AtomicU64::new(0),
+            http_requests: AtomicU64::new(0),
+            api_requests: AtomicU64::new(0),
+            mesh_pending: AtomicI64::new(0),
+            publish_rejected: AtomicU64::new(0),
+            deliver_latency: Histogram::new(),
+        }
+    }
+
+    pub fn inc(counter: &AtomicU64) {
+        counter.fetch_add(1, Relaxed);
+    }
+
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Relaxed);
+    }
+
+    pub fn gauge(gauge: &AtomicI64, delta: i64) {
+        gauge.fetch_add(delta, Relaxed);
+    }
+
+    pub fn closed(&self, code: u16) {
+        self.closes[Disconnect::index(code)].fetch_add(1, Relaxed);
+    }
+}
+
+/// All cores' metrics, shared read-only by every core.
+#[derive(Debug, Clone)]
+pub struct Registry {
+    cores: Arc<Vec<Arc<CoreMetrics>>>,
+}
+
+impl Registry {
+    pub fn new(ncores: usize) -> Self {
+        Self {
+            cores: Arc::new((0..ncores).map(|i| Arc::new(CoreMetrics::new(i))).collect()),
+        }
+    }
+
+    pub fn core(&self, i: usize) -> Arc<CoreMetrics> {
+        self.cores[i].clone()
+    }
+
+    pub fn cores(&self) -> &[Arc<CoreMetrics>] {
+        &self.cores
+    }
+
+    /// Node-wide open WebSocket connections.
+    pub fn total_connections(&self) -> i64 {
+        self.cores.iter().map(|c| c.connections.load(Relaxed)).sum()
+    }
+
+    /// The Prometheus text exposition of every core.
+    pub fn render(&self) -> String {
+        render::render(&self.cores)
+    }
+}

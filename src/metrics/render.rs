@@ -1,0 +1,200 @@
+//! Prometheus text format (version 0.0.4) for the per-core metrics.
+
+use std::fmt::Write;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+use super::histogram::BOUNDS_US;
+use super::CoreMetrics;
+use crate::ws::close::Disconnect;
+
+type Getter = fn(&CoreMetrics) -> i128;
+
+const SIMPLE: &[(&str, &str, &str, Getter)] = &[
+    (
+        "wiresocket_connections",
+        "gauge",
+        "Open WebSocket connections.",
+        |m| m.connections.load(Relaxed) as i128,
+    ),
+    (
+        "wiresocket_connections_accepted_total",
+        "counter",
+        "WebSocket connections accepted.",
+        |m| m.accepted.load(Relaxed) as i128,
+    ),
+    (
+        "wiresocket_connections_refused_total",
+        "counter",
+        "Upgrades refused with 503 (connection limit or draining).",
+        |m| m.refused.load(Relaxed) as i128,
+    ),
+    (
+        "wiresocket_subscriptions",
+        "gauge",
+        "Client subscriptions held on this core.",
+        |m| m.subscriptions.load(Relaxed) as i128,
+    ),
+    (
+        "wiresocket_channels",
+        "gauge",
+        "Channels with at least one subscriber on this core.",
+        |m| m.channels.load(Relaxed) as i128,
+    ),
+    (
+        "wiresocket_messages_in_total",
+        "counter",
+        "WebSocket messages received from clients.",
+        |m| m.messages_in.load(Relaxed) as i128,
+    ),
+    (
+        "wiresocket_bytes_in_total",
+        "counter",
+        "Bytes received on WebSocket connections.",
+        |m| m.bytes_in.load(Relaxed) as i128,
+    ),
+    (
+        "wiresocket_messages_out_total",
+        "counter",
+        "WebSocket frames queued to clients.",
+        |m| m.messages_out.load(Relaxed) as i128,
+    ),
+    (
+        "wiresocket_bytes_out_total",
+        "counter",
+        "Bytes written to WebSocket connections.",
+        |m| m.bytes_out.load(Relaxed) as i128,
+    ),
+    (
+        "wiresocket_slow_consumer_disconnects_total",
+        "counter",
+        "Clients cut off with 3008 because their outbound queue overflowed or stalled.",
+        |m| m.slow_disconnects.load(Relaxed) as i128,
+    ),
+    (
+        "wiresocket_publishes_total",
+        "counter",
+        "Publications accepted by the engine on this core (owner side).",
+        |m| m.publishes.load(Relaxed) as i128,
+    ),
+    (
+        "wiresocket_publish_rejected_total",
+        "counter",
+        "Publishes refused with error 111 because a cross-core queue was over its limit.",
+        |m| m.publish_rejected.load(Relaxed) as i128,
+    ),
+    (
+        "wiresocket_deliveries_total",
+        "counter",
+        "Publication frames queued to subscribers on this core.",
+        |m| m.deliveries.load(Relaxed) as i128,
+    ),
+    (
+        "wiresocket_command_errors_total",
+        "counter",
+        "Client commands answered with an error.",
+        |m| m.command_errors.load(Relaxed) as i128,
+    ),
+    (
+        "wiresocket_http_requests_total",
+        "counter",
+        "Plain HTTP requests served (health, metrics, API, errors).",
+        |m| m.http_requests.load(Relaxed) as i128,
+    ),
+    (
+        "wiresocket_api_requests_total",
+        "counter",
+        "Server API calls.",
+        |m| m.api_requests.load(Relaxed) as i128,
+    ),
+    (
+        "wiresocket_mesh_pending",
+        "gauge",
+        "Cross-core messages waiting for room in a full ring.",
+        |m| m.mesh_pending.load(Relaxed) as i128,
+    ),
+];
+
+pub fn render(cores: &[Arc<CoreMetrics>]) -> String {
+    let mut out = String::with_capacity(8192);
+    for (name, kind, help, get) in SIMPLE {
+        header(&mut out, name, kind, help);
+        for m in cores {
+            let _ = writeln!(out, "{name}{{core=\"{}\"}} {}", m.core, get(m));
+        }
+    }
+    header(
+        &mut out,
+        "wiresocket_disconnects_total",
+        "counter",
+        "Connections ended, by close code.",
+    );
+    for m in cores {
+        for (d, n) in Disconnect::ALL.iter().zip(&m.closes) {
+            let n = n.load(Relaxed);
+            if n > 0 {
+                let _ = writeln!(
+                    out,
+                    "wiresocket_disconnects_total{{core=\"{}\",code=\"{}\"}} {n}",
+                    m.core, d.code
+                );
+            }
+        }
+    }
+    let name = "wiresocket_publish_deliver_seconds";
+    header(
+        &mut out,
+        name,
+        "histogram",
+        "Time from a publish being accepted to its frame being queued for a subscriber.",
+    );
+    for m in cores {
+        let cum = m.deliver_latency.cumulative();
+        for (bound, count) in BOUNDS_US.iter().zip(&cum) {
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{core=\"{}\",le=\"{}\"}} {count}",
+                m.core,
+                *bound as f64 / 1e6
+            );
+        }
+        let total = cum.last().copied().unwrap_or(0);
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{core=\"{}\",le=\"+Inf\"}} {total}",
+            m.core
+        );
+        let _ = writeln!(
+            out,
+            "{name}_sum{{core=\"{}\"}} {}",
+            m.core,
+            m.deliver_latency.sum_seconds()
+        );
+        let _ = writeln!(out, "{name}_count{{core=\"{}\"}} {total}", m.core);
+    }
+    out
+}
+
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_labels_and_histogram() {
+        let m = Arc::new(CoreMetrics::new(1));
+        CoreMetrics::inc(&m.accepted);
+        m.closed(3008);
+        m.deliver_latency.record_us(300);
+        let text = render(&[m]);
+        assert!(text.contains("wiresocket_connections_accepted_total{core=\"1\"} 1"));
+        assert!(text.contains("wiresocket_disconnects_total{core=\"1\",code=\"3008\"} 1"));
+        assert!(
+            text.contains("wiresocket_publish_deliver_seconds_bucket{core=\"1\",le=\"0.0005\"} 1")
+        );
+        assert!(text.contains("wiresocket_publish_deliver_seconds_count{core=\"1\"} 1"));
+    }
+}

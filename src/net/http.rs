@@ -1,0 +1,207 @@
+//! Plain HTTP/1.1 on the WebSocket port: reading a request head within the
+//! size and time limits, and writing responses.
+//!
+//! Limits (from `[server]`): the head must arrive within `header_timeout_ms`
+//! (a slow or silent client is dropped, with 408 when it sent something), must
+//! fit `max_header_bytes` (else 431, also for more than [`MAX_HEADERS`]
+//! headers), and a body may not exceed `max_body_bytes` (else 413). A head
+//! that does not parse is answered 400.
+
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use glommio::net::TcpStream;
+
+/// Most headers a request may carry.
+pub const MAX_HEADERS: usize = 64;
+
+/// Why reading a request failed; `status()` is the answer owed, if any.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("connection closed")]
+    Closed,
+    #[error("request head timed out")]
+    Timeout { partial: bool },
+    #[error("request head too large")]
+    TooLarge,
+    #[error("malformed request")]
+    Malformed,
+}
+
+impl ReadError {
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ReadError::Closed | ReadError::Timeout { partial: false } => None,
+            ReadError::Timeout { partial: true } => Some(408),
+            ReadError::TooLarge => Some(431),
+            ReadError::Malformed => Some(400),
+        }
+    }
+}
+
+/// Reads until `buf` holds a complete head; returns the head's length.
+pub async fn read_head(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    max: usize,
+) -> Result<usize, ReadError> {
+    let mut chunk = [0u8; 2048];
+    loop {
+        if let Some(end) = head_end(buf) {
+            return Ok(end);
+        }
+        if buf.len() >= max {
+            return Err(ReadError::TooLarge);
+        }
+        let want = chunk.len().min(max + 4 - buf.len());
+        match stream.read(&mut chunk[..want]).await {
+            Ok(0) => return Err(ReadError::Closed),
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                return Err(ReadError::Timeout {
+                    partial: !buf.is_empty(),
+                })
+            }
+            Err(_) => return Err(ReadError::Closed),
+        }
+    }
+}
+
+fn head_end(buf: &[u8]) -> Option<usize> {
+    buf.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4)
+}
+
+/// Reads exactly `len` body bytes, some of which may already be in `have`.
+pub async fn read_body(
+    stream: &mut TcpStream,
+    have: &[u8],
+    len: usize,
+) -> Result<Vec<u8>, ReadError> {
+    let mut body = Vec::with_capacity(len);
+    body.extend_from_slice(&have[..have.len().min(len)]);
+    let mut chunk = [0u8; 4096];
+    while body.len() < len {
+        let want = chunk.len().min(len - body.len());
+        match stream.read(&mut chunk[..want]).await {
+            Ok(0) | Err(_) => return Err(ReadError::Closed),
+            Ok(n) => body.extend_from_slice(&chunk[..n]),
+        }
+    }
+    Ok(body)
+}
+
+/// A response to a plain HTTP request.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub body: Vec<u8>,
+    pub headers: Vec<(&'static str, String)>,
+}
+
+impl Response {
+    pub fn json(status: u16, body: impl Into<Vec<u8>>) -> Self {
+        Response {
+            status,
+            content_type: "application/json",
+            body: body.into(),
+            headers: vec![],
+        }
+    }
+
+    pub fn text(status: u16, body: impl Into<Vec<u8>>) -> Self {
+        Response {
+            status,
+            content_type: "text/plain; charset=utf-8",
+            body: body.into(),
+            headers: vec![],
+        }
+    }
+
+    /// `{"error":{"code":N,"message":M}}` with the given HTTP status.
+    pub fn error(status: u16, e: crate::protocol::ErrorCode) -> Self {
+        let mut out = Vec::new();
+        let mut o = crate::protocol::reply::Obj::new(&mut out);
+        let mut err = o.obj("error");
+        err.num("code", e.code as u64).str("message", e.message);
+        err.end();
+        o.end();
+        Response::json(status, out)
+    }
+
+    pub fn status_only(status: u16) -> Self {
+        Response::text(status, format!("{} {}\n", status, reason(status)))
+    }
+
+    pub fn with_header(mut self, name: &'static str, value: String) -> Self {
+        self.headers.push((name, value));
+        self
+    }
+
+    pub fn to_bytes(&self, keep_alive: bool) -> Vec<u8> {
+        let mut out = Vec::with_capacity(128 + self.body.len());
+        out.extend_from_slice(
+            format!("HTTP/1.1 {} {}\r\n", self.status, reason(self.status)).as_bytes(),
+        );
+        out.extend_from_slice(
+            format!(
+                "Content-Type: {}\r\nContent-Length: {}\r\n",
+                self.content_type,
+                self.body.len()
+            )
+            .as_bytes(),
+        );
+        out.extend_from_slice(if keep_alive {
+            b"Connection: keep-alive\r\n"
+        } else {
+            b"Connection: close\r\n"
+        });
+        for (k, v) in &self.headers {
+            out.extend_from_slice(format!("{k}: {v}\r\n").as_bytes());
+        }
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(&self.body);
+        out
+    }
+}
+
+pub async fn write(
+    stream: &mut TcpStream,
+    resp: &Response,
+    keep_alive: bool,
+) -> std::io::Result<()> {
+    stream.write_all(&resp.to_bytes(keep_alive)).await?;
+    stream.flush().await
+}
+
+pub fn reason(status: u16) -> &'static str {
+    match status {
+        101 => "Switching Protocols",
+        200 => "OK",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        411 => "Length Required",
+        413 => "Payload Too Large",
+        426 => "Upgrade Required",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        503 => "Service Unavailable",
+        _ => "Unknown",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_head_end_and_formats() {
+        assert_eq!(head_end(b"GET / HTTP/1.1\r\nA: b\r\n\r\nbody"), Some(24));
+        assert_eq!(head_end(b"GET / HTTP/1.1\r\n"), None);
+        let r = Response::status_only(431).with_header("Retry-After", "3".into());
+        let s = String::from_utf8(r.to_bytes(false)).unwrap();
+        assert!(s.starts_with("HTTP/1.1 431 Request Header Fields Too Large\r\n"));
+        assert!(s.contains("Retry-After: 3\r\n") && s.contains("Connection: close\r\n"));
+    }
+}

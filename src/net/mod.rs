@@ -1,0 +1,8 @@
+//! Networking below the protocols: per-core SO_REUSEPORT listeners
+//! ([`listener`]), reading and answering plain HTTP requests ([`http`]), and
+//! the per-connection entry point that routes a request to the WebSocket
+//! session, the conformance echo, or the HTTP endpoints ([`conn`]).
+
+pub mod conn;
+pub mod http;
+pub mod listener;

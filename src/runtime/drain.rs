@@ -1,0 +1,95 @@
+//! Accepting, and the graceful drain on SIGTERM/SIGINT.
+//!
+//! A signal thread sets the node's drain flag; each core's accept loop sees it
+//! within [`POLL`] and stops accepting. The core then asks its sessions to
+//! close with 3001 "shutdown" (reconnect allowed), spread evenly over
+//! `drain_window_ms` so clients do not all reconnect elsewhere at the same
+//! instant, and waits (bounded) for them to finish. A second signal exits the
+//! process immediately with status 1.
+
+use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use glommio::net::TcpListener;
+
+use super::core::Core;
+use super::node::NodeState;
+use crate::ws::close::Disconnect;
+
+const POLL: Duration = Duration::from_millis(50);
+/// Extra time after the window for the last closes to be written.
+const GRACE: Duration = Duration::from_secs(3);
+
+pub fn install_signal_handlers(node: Arc<NodeState>) -> anyhow::Result<()> {
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+    ])?;
+    let count = AtomicUsize::new(0);
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for sig in signals.forever() {
+                if count.fetch_add(1, Ordering::SeqCst) == 0 {
+                    tracing::info!(
+                        signal = sig,
+                        "draining: no new connections, disconnecting clients (3001)"
+                    );
+                    node.start_drain();
+                } else {
+                    tracing::warn!(signal = sig, "second signal: exiting now");
+                    std::process::exit(1);
+                }
+            }
+        })?;
+    Ok(())
+}
+
+pub async fn accept_until_drain(core: Rc<Core>, listener: TcpListener) {
+    loop {
+        let accepted = super::timeout(POLL, listener.accept()).await;
+        if core.node.draining() {
+            core.draining.set(true);
+            return;
+        }
+        match accepted {
+            None => continue,
+            Some(Ok(stream)) => super::spawn(crate::net::conn::serve(core.clone(), stream)),
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "accept failed");
+                // EMFILE and friends: back off instead of spinning
+                super::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+pub async fn drain_sessions(core: &Rc<Core>) {
+    let window = Duration::from_millis(core.cfg.server.drain_window_ms);
+    let start = Instant::now();
+    let sessions: Vec<_> = core
+        .sessions
+        .borrow()
+        .iter()
+        .map(|(_, s)| s.clone())
+        .collect();
+    let n = sessions.len().max(1) as u32;
+    for (i, s) in sessions.iter().enumerate() {
+        let due = start + window * i as u32 / n;
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            super::sleep(wait).await;
+        }
+        s.request_close(Disconnect::SHUTDOWN);
+    }
+    drop(sessions);
+    let deadline = start + window + GRACE;
+    while !core.sessions.borrow().is_empty() && Instant::now() < deadline {
+        // sessions opened during the window (handshakes in flight) are closed too
+        for (_, s) in core.sessions.borrow().iter() {
+            s.request_close(Disconnect::SHUTDOWN);
+        }
+        super::sleep(POLL).await;
+    }
+}

@@ -1,0 +1,191 @@
+//! Executors per core, placement, preflight, and shutdown.
+//!
+//! [`serve`] checks the host ([`preflight`]), binds one SO_REUSEPORT listener
+//! per core on the main thread, starts one pinned glommio executor per
+//! configured CPU, and waits for them. Each executor builds its [`core::Core`]
+//! and runs: the accept loop, the mesh receive loops, the flusher, the
+//! heartbeat sweep and the drain watcher.
+//!
+//! Signals: the first SIGTERM/SIGINT starts a drain (stop accepting, `/health`
+//! 503, `disconnect` 3001 to every client spread over `drain_window_ms`, then
+//! exit 0); a second one exits at once with status 1.
+//!
+//! glommio stays inside `runtime`, `net` and `mesh`: other modules use the
+//! small helpers here ([`spawn`], [`sleep`], [`timeout`], [`yield_now`]).
+
+pub mod core;
+mod drain;
+pub mod node;
+pub mod notify;
+pub mod pool;
+pub mod preflight;
+
+use anyhow::Context as _;
+use std::future::Future;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::cli::ConfigOrigin;
+use crate::config::Config;
+use crate::metrics::Registry;
+use node::NodeState;
+
+/// Memory glommio may register for its own DMA buffers, per executor. We do
+/// no file I/O through glommio, so a small amount keeps RSS and memlock low.
+const IO_MEMORY: usize = 256 << 10;
+
+pub fn serve(cfg: Config, origin: ConfigOrigin) -> anyhow::Result<()> {
+    let cpus = cfg
+        .server
+        .cores
+        .resolve()
+        .map_err(|e| anyhow::anyhow!("server.cores: {e}"))?;
+    preflight::check(&cfg, cpus.len())?;
+    let listeners =
+        crate::net::listener::bind_all(cfg.server.listen, cpus.len(), cfg.server.backlog)?;
+    let addr = listeners[0]
+        .local_addr()?
+        .as_socket()
+        .context("listener address")?;
+    let cfg = Arc::new(cfg);
+    let node = Arc::new(NodeState::new(cfg.server.max_connections));
+    let registry = Registry::new(cpus.len());
+    let mesh =
+        (cpus.len() > 1).then(|| crate::mesh::builder(cpus.len(), cfg.mesh.channel_capacity));
+    drain::install_signal_handlers(node.clone())?;
+
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
+    let mut handles = Vec::new();
+    for (i, (cpu, listener)) in cpus.iter().zip(listeners).enumerate() {
+        let (cfg, node, registry, mesh, ready) = (
+            cfg.clone(),
+            node.clone(),
+            registry.clone(),
+            mesh.clone(),
+            ready_tx.clone(),
+        );
+        let handle = glommio::LocalExecutorBuilder::new(glommio::Placement::Fixed(*cpu))
+            .name(&format!("core-{i}"))
+            .ring_depth(cfg.server.ring_depth)
+            .io_memory(IO_MEMORY)
+            .spawn(
+                move || async move { run_core(cfg, node, registry, mesh, listener, ready).await },
+            )
+            .map_err(|e| anyhow::anyhow!("starting the executor for CPU {cpu}: {e}"))?;
+        handles.push(handle);
+    }
+    drop(ready_tx);
+    for _ in 0..cpus.len() {
+        ready_rx.recv().context("a core failed to start")?;
+    }
+    tracing::info!(cores = cpus.len(), cpus = ?cpus, engine = ?cfg.engine.kind, "wiresocket {} started", env!("CARGO_PKG_VERSION"));
+    println!("wiresocket listening on http://{addr}");
+    if matches!(origin, ConfigOrigin::Defaults) {
+        tracing::warn!(
+            "no config file: using built-in defaults with a random secret and API key for this run"
+        );
+        for line in crate::cli::dev_token_hint(&cfg).lines() {
+            tracing::info!("{line}");
+        }
+    }
+    let mut failed = false;
+    for h in handles {
+        failed |= h.join().is_err();
+    }
+    tracing::info!("all cores stopped");
+    anyhow::ensure!(!failed, "a core panicked");
+    Ok(())
+}
+
+async fn run_core(
+    cfg: Arc<Config>,
+    node: Arc<NodeState>,
+    registry: Registry,
+    mesh: Option<crate::mesh::Builder>,
+    listener: socket2::Socket,
+    ready: std::sync::mpsc::Sender<()>,
+) {
+    let (mesh, inbox) =
+        crate::mesh::Mesh::join(mesh, cfg.mesh.pending_limit, |me| registry.core(me)).await;
+    let me = mesh.me();
+    let metrics = registry.core(me);
+    let flusher = Rc::new(crate::session::Flusher::default());
+    let hub = Rc::new(crate::hub::Hub::new(
+        mesh.clone(),
+        flusher.clone(),
+        metrics.clone(),
+    ));
+    let engine: Rc<dyn crate::engine::Engine> = Rc::new(crate::engine::memory::MemoryEngine::new(
+        me,
+        mesh.ncores(),
+        mesh.clone(),
+        hub.clone(),
+        &cfg.engine,
+    ));
+    let verifier = crate::auth::Verifier::new(&cfg.auth).expect("auth config was validated");
+    let core = Rc::new(core::Core::new(
+        cfg,
+        node,
+        registry,
+        mesh,
+        hub,
+        engine,
+        flusher.clone(),
+        verifier,
+    ));
+
+    if let Some(mut inbox) = inbox {
+        for (_, rx) in inbox.streams() {
+            let core = core.clone();
+            spawn(async move {
+                while let Some(msg) = rx.recv().await {
+                    core.on_message(msg);
+                }
+            });
+        }
+    }
+    spawn(flusher.run());
+    spawn(crate::session::heartbeat::run(core.clone()));
+    let listener = listener_from(listener);
+    let _ = ready.send(());
+    drain::accept_until_drain(core.clone(), listener).await;
+    drain::drain_sessions(&core).await;
+    tracing::debug!(core = me, "core stopped");
+}
+
+fn listener_from(s: socket2::Socket) -> glommio::net::TcpListener {
+    use std::os::fd::{FromRawFd, IntoRawFd};
+    // SAFETY: the fd is a listening TCP socket we own; ownership moves to glommio.
+    unsafe { glommio::net::TcpListener::from_raw_fd(s.into_raw_fd()) }
+}
+
+/// Spawns a task on this core, detached.
+pub fn spawn(fut: impl Future<Output = ()> + 'static) {
+    glommio::spawn_local(fut).detach();
+}
+
+pub async fn sleep(d: Duration) {
+    glommio::timer::sleep(d).await;
+}
+
+/// Runs `fut` for at most `d`; `None` on timeout.
+pub async fn timeout<T>(d: Duration, fut: impl Future<Output = T>) -> Option<T> {
+    futures_lite::future::or(async { Some(fut.await) }, async {
+        sleep(d).await;
+        None
+    })
+    .await
+}
+
+/// Lets other tasks on this core run.
+pub async fn yield_now() {
+    glommio::executor().yield_task_queue_now().await;
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}

@@ -1,0 +1,219 @@
+//! Executes the client commands of one text message (several when batched
+//! with newlines) and sends all their replies back in one frame.
+//!
+//! Order of checks per command: a `connect` must come first (else 3501); a
+//! command without an id is a bad request, except `send` and the pong `{}`;
+//! then method-specific validation, permission, limits, and the engine call.
+//! Client-visible failures use the codes of `protocol::error` and
+//! `ws::close` only.
+
+use bytes::Bytes;
+use std::rc::Rc;
+
+pub use subscribe::check_channel;
+
+use super::{Phase, Session};
+use crate::auth::AuthError;
+use crate::engine::{EngineError, HistoryQuery, PublishOptions, StreamPosition};
+use crate::metrics::CoreMetrics;
+use crate::protocol::command::{parse, split_batch};
+use crate::protocol::reply;
+use crate::protocol::{ErrorCode, Method};
+use crate::runtime::core::Core;
+use crate::ws::close::Disconnect;
+
+mod connect;
+mod subscribe;
+
+/// Server version reported in `connect` and `refresh` results.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// A command either writes its reply into the batch, fails with an error code, or ends the connection.
+pub(crate) enum Outcome {
+    Replied,
+    Error(ErrorCode),
+    Disconnect(Disconnect),
+}
+
+pub async fn on_message(
+    core: &Rc<Core>,
+    s: &Rc<Session>,
+    msg: &mut [u8],
+) -> Result<(), Disconnect> {
+    let mut out = Vec::new();
+    let mut result = Ok(());
+    for line in split_batch(msg) {
+        let cmd = match parse(line) {
+            Ok(cmd) => cmd,
+            Err(e) => {
+                tracing::debug!(session = s.id, error = %e, "bad command");
+                result = Err(Disconnect::BAD_REQUEST);
+                break;
+            }
+        };
+        if cmd.method == Method::Pong || cmd.method == Method::Send {
+            continue;
+        }
+        if cmd.id == 0
+            || (s.phase.get() == Phase::Open) != matches!(cmd.method, Method::Connect { .. })
+        {
+            result = Err(Disconnect::BAD_REQUEST);
+            break;
+        }
+        if !out.is_empty() {
+            out.push(b'\n');
+        }
+        match execute(core, s, cmd.id, cmd.method, &mut out).await {
+            Outcome::Replied => {}
+            Outcome::Error(e) => {
+                CoreMetrics::inc(&core.metrics.command_errors);
+                reply::error(&mut out, cmd.id, e);
+            }
+            Outcome::Disconnect(d) => {
+                result = Err(d);
+                break;
+            }
+        }
+    }
+    if out.last() == Some(&b'\n') {
+        out.pop();
+    }
+    if !out.is_empty() {
+        CoreMetrics::inc(&core.metrics.messages_out);
+        s.enqueue(super::text_frame(&out), &core.flusher);
+    }
+    result
+}
+
+async fn execute(
+    core: &Rc<Core>,
+    s: &Rc<Session>,
+    id: u32,
+    method: Method,
+    out: &mut Vec<u8>,
+) -> Outcome {
+    match method {
+        Method::Connect { token, .. } => connect::connect(core, s, id, &token, out).await,
+        Method::Refresh { token } => connect::refresh(core, s, id, &token, out),
+        Method::Subscribe {
+            channel,
+            token,
+            recover,
+            epoch,
+            offset,
+        } => {
+            let since = recover.then(|| StreamPosition {
+                offset,
+                epoch: epoch.into(),
+            });
+            subscribe::subscribe(core, s, id, &channel, &token, since, out).await
+        }
+        Method::Unsubscribe { channel } => {
+            let removed = {
+                let mut subs = s.subscriptions.borrow_mut();
+                subs.iter()
+                    .position(|c| &**c == channel)
+                    .map(|i| subs.swap_remove(i))
+            };
+            if removed.is_some() {
+                core.leave(&channel, s.id);
+            }
+            reply::result(out, id, "unsubscribe", |_| {});
+            Outcome::Replied
+        }
+        Method::Publish { channel, data } => publish(core, s, id, &channel, data, out).await,
+        Method::History {
+            channel,
+            limit,
+            since,
+            reverse,
+        } => {
+            if let Err(e) = subscribe::check_channel(core, &channel) {
+                return Outcome::Error(e);
+            }
+            let query = HistoryQuery {
+                limit: if limit < 0 {
+                    usize::MAX
+                } else {
+                    limit as usize
+                },
+                since: since.map(|(offset, epoch)| StreamPosition {
+                    offset,
+                    epoch: epoch.into(),
+                }),
+                reverse,
+            };
+            match core.engine.history(&channel, query).await {
+                Ok(h) => {
+                    reply::result(out, id, "history", |r| {
+                        subscribe::write_publications(r, &h.publications);
+                        r.str("epoch", &h.position.epoch)
+                            .num("offset", h.position.offset);
+                    });
+                    Outcome::Replied
+                }
+                Err(e) => Outcome::Error(e.code()),
+            }
+        }
+        Method::Presence { channel } | Method::PresenceStats { channel } => {
+            match core.engine.presence(&channel).await {
+                Ok(_) | Err(EngineError::NotAvailable) => Outcome::Error(ErrorCode::NOT_AVAILABLE),
+                Err(e) => Outcome::Error(e.code()),
+            }
+        }
+        Method::SubRefresh { .. } | Method::Rpc => Outcome::Error(ErrorCode::NOT_AVAILABLE),
+        Method::Unknown => Outcome::Error(ErrorCode::METHOD_NOT_FOUND),
+        Method::Pong | Method::Send => Outcome::Replied,
+    }
+}
+
+async fn publish(
+    core: &Rc<Core>,
+    s: &Rc<Session>,
+    id: u32,
+    channel: &str,
+    data: Vec<u8>,
+    out: &mut Vec<u8>,
+) -> Outcome {
+    if let Err(e) = subscribe::check_channel(core, channel) {
+        return Outcome::Error(e);
+    }
+    let private = channel.starts_with(core.cfg.channels.private_prefix.as_str())
+        && !core.cfg.channels.private_prefix.is_empty();
+    let subscribed = s.subscriptions.borrow().iter().any(|c| &**c == channel);
+    if !core.cfg.channels.allow_client_publish || (private && !subscribed) {
+        return Outcome::Error(ErrorCode::PERMISSION_DENIED);
+    }
+    let info = s.identity.borrow().info.clone();
+    match core
+        .engine
+        .publish(
+            channel,
+            Bytes::from(data),
+            PublishOptions {
+                info,
+                ..Default::default()
+            },
+        )
+        .await
+    {
+        Ok(_) => {
+            reply::result(out, id, "publish", |_| {});
+            Outcome::Replied
+        }
+        Err(e) => Outcome::Error(e.code()),
+    }
+}
+
+/// Maps a token failure to the client-visible outcome.
+pub(crate) fn token_failure(e: &AuthError) -> Outcome {
+    match e {
+        AuthError::Expired => Outcome::Error(ErrorCode::TOKEN_EXPIRED),
+        _ => Outcome::Disconnect(Disconnect::INVALID_TOKEN),
+    }
+}
+
+/// Seconds left until `at` (unix seconds), for `ttl` fields.
+pub(crate) fn ttl_until(at: u64) -> u64 {
+    at.saturating_sub(crate::runtime::unix_now())
+}

@@ -1,0 +1,99 @@
+//! `connect` and `refresh`: token verification, identity, connection expiry,
+//! and the server-side subscriptions named in the token's `channels` claim.
+
+use std::rc::Rc;
+
+use super::{token_failure, ttl_until, Outcome, VERSION};
+use crate::protocol::reply::{self, Obj};
+
+use crate::runtime::core::Core;
+use crate::session::{Identity, Phase, Session};
+use crate::ws::close::Disconnect;
+
+pub(super) async fn connect(
+    core: &Rc<Core>,
+    s: &Rc<Session>,
+    id: u32,
+    token: &str,
+    out: &mut Vec<u8>,
+) -> Outcome {
+    let (user, info, expires_at, channels) = if token.is_empty() {
+        if !core.cfg.auth.allow_anonymous {
+            return Outcome::Disconnect(Disconnect::INVALID_TOKEN);
+        }
+        (String::new(), None, None, Vec::new())
+    } else {
+        match core.verifier.verify_connect(token) {
+            Ok(c) => (c.user, c.info, c.expire_at.or(c.exp), c.channels),
+            Err(e) => return token_failure(&e),
+        }
+    };
+    let client = s.client_id();
+    let info_json = reply::client_info(&user, &client, info.as_deref().map(str::as_bytes));
+    *s.identity.borrow_mut() = Identity {
+        user,
+        info: Some(info_json.into()),
+        expires_at,
+    };
+    s.phase.set(Phase::Connected);
+
+    // server-side subscriptions from the token
+    let mut subs = Vec::new();
+    for channel in channels
+        .iter()
+        .take(core.cfg.channels.max_subscriptions_per_client)
+    {
+        if super::subscribe::check_channel(core, channel).is_ok()
+            && !s.subscriptions.borrow().iter().any(|c| &**c == channel)
+        {
+            let key = core.join(channel, s).await;
+            s.subscriptions.borrow_mut().push(key);
+            subs.push(channel.clone());
+        }
+    }
+    let ping_s = core.cfg.websocket.ping_interval_ms.div_ceil(1000).max(1);
+    reply::result(out, id, "connect", |r| {
+        r.str("client", &client)
+            .str("version", VERSION)
+            .num("ping", ping_s)
+            .bool("pong", true);
+        write_expiry(r, expires_at);
+        if !subs.is_empty() {
+            let mut m = r.obj("subs");
+            for ch in &subs {
+                m.obj(ch).end();
+            }
+            m.end();
+        }
+    });
+    Outcome::Replied
+}
+
+pub(super) fn refresh(
+    core: &Rc<Core>,
+    s: &Rc<Session>,
+    id: u32,
+    token: &str,
+    out: &mut Vec<u8>,
+) -> Outcome {
+    let claims = match core.verifier.verify_connect(token) {
+        Ok(c) => c,
+        Err(e) => return token_failure(&e),
+    };
+    if claims.user != s.identity.borrow().user {
+        return Outcome::Disconnect(Disconnect::INVALID_TOKEN);
+    }
+    let expires_at = claims.expire_at.or(claims.exp);
+    s.identity.borrow_mut().expires_at = expires_at;
+    reply::result(out, id, "refresh", |r| {
+        r.str("client", &s.client_id()).str("version", VERSION);
+        write_expiry(r, expires_at);
+    });
+    Outcome::Replied
+}
+
+fn write_expiry(r: &mut Obj<'_>, expires_at: Option<u64>) {
+    if let Some(at) = expires_at {
+        r.bool("expires", true).num("ttl", ttl_until(at));
+    }
+}

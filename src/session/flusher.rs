@@ -1,0 +1,51 @@
+//! The core's deferred writer: sessions that received frames are marked dirty,
+//! and one task per core writes them all after the current burst of work, so
+//! several publications ready together leave in one syscall per client.
+//! A session whose socket is full is handed to its own driver, which waits for
+//! writability.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use super::{FlushOutcome, Session};
+use crate::runtime::notify::Notify;
+use crate::ws::close::Disconnect;
+
+#[derive(Default)]
+pub struct Flusher {
+    dirty: RefCell<Vec<Rc<Session>>>,
+    notify: Notify,
+}
+
+impl Flusher {
+    pub fn mark(&self, s: Rc<Session>) {
+        self.dirty.borrow_mut().push(s);
+        self.notify.notify();
+    }
+
+    /// The flusher task body; runs for the life of the core.
+    pub async fn run(self: Rc<Self>) {
+        let mut batch = Vec::new();
+        loop {
+            self.notify.wait().await;
+            std::mem::swap(&mut batch, &mut *self.dirty.borrow_mut());
+            for (i, s) in batch.drain(..).enumerate() {
+                s.clear_dirty();
+                if s.is_blocked() || s.close_requested().is_some() {
+                    continue;
+                }
+                match s.flush() {
+                    FlushOutcome::Done => {}
+                    FlushOutcome::Blocked => {
+                        s.set_blocked(true);
+                        s.wake();
+                    }
+                    FlushOutcome::Failed => s.request_close(Disconnect::WRITE_ERROR),
+                }
+                if i % 256 == 255 {
+                    crate::runtime::yield_now().await;
+                }
+            }
+        }
+    }
+}
