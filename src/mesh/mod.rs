@@ -62,6 +62,11 @@ pub fn owner_of(channel: &str, ncores: usize) -> usize {
     (h % ncores as u64) as usize
 }
 
+/// A peer's waiting FIFO is over `mesh.pending_limit`.
+#[derive(Debug, thiserror::Error)]
+#[error("cross-core queue full")]
+pub struct MeshFull;
+
 /// This core's end of the mesh.
 pub struct Mesh {
     me: usize,
@@ -138,10 +143,10 @@ impl Mesh {
         self.wake[to].notify();
     }
 
-    /// Like [`Mesh::send`], but refuses when `to`'s waiting FIFO is over the limit.
-    pub fn try_send(&self, to: usize, msg: CoreMsg) -> Result<(), CoreMsg> {
+    /// Like [`Mesh::send`], but refuses (dropping `msg`) when `to`'s waiting FIFO is over the limit.
+    pub fn try_send(&self, to: usize, msg: CoreMsg) -> Result<(), MeshFull> {
         if self.pending.borrow()[to].len() >= self.limit {
-            return Err(msg);
+            return Err(MeshFull);
         }
         self.send(to, msg);
         Ok(())

@@ -62,7 +62,6 @@ pub async fn serve(core: Rc<Core>, mut stream: TcpStream) {
             return upgrade(core, stream, accepted, early, handler).await;
         }
         let req = extract(&parsed, head_len);
-        drop(parsed);
         CoreMetrics::inc(&core.metrics.http_requests);
         let body = match req.content_length {
             Some(n) if n > core.cfg.server.max_body_bytes => {

@@ -43,6 +43,6 @@ mod tests {
         let mut seen: Vec<u32> = ErrorCode::ALL.iter().map(|e| e.code).collect();
         seen.dedup();
         assert_eq!(seen.len(), ErrorCode::ALL.len());
-        assert!(ErrorCode::TOO_MANY_REQUESTS.temporary);
+        const { assert!(ErrorCode::TOO_MANY_REQUESTS.temporary) };
     }
 }

@@ -1,7 +1,8 @@
 //! Accepting, and the graceful drain on SIGTERM/SIGINT.
 //!
-//! A signal thread sets the node's drain flag; each core's accept loop sees it
-//! within [`POLL`] and stops accepting. The core then asks its sessions to
+//! A signal thread sets the node's drain flag; each core's watcher sees it
+//! within [`POLL`]. Listeners stay open so `/health` can answer 503 to load
+//! balancers, but upgrades are refused (503 + Retry-After). The core then asks its sessions to
 //! close with 3001 "shutdown" (reconnect allowed), spread evenly over
 //! `drain_window_ms` so clients do not all reconnect elsewhere at the same
 //! instant, and waits (bounded) for them to finish. A second signal exits the
@@ -47,23 +48,26 @@ pub fn install_signal_handlers(node: Arc<NodeState>) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn accept_until_drain(core: Rc<Core>, listener: TcpListener) {
+/// Accepts for the life of the core (the task ends with the executor).
+pub async fn accept(core: Rc<Core>, listener: TcpListener) {
     loop {
-        let accepted = super::timeout(POLL, listener.accept()).await;
-        if core.node.draining() {
-            core.draining.set(true);
-            return;
-        }
-        match accepted {
-            None => continue,
-            Some(Ok(stream)) => super::spawn(crate::net::conn::serve(core.clone(), stream)),
-            Some(Err(e)) => {
+        match listener.accept().await {
+            Ok(stream) => super::spawn(crate::net::conn::serve(core.clone(), stream)),
+            Err(e) => {
                 tracing::warn!(error = %e, "accept failed");
                 // EMFILE and friends: back off instead of spinning
                 super::sleep(Duration::from_millis(10)).await;
             }
         }
     }
+}
+
+/// Resolves once the node starts draining.
+pub async fn wait_for_drain(core: &Core) {
+    while !core.node.draining() {
+        super::sleep(POLL).await;
+    }
+    core.draining.set(true);
 }
 
 pub async fn drain_sessions(core: &Rc<Core>) {

@@ -36,11 +36,7 @@ use node::NodeState;
 const IO_MEMORY: usize = 256 << 10;
 
 pub fn serve(cfg: Config, origin: ConfigOrigin) -> anyhow::Result<()> {
-    let cpus = cfg
-        .server
-        .cores
-        .resolve()
-        .map_err(|e| anyhow::anyhow!("server.cores: {e}"))?;
+    let cpus = cfg.server.cores.resolve()?;
     preflight::check(&cfg, cpus.len())?;
     let listeners =
         crate::net::listener::bind_all(cfg.server.listen, cpus.len(), cfg.server.backlog)?;
@@ -149,7 +145,8 @@ async fn run_core(
     spawn(crate::session::heartbeat::run(core.clone()));
     let listener = listener_from(listener);
     let _ = ready.send(());
-    drain::accept_until_drain(core.clone(), listener).await;
+    spawn(drain::accept(core.clone(), listener));
+    drain::wait_for_drain(&core).await;
     drain::drain_sessions(&core).await;
     tracing::debug!(core = me, "core stopped");
 }

@@ -112,7 +112,7 @@ async fn execute(
             let removed = {
                 let mut subs = s.subscriptions.borrow_mut();
                 subs.iter()
-                    .position(|c| &**c == channel)
+                    .position(|c| **c == *channel)
                     .map(|i| subs.swap_remove(i))
             };
             if removed.is_some() {

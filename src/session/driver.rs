@@ -190,6 +190,7 @@ impl Conn {
 
     /// Sends the disconnect push (protocol-level codes) and the close frame, then closes.
     async fn finish(&mut self, core: &Core, s: &Rc<Session>, d: Disconnect) -> u16 {
+        tracing::debug!(session = s.id, code = d.code, reason = d.reason, "closing");
         // a client-initiated close was already answered in `handle`
         let answered = s.phase.replace(Phase::Closing) == Phase::Closing;
         if d == Disconnect::SLOW {

@@ -82,7 +82,6 @@ mod tests {
                 "close reason must fit a control frame"
             );
         }
-        assert!(!Disconnect::INVALID_TOKEN.reconnect);
-        assert!(Disconnect::SHUTDOWN.reconnect);
+        const { assert!(!Disconnect::INVALID_TOKEN.reconnect && Disconnect::SHUTDOWN.reconnect) };
     }
 }

@@ -82,7 +82,10 @@ allow_client_publish = true
             .arg("serve")
             .arg("--config")
             .arg(&path)
-            .env("RUST_LOG", "info")
+            .env(
+                "RUST_LOG",
+                std::env::var("WS_TEST_RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .envs(o.env.iter().cloned())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -96,7 +99,7 @@ allow_client_publish = true
             let tx = tx.clone();
             std::thread::spawn(move || {
                 for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                    if std::env::var_os("WIRESOCKET_TEST_LOG").is_some() {
+                    if std::env::var_os("WS_TEST_LOG").is_some() {
                         eprintln!("[server] {line}");
                     }
                     if tx.send(line).is_err() {
@@ -311,7 +314,7 @@ pub fn metric_sum(text: &str, name: &str, labels: &[&str]) -> f64 {
     text.lines()
         .filter(|l| !l.starts_with('#'))
         .filter(|l| {
-            let metric = l.split(|c| c == '{' || c == ' ').next().unwrap_or("");
+            let metric = l.split(['{', ' ']).next().unwrap_or("");
             metric == name && labels.iter().all(|lab| l.contains(lab))
         })
         .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
@@ -340,7 +343,21 @@ impl Client {
     }
 
     pub fn open_url(addr: SocketAddr, url: &str) -> Client {
-        let stream = TcpStream::connect(addr).unwrap();
+        Self::open_stream(TcpStream::connect(addr).unwrap(), url)
+    }
+
+    /// Like `connect`, with a small fixed receive buffer (no kernel autotuning), for slow-reader tests.
+    pub fn connect_small_rcvbuf(server: &Server, user: &str, rcvbuf: usize) -> Client {
+        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        s.set_recv_buffer_size(rcvbuf).unwrap();
+        s.connect(&server.addr.into()).unwrap();
+        let mut c = Self::open_stream(s.into(), &server.ws_url());
+        let r = c.call("connect", json!({"token": server.token(user, 3600)}));
+        assert!(r.get("connect").is_some(), "connect failed: {r}");
+        c
+    }
+
+    fn open_stream(stream: TcpStream, url: &str) -> Client {
         stream
             .set_read_timeout(Some(Duration::from_secs(10)))
             .unwrap();
@@ -465,4 +482,120 @@ impl Client {
 
 pub fn close_code(c: CloseCode) -> u16 {
     u16::from(c)
+}
+
+/// A WebSocket client that writes hand-made frames (for malformed-input tests).
+pub struct RawWs {
+    pub stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl RawWs {
+    pub fn open(server: &Server, path: &str) -> RawWs {
+        let mut stream = TcpStream::connect(server.addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let req = format!(
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+            server.addr
+        );
+        stream.write_all(req.as_bytes()).unwrap();
+        let mut buf = Vec::new();
+        let mut byte = [0u8; 1];
+        while !buf.ends_with(b"\r\n\r\n") {
+            assert_eq!(stream.read(&mut byte).unwrap(), 1, "handshake cut short");
+            buf.push(byte[0]);
+        }
+        let head = String::from_utf8_lossy(&buf);
+        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+        RawWs {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
+    /// Writes one masked frame.
+    pub fn frame(&mut self, opcode: u8, fin: bool, payload: &[u8]) {
+        self.stream
+            .write_all(&masked_frame(opcode, fin, payload))
+            .unwrap();
+    }
+
+    pub fn write_raw(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).unwrap();
+    }
+
+    /// Reads one server frame: (opcode, payload). `None` on EOF.
+    pub fn read_frame(&mut self) -> Option<(u8, Vec<u8>)> {
+        loop {
+            if self.buf.len() >= 2 {
+                let len0 = (self.buf[1] & 0x7f) as usize;
+                let (len, hdr) = match len0 {
+                    126 if self.buf.len() >= 4 => {
+                        (u16::from_be_bytes([self.buf[2], self.buf[3]]) as usize, 4)
+                    }
+                    127 if self.buf.len() >= 10 => (
+                        u64::from_be_bytes(self.buf[2..10].try_into().unwrap()) as usize,
+                        10,
+                    ),
+                    126 | 127 => (usize::MAX, 0),
+                    n => (n, 2),
+                };
+                if len != usize::MAX && self.buf.len() >= hdr + len {
+                    let op = self.buf[0] & 0x0f;
+                    let payload = self.buf[hdr..hdr + len].to_vec();
+                    self.buf.drain(..hdr + len);
+                    return Some((op, payload));
+                }
+            }
+            let mut chunk = [0u8; 65536];
+            match self.stream.read(&mut chunk) {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+
+    /// Reads frames until a close frame; returns its code (0 on EOF first).
+    pub fn wait_close_code(&mut self) -> u16 {
+        while let Some((op, payload)) = self.read_frame() {
+            if op == 8 {
+                return if payload.len() >= 2 {
+                    u16::from_be_bytes([payload[0], payload[1]])
+                } else {
+                    1005
+                };
+            }
+        }
+        0
+    }
+}
+
+pub fn masked_frame(opcode: u8, fin: bool, payload: &[u8]) -> Vec<u8> {
+    let mask = [0x12u8, 0x34, 0x56, 0x78];
+    let mut v = vec![opcode | if fin { 0x80 } else { 0 }];
+    match payload.len() {
+        n if n < 126 => v.push(0x80 | n as u8),
+        n if n < 65536 => {
+            v.push(0x80 | 126);
+            v.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            v.push(0x80 | 127);
+            v.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    v.extend_from_slice(&mask);
+    v.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i & 3]));
+    v
+}
+
+/// Polls `cond` for up to 10 s (the server records a close after its client has seen it).
+pub fn wait_for(cond: impl Fn() -> bool) {
+    let until = Instant::now() + Duration::from_secs(10);
+    while !cond() {
+        assert!(Instant::now() < until, "condition not reached in 10 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

@@ -17,14 +17,14 @@ pub(super) async fn connect(
     token: &str,
     out: &mut Vec<u8>,
 ) -> Outcome {
-    let (user, info, expires_at, channels) = if token.is_empty() {
+    let (expires_at, user, info, channels) = if token.is_empty() {
         if !core.cfg.auth.allow_anonymous {
             return Outcome::Disconnect(Disconnect::INVALID_TOKEN);
         }
-        (String::new(), None, None, Vec::new())
+        (None, String::new(), None, Vec::new())
     } else {
         match core.verifier.verify_connect(token) {
-            Ok(c) => (c.user, c.info, c.expire_at.or(c.exp), c.channels),
+            Ok(c) => (c.expires_at(), c.user, c.info, c.channels),
             Err(e) => return token_failure(&e),
         }
     };
@@ -83,7 +83,7 @@ pub(super) fn refresh(
     if claims.user != s.identity.borrow().user {
         return Outcome::Disconnect(Disconnect::INVALID_TOKEN);
     }
-    let expires_at = claims.expire_at.or(claims.exp);
+    let expires_at = claims.expires_at();
     s.identity.borrow_mut().expires_at = expires_at;
     reply::result(out, id, "refresh", |r| {
         r.str("client", &s.client_id()).str("version", VERSION);

@@ -1,0 +1,182 @@
+//! Host measurements shared by every scenario: the monotonic clock that stamps publications,
+//! per-process CPU time and RSS read from `/proc/<pid>/{stat,status}`, kernel socket memory from
+//! `/proc/net/sockstat`, and the `RLIMIT_NOFILE` raise every process does at start.
+//!
+//! Invariant: `mono_ns` is `CLOCK_MONOTONIC`, which on Linux is one clock for all processes of the
+//! machine, so a timestamp taken by the publisher (parent process) can be subtracted from one taken
+//! by a subscriber (worker process).
+
+use serde::{Deserialize, Serialize};
+
+/// Nanoseconds of `CLOCK_MONOTONIC`.
+pub fn mono_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC always exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Clock ticks per second used by `/proc/<pid>/stat` CPU fields.
+pub fn clk_tck() -> u64 {
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let v = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if v > 0 {
+        v as u64
+    } else {
+        100
+    }
+}
+
+/// Raises the soft open-file limit to the hard limit (the machine caps both at 20,000).
+pub fn raise_nofile() -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is a valid rlimit struct for both calls.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+    lim.rlim_cur
+}
+
+/// CPU time and memory of one process at one instant.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub struct ProcSample {
+    /// user + system CPU time in milliseconds since the process started.
+    pub cpu_ms: u64,
+    /// Resident set size (VmRSS) in KiB.
+    pub rss_kb: u64,
+    /// Peak resident set size (VmHWM) in KiB.
+    pub hwm_kb: u64,
+}
+
+/// Samples `/proc/<pid>`; `None` when the process is gone.
+pub fn proc_sample(pid: u32) -> Option<ProcSample> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let ticks = parse_stat_cpu_ticks(&stat)?;
+    Some(ProcSample {
+        cpu_ms: ticks * 1000 / clk_tck(),
+        rss_kb: status_kb(&status, "VmRSS:").unwrap_or(0),
+        hwm_kb: status_kb(&status, "VmHWM:").unwrap_or(0),
+    })
+}
+
+/// Sums a set of processes (the load generator: parent plus its workers).
+pub fn sum_samples(pids: &[u32]) -> ProcSample {
+    pids.iter()
+        .filter_map(|p| proc_sample(*p))
+        .fold(ProcSample::default(), |a, s| ProcSample {
+            cpu_ms: a.cpu_ms + s.cpu_ms,
+            rss_kb: a.rss_kb + s.rss_kb,
+            hwm_kb: a.hwm_kb + s.hwm_kb,
+        })
+}
+
+/// utime + stime (fields 14 and 15) of a `/proc/<pid>/stat` line; the command name may hold
+/// spaces, so fields are counted after the last `)`.
+fn parse_stat_cpu_ticks(stat: &str) -> Option<u64> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // rest starts at field 3 (state): utime is field 14 -> index 11, stime index 12.
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(utime + stime)
+}
+
+fn status_kb(status: &str, key: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with(key))?;
+    line[key.len()..].split_whitespace().next()?.parse().ok()
+}
+
+/// System-wide TCP socket counters from `/proc/net/sockstat`.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct SockStat {
+    pub inuse: u64,
+    pub orphan: u64,
+    pub tw: u64,
+    pub alloc: u64,
+    /// Pages of kernel memory charged to TCP socket buffers (all sockets of the machine).
+    pub mem_pages: u64,
+}
+
+impl SockStat {
+    pub fn mem_bytes(&self) -> u64 {
+        self.mem_pages * page_size()
+    }
+}
+
+pub fn page_size() -> u64 {
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let v = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if v > 0 {
+        v as u64
+    } else {
+        4096
+    }
+}
+
+/// Kernel slab memory of the whole machine (`Slab:` in `/proc/meminfo`), KiB. Socket, file,
+/// epoll and dentry objects of both ends of every connection land here.
+pub fn slab_kb() -> Option<u64> {
+    status_kb(&std::fs::read_to_string("/proc/meminfo").ok()?, "Slab:")
+}
+
+pub fn sockstat() -> Option<SockStat> {
+    parse_sockstat(&std::fs::read_to_string("/proc/net/sockstat").ok()?)
+}
+
+fn parse_sockstat(text: &str) -> Option<SockStat> {
+    let line = text.lines().find(|l| l.starts_with("TCP:"))?;
+    let toks: Vec<&str> = line.split_whitespace().collect();
+    let get = |k: &str| -> u64 {
+        toks.iter()
+            .position(|t| *t == k)
+            .and_then(|i| toks.get(i + 1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    Some(SockStat {
+        inuse: get("inuse"),
+        orphan: get("orphan"),
+        tw: get("tw"),
+        alloc: get("alloc"),
+        mem_pages: get("mem"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_stat_with_spaces_in_name() {
+        let s = "123 (a b) S 1 2 3 4 5 6 7 8 9 10 250 50 0 0 20 0 1 0 100 2000 300";
+        assert_eq!(parse_stat_cpu_ticks(s), Some(300));
+    }
+
+    #[test]
+    fn parses_sockstat() {
+        let t = "sockets: used 10\nTCP: inuse 5 orphan 1 tw 2 alloc 7 mem 33\nUDP: inuse 0 mem 0\n";
+        let s = parse_sockstat(t).unwrap();
+        assert_eq!(
+            (s.inuse, s.orphan, s.tw, s.alloc, s.mem_pages),
+            (5, 1, 2, 7, 33)
+        );
+    }
+
+    #[test]
+    fn own_process_is_sampled() {
+        let s = proc_sample(std::process::id()).unwrap();
+        assert!(s.rss_kb > 0);
+        assert!(mono_ns() > 0);
+        assert!(slab_kb().is_some());
+    }
+}

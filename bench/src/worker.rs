@@ -1,0 +1,183 @@
+//! The `worker` subcommand: one load-generator process holding up to ~15,000 client sockets (the
+//! machine caps open files at 20,000 per process). Runs a single-threaded tokio runtime, starts
+//! its share of clients with a bounded number of handshakes in flight, prints JSON events on
+//! stdout (`events::Event`) and obeys `report` / `stop` lines on stdin.
+//!
+//! Invariant: a worker always ends by itself — on `stop`, on stdin EOF (parent gone) or at
+//! `--deadline-s` — so no run can leave sockets behind.
+
+use crate::client::{self, ClientCfg, Stats};
+use crate::events::Event;
+use crate::net::{parse_src_ips, Target};
+use anyhow::{bail, Result};
+use clap::Args;
+use std::io::Write;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::sync::Semaphore;
+use tokio::time::{interval, sleep, Instant};
+
+/// Sockets one worker may hold (fd cap 20,000 minus headroom).
+pub const MAX_PER_WORKER: u64 = 15_000;
+
+#[derive(Args, Debug, Clone)]
+pub struct WorkerArgs {
+    #[arg(long)]
+    pub url: String,
+    #[arg(long)]
+    pub secret: String,
+    #[arg(long, default_value = "bench")]
+    pub channel: String,
+    #[arg(long)]
+    pub conns: u64,
+    /// Handshakes in flight at once in this worker.
+    #[arg(long, default_value_t = 250)]
+    pub concurrency: usize,
+    #[arg(long)]
+    pub src_ips: Option<String>,
+    /// Index into the source list where this worker starts its round-robin.
+    #[arg(long, default_value_t = 0)]
+    pub ip_offset: usize,
+    #[arg(long, default_value_t = 0)]
+    pub id: usize,
+    /// Number of publish phases to keep histograms for.
+    #[arg(long, default_value_t = 0)]
+    pub phases: usize,
+    /// Hard stop: the worker exits this many seconds after start whatever happens.
+    #[arg(long, default_value_t = 600)]
+    pub deadline_s: u64,
+    #[arg(long, default_value_t = 30)]
+    pub handshake_timeout_s: u64,
+    #[arg(long, default_value_t = 3600)]
+    pub token_ttl_s: u64,
+    /// Read pacing: when > 0 the worker thread sleeps this many µs between event-loop turns so
+    /// socket reads batch up (fewer wake-ups and context switches per delivery, at the price of
+    /// up to this much added latency). 0 = react to every wake-up.
+    #[arg(long, default_value_t = 0)]
+    pub pace_us: u64,
+}
+
+pub fn main(args: WorkerArgs) -> Result<()> {
+    let nofile = crate::sys::raise_nofile();
+    if args.conns > MAX_PER_WORKER || args.conns + 64 > nofile {
+        bail!(
+            "worker asked for {} sockets; limit is {MAX_PER_WORKER} (nofile {nofile})",
+            args.conns
+        );
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&rt, run(args))
+}
+
+fn emit(ev: &Event) {
+    let mut out = std::io::stdout().lock();
+    // The parent reads line by line; a failed write means it is gone and stdin EOF follows.
+    let _ = serde_json::to_writer(&mut out, ev);
+    let _ = out.write_all(b"\n");
+    let _ = out.flush();
+}
+
+async fn run(args: WorkerArgs) -> Result<()> {
+    let started = Instant::now();
+    let hard_deadline = started + Duration::from_secs(args.deadline_s);
+    let cfg = Rc::new(ClientCfg {
+        target: Target::parse(&args.url)?,
+        secret: args.secret.clone(),
+        channel: args.channel.clone(),
+        handshake_timeout: Duration::from_secs(args.handshake_timeout_s),
+        token_ttl_s: args.token_ttl_s,
+        user_prefix: format!("bench-w{}-", args.id),
+    });
+    let ips = match &args.src_ips {
+        Some(spec) => parse_src_ips(spec)?,
+        None => Vec::new(),
+    };
+    let stats = Rc::new(Stats::new(args.phases));
+    let sem = Arc::new(Semaphore::new(args.concurrency.max(1)));
+    {
+        let (cfg, stats, sem) = (cfg.clone(), stats.clone(), sem.clone());
+        let (n, off) = (args.conns, args.ip_offset);
+        tokio::task::spawn_local(async move {
+            for i in 0..n {
+                let Ok(permit) = sem.clone().acquire_owned().await else {
+                    return;
+                };
+                let src = (!ips.is_empty()).then(|| ips[(off + i as usize) % ips.len()]);
+                let (cfg, stats) = (cfg.clone(), stats.clone());
+                tokio::task::spawn_local(
+                    async move { client::run(&cfg, i, src, &stats, permit).await },
+                );
+            }
+        });
+    }
+
+    if args.pace_us > 0 {
+        let pace = Duration::from_micros(args.pace_us);
+        tokio::task::spawn_local(async move {
+            loop {
+                // Deliberately blocks the runtime thread: sockets fill while it sleeps, and the
+                // next turn polls epoll without parking and reads many frames per wake-up.
+                std::thread::sleep(pace);
+                tokio::task::yield_now().await;
+            }
+        });
+    }
+    let mut stdin = BufReader::new(tokio::io::stdin()).lines();
+    let mut tick = interval(Duration::from_secs(2));
+    let mut announced = args.conns == 0;
+    if announced {
+        emit(&ready_event(&args, &stats, started));
+    }
+    loop {
+        tokio::select! {
+            line = stdin.next_line() => match line?.as_deref().map(str::trim) {
+                Some("report") => emit(&Event::Report(Box::new(stats.report(args.id)))),
+                Some("stop") | None => break,
+                Some(other) => eprintln!("worker {}: unknown command {other:?}", args.id),
+            },
+            _ = tick.tick(), if !announced => {
+                let done = stats.ready.get() + stats.failed.get();
+                if done >= args.conns {
+                    announced = true;
+                    emit(&ready_event(&args, &stats, started));
+                } else {
+                    emit(&Event::Progress { id: args.id, ready: stats.ready.get(), failed: stats.failed.get() });
+                }
+            }
+            _ = sleep_until_done(&stats, args.conns), if !announced => {
+                announced = true;
+                emit(&ready_event(&args, &stats, started));
+            }
+            _ = tokio::time::sleep_until(hard_deadline) => {
+                eprintln!("worker {}: deadline {} s reached, reporting and exiting", args.id, args.deadline_s);
+                emit(&Event::Report(Box::new(stats.report(args.id))));
+                break;
+            }
+        }
+    }
+    // Exit without tearing down thousands of tasks one by one; the kernel closes the sockets.
+    std::process::exit(0)
+}
+
+/// Resolves once every attempt has finished (polled every 20 ms: cheap, and precise enough for
+/// time-to-N in seconds).
+async fn sleep_until_done(stats: &Stats, n: u64) {
+    while stats.ready.get() + stats.failed.get() < n {
+        sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn ready_event(args: &WorkerArgs, stats: &Stats, started: Instant) -> Event {
+    Event::Ready {
+        id: args.id,
+        ready: stats.ready.get(),
+        failed: stats.failed.get(),
+        elapsed_ms: started.elapsed().as_millis() as u64,
+        failures: stats.failures(),
+    }
+}

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The whole test suite, on a new machine: installs what the tests need (Node.js
+# and the pinned centrifuge JS SDK for the interop test), then runs every Rust
+# unit and black-box test of the workspace against real servers on 127.0.0.1.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
+command -v npm >/dev/null 2>&1 || need_apt+=(npm)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "installing ${need_apt[*]} from Debian packages"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
+fi
+
+echo "installing the JS interop test's packages (npm ci, pinned by tests/js/package-lock.json)"
+(cd tests/js && npm ci --no-audit --no-fund --loglevel=error)
+
+# glommio needs locked memory for its io_uring rings (512 KiB per core).
+ulimit -l 8192 2>/dev/null || true
+
+cargo test --workspace --locked "$@"

@@ -1,0 +1,267 @@
+//! Unit tests of the configuration tree: defaults, loading (file + env), validation, cores, example.
+//!
+//! Every test that calls `Config::load` runs inside `figment::Jail`, which serialises access to
+//! the process environment and the working directory.
+
+// `Jail::expect_with` closures must return figment's (large) error type; that is figment's API.
+#![allow(clippy::result_large_err)]
+
+use std::path::Path;
+
+use figment::providers::{Format, Toml};
+use figment::{Figment, Jail};
+
+use super::cores::parse_cpu_list;
+use super::*;
+
+fn with_secret() -> Config {
+    let mut config = Config::default();
+    config.auth.hmac_secret = "s3cret".into();
+    config
+}
+
+fn invalid_field(config: &Config) -> &'static str {
+    match config.validate() {
+        Err(ConfigError::Invalid { field, .. }) => field,
+        other => panic!("expected Invalid, got {other:?}"),
+    }
+}
+
+#[test]
+fn defaults_with_a_secret_are_valid() {
+    with_secret().validate().unwrap();
+    let mut anonymous = Config::default();
+    anonymous.auth.allow_anonymous = true;
+    anonymous.validate().unwrap();
+}
+
+#[test]
+fn bare_defaults_need_a_secret() {
+    assert_eq!(invalid_field(&Config::default()), "auth.hmac_secret");
+}
+
+#[test]
+fn validate_names_the_field() {
+    let mut c = with_secret();
+    c.server.retry_after_min_s = 11;
+    assert_eq!(invalid_field(&c), "server.retry_after_min_s");
+    let mut c = with_secret();
+    c.websocket.max_message_bytes = c.websocket.outbound_queue_bytes + 1;
+    assert_eq!(invalid_field(&c), "websocket.max_message_bytes");
+    let mut c = with_secret();
+    c.websocket.ping_interval_ms = 0;
+    assert_eq!(invalid_field(&c), "websocket.ping_interval_ms");
+    let mut c = with_secret();
+    c.auth.algorithms = vec!["RS256".into()];
+    assert_eq!(invalid_field(&c), "auth.algorithms");
+    let mut c = with_secret();
+    c.server.cores = CoresSpec::Count(0);
+    assert_eq!(invalid_field(&c), "server.cores");
+    let mut c = with_secret();
+    c.log.level = "info,=[".into();
+    assert_eq!(invalid_field(&c), "log.level");
+}
+
+#[test]
+fn file_overrides_defaults() {
+    Jail::expect_with(|jail| {
+        jail.create_file(
+            "ws.toml",
+            "[server]\nbacklog = 17\n[log]\nformat = \"json\"\n",
+        )?;
+        let c = Config::load(Some(Path::new("ws.toml"))).unwrap();
+        assert_eq!(c.server.backlog, 17);
+        assert_eq!(c.log.format, LogFormat::Json);
+        assert_eq!(c.websocket, WebsocketConfig::default());
+        Ok(())
+    });
+}
+
+#[test]
+fn unknown_key_in_file_is_rejected() {
+    Jail::expect_with(|jail| {
+        jail.create_file("ws.toml", "[server]\nbogus_knob = 1\n")?;
+        let err = Config::load(Some(Path::new("ws.toml")))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("bogus_knob"), "{err}");
+        jail.create_file("top.toml", "[nonsense]\nx = 1\n")?;
+        let err = Config::load(Some(Path::new("top.toml")))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("nonsense"), "{err}");
+        Ok(())
+    });
+}
+
+#[test]
+fn unknown_key_in_env_is_rejected() {
+    Jail::expect_with(|jail| {
+        jail.set_env("WIRESOCKET_SERVER__BOGUS_KNOB", "1");
+        let err = Config::load(None).unwrap_err().to_string();
+        assert!(err.contains("bogus_knob"), "{err}");
+        Ok(())
+    });
+}
+
+#[test]
+fn missing_explicit_file_is_an_error() {
+    Jail::expect_with(|_| {
+        let err = Config::load(Some(Path::new("absent.toml"))).unwrap_err();
+        assert!(matches!(err, ConfigError::FileNotFound(_)), "{err}");
+        Ok(())
+    });
+}
+
+#[test]
+fn env_overrides_file_and_defaults() {
+    Jail::expect_with(|jail| {
+        jail.create_file(
+            "ws.toml",
+            "[server]\nlisten = \"127.0.0.1:7000\"\nbacklog = 5\n",
+        )?;
+        jail.set_env("WIRESOCKET_CONFIG", "/not/a/field.toml");
+        jail.set_env("WIRESOCKET_SERVER__LISTEN", "0.0.0.0:9000");
+        jail.set_env("WIRESOCKET_SERVER__CORES", "2");
+        jail.set_env("WIRESOCKET_AUTH__HMAC_SECRET", "12345");
+        jail.set_env("WIRESOCKET_AUTH__ALGORITHMS", "HS256,HS512");
+        jail.set_env("WIRESOCKET_AUTH__AUDIENCE", "app");
+        jail.set_env("WIRESOCKET_API__KEY", "1e10");
+        jail.set_env("WIRESOCKET_CHANNELS__ALLOW_CLIENT_PUBLISH", "true");
+        let c = Config::load(Some(Path::new("ws.toml"))).unwrap();
+        assert_eq!(c.server.listen, "0.0.0.0:9000".parse().unwrap());
+        assert_eq!(c.server.backlog, 5);
+        assert_eq!(c.server.cores, CoresSpec::Count(2));
+        assert_eq!(c.auth.hmac_secret, "12345");
+        assert_eq!(c.auth.algorithms, ["HS256", "HS512"]);
+        assert_eq!(c.auth.audience.as_deref(), Some("app"));
+        assert_eq!(c.api.key, "1e10");
+        assert!(c.channels.allow_client_publish);
+        c.validate().unwrap();
+        Ok(())
+    });
+}
+
+#[test]
+fn env_list_syntax_for_cores() {
+    Jail::expect_with(|jail| {
+        jail.set_env("WIRESOCKET_SERVER__CORES", "[0, 1]");
+        assert_eq!(
+            Config::load(None).unwrap().server.cores,
+            CoresSpec::List(vec![0, 1])
+        );
+        jail.set_env("WIRESOCKET_SERVER__CORES", "all");
+        assert_eq!(Config::load(None).unwrap().server.cores, CoresSpec::All);
+        Ok(())
+    });
+}
+
+fn cores_from_toml(value: &str) -> Result<CoresSpec, figment::Error> {
+    let config: Config = Figment::new()
+        .merge(Toml::string(&format!("[server]\ncores = {value}\n")))
+        .extract()?;
+    Ok(config.server.cores)
+}
+
+#[test]
+fn cores_spec_parses_all_count_and_list() {
+    assert_eq!(cores_from_toml("\"all\"").unwrap(), CoresSpec::All);
+    assert_eq!(cores_from_toml("2").unwrap(), CoresSpec::Count(2));
+    assert_eq!(
+        cores_from_toml("[0, 1]").unwrap(),
+        CoresSpec::List(vec![0, 1])
+    );
+    assert!(cores_from_toml("\"most\"").is_err());
+    assert!(cores_from_toml("-1").is_err());
+    assert!(cores_from_toml("[\"a\"]").is_err());
+}
+
+#[test]
+fn cores_spec_resolves_against_usable_cpus() {
+    let usable = [0, 1, 2, 3];
+    assert_eq!(CoresSpec::All.resolve_among(&usable).unwrap(), usable);
+    assert_eq!(CoresSpec::Count(2).resolve_among(&usable).unwrap(), [0, 1]);
+    assert_eq!(
+        CoresSpec::List(vec![3, 1]).resolve_among(&usable).unwrap(),
+        [3, 1]
+    );
+    assert!(CoresSpec::Count(0).resolve_among(&usable).is_err());
+    assert!(CoresSpec::Count(5).resolve_among(&usable).is_err());
+    assert!(CoresSpec::List(vec![]).resolve_among(&usable).is_err());
+    assert!(CoresSpec::List(vec![4]).resolve_among(&usable).is_err());
+    assert!(CoresSpec::List(vec![1, 1]).resolve_among(&usable).is_err());
+    assert!(CoresSpec::All.resolve_among(&[]).is_err());
+    assert!(!CoresSpec::All.resolve().unwrap().is_empty());
+}
+
+#[test]
+fn cpu_list_format() {
+    assert_eq!(
+        parse_cpu_list("0-3,5,7-8\n"),
+        Some(vec![0, 1, 2, 3, 5, 7, 8])
+    );
+    assert_eq!(parse_cpu_list("0"), Some(vec![0]));
+    assert_eq!(parse_cpu_list("3-1"), None);
+    assert_eq!(parse_cpu_list("x"), None);
+}
+
+#[test]
+fn example_parses_back_to_defaults() {
+    let text = example_toml("the-secret", "the-key");
+    let parsed: Config = Figment::new().merge(Toml::string(&text)).extract().unwrap();
+    let mut expected = Config::default();
+    expected.auth.hmac_secret = "the-secret".into();
+    expected.api.key = "the-key".into();
+    assert_eq!(parsed, expected);
+    parsed.validate().unwrap();
+    for section in SECTIONS {
+        assert!(
+            text.contains(&format!("\n[{}]\n", section.key)),
+            "{}",
+            section.key
+        );
+        for field in section.fields {
+            assert!(
+                text.contains(&format!("\n{} = ", field.name))
+                    || text.contains(&format!("# {} = ", field.name))
+            );
+        }
+    }
+}
+
+/// Drift guard: each field's doc states its default, as the TOML value (ignoring `_` and quotes).
+#[test]
+fn docs_state_the_defaults() {
+    let values = toml::Table::try_from(Config::default()).unwrap();
+    let norm = |s: &str| s.replace(['_', '"'], "");
+    for section in SECTIONS {
+        for field in section.fields {
+            let doc = norm(&field.doc.concat());
+            assert!(
+                doc.contains("Default:"),
+                "{}.{} has no default in its doc",
+                section.key,
+                field.name
+            );
+            if let Some(value) = values[section.key].get(field.name) {
+                let value = norm(&value.to_string());
+                assert!(
+                    doc.contains(&value),
+                    "{}.{}: doc lacks {value}",
+                    section.key,
+                    field.name
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn string_fields_are_detected_for_env() {
+    assert!(env::is_string_field("auth.hmac_secret"));
+    assert!(env::is_string_field("auth.audience"));
+    assert!(env::is_string_field("api.key"));
+    assert!(!env::is_string_field("server.cores"));
+    assert!(!env::is_string_field("auth.algorithms"));
+    assert!(!env::is_string_field("nope.key"));
+}

@@ -1,0 +1,185 @@
+//! Value checks for a loaded [`Config`]: ranges, cross-field consistency, known algorithms.
+//!
+//! Called by the CLI after loading (and after it injects dev secrets), before anything starts;
+//! `check-config` reports its verdict. Invariant: a config that passes can be handed to the
+//! runtime without further checks except `server.cores`, which `CoresSpec::resolve` checks
+//! against the machine. Every error names the offending field by its dotted key.
+
+use super::{
+    ApiConfig, AuthConfig, ChannelsConfig, Config, ConfigError, EngineConfig, LogConfig,
+    MeshConfig, ServerConfig, WebsocketConfig,
+};
+
+/// Token algorithms the verifier implements today.
+pub const SUPPORTED_ALGORITHMS: &[&str] = &["HS256", "HS384", "HS512"];
+
+/// Largest accepted `auth.leeway_s` (one day): more would make `exp` meaningless.
+const MAX_LEEWAY_S: u64 = 86_400;
+
+impl Config {
+    /// Checks every section; returns the first problem found, naming its field.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.server.validate()?;
+        self.websocket.validate()?;
+        self.auth.validate()?;
+        self.api.validate()?;
+        self.channels.validate()?;
+        self.engine.validate()?;
+        self.mesh.validate()?;
+        self.log.validate()
+    }
+}
+
+fn positive(field: &'static str, value: u64) -> Result<(), ConfigError> {
+    if value == 0 {
+        return Err(ConfigError::invalid(field, "must be greater than 0"));
+    }
+    Ok(())
+}
+
+impl ServerConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.cores.check_shape()?;
+        positive("server.backlog", self.backlog.into())?;
+        positive("server.max_connections", self.max_connections as u64)?;
+        positive("server.header_timeout_ms", self.header_timeout_ms)?;
+        positive("server.max_header_bytes", self.max_header_bytes as u64)?;
+        positive("server.max_body_bytes", self.max_body_bytes as u64)?;
+        positive("server.retry_after_max_s", self.retry_after_max_s.into())?;
+        positive("server.ring_depth", self.ring_depth as u64)?;
+        if self.retry_after_min_s > self.retry_after_max_s {
+            return Err(ConfigError::invalid(
+                "server.retry_after_min_s",
+                format!(
+                    "{} is above server.retry_after_max_s ({})",
+                    self.retry_after_min_s, self.retry_after_max_s
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl WebsocketConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        positive("websocket.max_message_bytes", self.max_message_bytes as u64)?;
+        positive(
+            "websocket.outbound_queue_bytes",
+            self.outbound_queue_bytes as u64,
+        )?;
+        positive("websocket.write_timeout_ms", self.write_timeout_ms)?;
+        positive("websocket.ping_interval_ms", self.ping_interval_ms)?;
+        positive("websocket.pong_timeout_ms", self.pong_timeout_ms)?;
+        positive("websocket.read_buffer_bytes", self.read_buffer_bytes as u64)?;
+        positive("websocket.buffer_pool_size", self.buffer_pool_size as u64)?;
+        if self.max_message_bytes > self.outbound_queue_bytes {
+            return Err(ConfigError::invalid(
+                "websocket.max_message_bytes",
+                format!(
+                    "{} is above websocket.outbound_queue_bytes ({}): one message must fit the queue",
+                    self.max_message_bytes, self.outbound_queue_bytes
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl AuthConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.algorithms.is_empty() {
+            return Err(ConfigError::invalid("auth.algorithms", "list is empty"));
+        }
+        if let Some(alg) = self
+            .algorithms
+            .iter()
+            .find(|a| !SUPPORTED_ALGORITHMS.contains(&a.as_str()))
+        {
+            return Err(ConfigError::invalid(
+                "auth.algorithms",
+                format!("unsupported algorithm {alg:?} (supported: {SUPPORTED_ALGORITHMS:?})"),
+            ));
+        }
+        let needs_secret = self.algorithms.iter().any(|a| a.starts_with("HS"));
+        if needs_secret && self.hmac_secret.is_empty() && !self.allow_anonymous {
+            return Err(ConfigError::invalid(
+                "auth.hmac_secret",
+                "empty, but HS* algorithms are allowed and allow_anonymous is false: no client could connect",
+            ));
+        }
+        if self.audience.as_deref() == Some("") {
+            return Err(ConfigError::invalid(
+                "auth.audience",
+                "empty string (omit it to disable the check)",
+            ));
+        }
+        if self.issuer.as_deref() == Some("") {
+            return Err(ConfigError::invalid(
+                "auth.issuer",
+                "empty string (omit it to disable the check)",
+            ));
+        }
+        if self.leeway_s > MAX_LEEWAY_S {
+            return Err(ConfigError::invalid(
+                "auth.leeway_s",
+                format!("{} exceeds the maximum of {MAX_LEEWAY_S}", self.leeway_s),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl ApiConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.key.trim() != self.key {
+            return Err(ConfigError::invalid(
+                "api.key",
+                "has leading or trailing whitespace",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl ChannelsConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.private_prefix.is_empty() {
+            return Err(ConfigError::invalid(
+                "channels.private_prefix",
+                "empty: every channel would be private",
+            ));
+        }
+        positive(
+            "channels.max_channel_length",
+            self.max_channel_length as u64,
+        )?;
+        positive(
+            "channels.max_subscriptions_per_client",
+            self.max_subscriptions_per_client as u64,
+        )
+    }
+}
+
+impl EngineConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.history_size > 0 {
+            positive("engine.history_ttl_s", self.history_ttl_s)?;
+        }
+        Ok(())
+    }
+}
+
+impl MeshConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        positive("mesh.channel_capacity", self.channel_capacity as u64)?;
+        positive("mesh.pending_limit", self.pending_limit as u64)
+    }
+}
+
+impl LogConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        tracing_subscriber::EnvFilter::try_new(&self.level)
+            .map(drop)
+            .map_err(|e| ConfigError::invalid("log.level", e.to_string()))
+    }
+}

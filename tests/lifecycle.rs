@@ -1,0 +1,224 @@
+//! Connection lifecycle over real sockets: heartbeats and the pong timeout,
+//! slow consumers cut off with bounded server memory, the per-node connection
+//! limit with jittered Retry-After, and graceful shutdown with 3001.
+
+mod common;
+
+use common::{http, wait_for, Client, Overrides, Server};
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+#[test]
+fn heartbeat_pings_and_closes_3012_without_pong() {
+    let server = Server::start_with(&Overrides {
+        websocket: "ping_interval_ms = 300\npong_timeout_ms = 300".into(),
+        ..Default::default()
+    });
+    // a client that answers pings stays connected through many intervals
+    let (mut alive, result) = Client::connect(&server, "alive");
+    assert_eq!(
+        result["ping"], 1,
+        "ping is reported in whole seconds, rounded up"
+    );
+    let (mut silent, _) = Client::connect(&server, "silent");
+    let mut pings = 0;
+    let until = Instant::now() + Duration::from_millis(2000);
+    while Instant::now() < until {
+        let v = alive
+            .recv()
+            .expect("the answering client must stay connected");
+        if v == json!({}) {
+            pings += 1;
+            alive.send_text("{}");
+        }
+    }
+    assert!(pings >= 3, "expected several pings, got {pings}");
+    // the silent one saw pings too, never answered, and was closed with 3012
+    let mut saw_ping = false;
+    let code = loop {
+        match silent.recv() {
+            Ok(v) if v == json!({}) => saw_ping = true,
+            Ok(_) => {}
+            Err(common::Ended::Closed(code, reason)) => {
+                assert_eq!(reason, "no pong");
+                break code;
+            }
+            Err(e) => panic!("{e:?}"),
+        }
+    };
+    assert!(saw_ping);
+    assert_eq!(code, 3012);
+    wait_for(|| server.metric_sum("wiresocket_disconnects_total", &["code=\"3012\""]) == 1.0);
+}
+
+#[test]
+fn client_that_never_connects_is_closed_stale() {
+    let server = Server::start_with(&Overrides {
+        server: "header_timeout_ms = 400".into(),
+        ..Default::default()
+    });
+    let mut c = Client::open(&server);
+    assert_eq!(c.wait_close().0, 3502);
+}
+
+#[test]
+fn slow_consumer_is_cut_off_and_memory_stays_bounded() {
+    let server = Server::start_with(&Overrides {
+        websocket: "outbound_queue_bytes = 262144".into(),
+        ..Default::default()
+    });
+    let mut slow = Client::connect_small_rcvbuf(&server, "slow", 8192);
+    slow.subscribe("firehose");
+    let (mut fast, _) = Client::connect(&server, "fast");
+    fast.subscribe("firehose");
+    let rss_before = server.rss_kib();
+    let payload = "x".repeat(16 * 1024);
+    let total = 1500; // 24 MiB published; the slow client reads nothing
+    let fast_reader = std::thread::spawn(move || {
+        let mut got = 0;
+        while got < total {
+            let (_, p) = fast.next_pub();
+            assert_eq!(
+                p["offset"].as_u64(),
+                Some(got as u64 + 1),
+                "the fast reader missed nothing"
+            );
+            got += 1;
+        }
+        got
+    });
+    for _ in 0..total {
+        let (status, _) = server.api(
+            "publish",
+            json!({"channel": "firehose", "data": {"p": payload}}),
+        );
+        assert_eq!(status, 200);
+    }
+    assert_eq!(fast_reader.join().unwrap(), total);
+    let rss_after = server.rss_kib();
+    // Bounded: the slow client's queue is capped at 256 KiB; 24 MiB went through the server.
+    assert!(
+        rss_after < rss_before + 12 * 1024,
+        "server RSS grew from {rss_before} KiB to {rss_after} KiB"
+    );
+    // The slow client reads what the kernel buffered, then the 3008 close (or EOF, when it
+    // starts reading after the server's bounded close-write gave up).
+    let (code, reason) = slow.wait_close();
+    assert!(
+        code == 3008 && reason == "slow" || code == 0,
+        "slow client ended with {code} {reason}"
+    );
+    wait_for(|| server.metric_sum("wiresocket_disconnects_total", &["code=\"3008\""]) == 1.0);
+    assert_eq!(
+        server.metric_sum("wiresocket_slow_consumer_disconnects_total", &[]),
+        1.0
+    );
+}
+
+#[test]
+fn connection_limit_refuses_with_503_and_jittered_retry_after() {
+    let server = Server::start_with(&Overrides {
+        server: "max_connections = 2\nretry_after_min_s = 2\nretry_after_max_s = 9".into(),
+        ..Default::default()
+    });
+    let (_a, _) = Client::connect(&server, "a");
+    let (_b, _) = Client::connect(&server, "b");
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..12 {
+        let r = common::raw_http(
+            server.addr,
+            b"GET /connection/websocket HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        );
+        assert!(r.starts_with("HTTP/1.1 503"), "{r}");
+        let secs: u32 = r
+            .lines()
+            .find_map(|l| l.strip_prefix("Retry-After: "))
+            .expect("Retry-After header")
+            .trim()
+            .parse()
+            .unwrap();
+        assert!((2..=9).contains(&secs), "{secs}");
+        seen.insert(secs);
+    }
+    assert!(seen.len() > 1, "Retry-After is jittered: {seen:?}");
+    let (status, body) = http(server.addr, "GET", "/health", &[], "");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("shedding"));
+    assert_eq!(
+        server.metric_sum("wiresocket_connections_refused_total", &[]),
+        12.0
+    );
+}
+
+#[test]
+fn shutdown_sends_3001_to_every_client_and_exits_0() {
+    let mut server = Server::start_with(&Overrides {
+        drain_window_ms: Some(1000),
+        ..Default::default()
+    });
+    let mut clients: Vec<Client> = (0..6)
+        .map(|i| Client::connect(&server, &format!("u{i}")).0)
+        .collect();
+    server.sigterm();
+    std::thread::sleep(Duration::from_millis(150));
+    assert_eq!(
+        http(server.addr, "GET", "/health", &[], "").0,
+        503,
+        "health turns 503 while draining"
+    );
+    let started = Instant::now();
+    let mut close_times = Vec::new();
+    for c in clients.iter_mut() {
+        let mut got_push = false;
+        let (code, reason) = loop {
+            match c.recv() {
+                Ok(v) => {
+                    if v["push"]["disconnect"]["code"] == 3001 {
+                        assert_eq!(v["push"]["disconnect"]["reconnect"], true);
+                        got_push = true;
+                    }
+                }
+                Err(common::Ended::Closed(code, reason)) => break (code, reason),
+                Err(e) => panic!("{e:?}"),
+            }
+        };
+        assert!(got_push, "disconnect push before the close frame");
+        assert_eq!((code, reason.as_str()), (3001, "shutdown"));
+        close_times.push(started.elapsed());
+    }
+    let status = server
+        .wait_exit(Duration::from_secs(10))
+        .expect("server exits after draining");
+    assert!(status.success(), "{status:?}");
+    // the disconnects were spread over the window, not all at once
+    let spread = close_times
+        .iter()
+        .max()
+        .unwrap()
+        .saturating_sub(*close_times.iter().min().unwrap());
+    assert!(
+        spread >= Duration::from_millis(300),
+        "closes spread over the drain window: {close_times:?}"
+    );
+}
+
+#[test]
+fn second_signal_exits_at_once() {
+    let mut server = Server::start_with(&Overrides {
+        drain_window_ms: Some(60_000),
+        ..Default::default()
+    });
+    let _clients: Vec<Value> = (0..3)
+        .map(|i| Client::connect(&server, &format!("u{i}")).1)
+        .collect();
+    let _keep: Vec<Client> = (0..3)
+        .map(|i| Client::connect(&server, &format!("k{i}")).0)
+        .collect();
+    server.sigterm();
+    std::thread::sleep(Duration::from_millis(200));
+    server.sigterm();
+    let status = server
+        .wait_exit(Duration::from_secs(5))
+        .expect("exits without waiting for the window");
+    assert_eq!(status.code(), Some(1));
+}
