@@ -8,6 +8,7 @@
 #      DRAIN (3 s after each rate) SRC_IPS (127.0.0.2-127.0.0.200) PORT (random free)
 #       SKIP_BUILD=1 (use existing binaries) SERVER_BIN BENCH_BIN CARGO_TARGET_DIR
 #       ONLY (all | idle | fanout) PROCS (0 = auto) PAYLOAD_BYTES (0) PACE_US (0 = off)
+#       WAIT_IDLE_S (0: seconds to wait for the machine to go idle before starting)
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -72,6 +73,17 @@ pick_port() {
   log "no free port found"; exit 1
 }
 
+# machine_busy_pct: CPU busy over 2 s, % of one core (all processes); the benchmark assumes an
+# otherwise idle machine, so a busy one is reported in the results header.
+machine_busy_pct() {
+  local a b
+  a=$(awk '/^cpu /{print $2+$3+$4+$7+$8+$9, $2+$3+$4+$5+$6+$7+$8+$9}' /proc/stat)
+  sleep 2
+  b=$(awk '/^cpu /{print $2+$3+$4+$7+$8+$9, $2+$3+$4+$5+$6+$7+$8+$9}' /proc/stat)
+  awk -v a="$a" -v b="$b" -v n="$(nproc)" 'BEGIN{split(a,x," ");split(b,y," ");
+    printf "%.0f", (y[2]>x[2]) ? 100*n*(y[1]-x[1])/(y[2]-x[2]) : 0}'
+}
+
 SECRET=$(rand_hex 24)
 API_KEY=$(rand_hex 16)
 
@@ -101,7 +113,7 @@ TOML
   "$SERVER_BIN" serve --config "$cfg" >"$WORK/server-$label.log" 2>&1 &
   SERVER_PID=$!
   for _ in $(seq 1 150); do
-    if grep -q "wiresocket listening on" "$WORK/server-$label.log"; then
+    if grep -qs "wiresocket listening on" "$WORK/server-$label.log"; then
       BASE="127.0.0.1:$port"
       log "server ($cores core(s), pid $SERVER_PID) listening on $BASE"
       sleep 1 # let the baseline RSS settle before it is sampled
@@ -123,6 +135,18 @@ for bin in "$SERVER_BIN" "$BENCH_BIN"; do
 done
 ulimit -n "$(ulimit -Hn)"
 mkdir -p "$RESULTS"
+BUSY_BEFORE=$(machine_busy_pct)
+waited=0
+while ((BUSY_BEFORE > 20 && waited < ${WAIT_IDLE_S:-0})); do
+  log "machine ${BUSY_BEFORE}% busy; waiting for it to go idle (${waited}/${WAIT_IDLE_S} s)"
+  sleep 8
+  waited=$((waited + 10))
+  BUSY_BEFORE=$(machine_busy_pct)
+done
+if ((BUSY_BEFORE > 20)); then
+  log "WARNING: machine already ${BUSY_BEFORE}% busy (of $(nproc)00%) before the benchmark; results will be skewed"
+  ps -eo pcpu,pid,etime,comm --sort=-pcpu | head -n 4 >&2
+fi
 
 report_args=()
 idle_timeout=$((HOLD + 300))
@@ -159,6 +183,7 @@ commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo "uncommitted"
   --meta "date=$(date -u +%Y-%m-%dT%H:%M:%SZ)" --meta "commit=$commit" \
   --meta "machine=$(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), kernel $(uname -r)" \
   --meta "params=CONNS=$CONNS SUBS=$SUBS RATES=$RATES SECS=$SECS HOLD=$HOLD PAYLOAD_BYTES=$PAYLOAD_BYTES PACE_US=$PACE_US SRC_IPS=$SRC_IPS" \
+  --meta "machine busy before run=${BUSY_BEFORE}% of one core (other processes; 0-5 is idle)" \
   --meta "server=$SERVER_BIN (fresh process per run; idle and fan-out-2 with cores=2, fan-out-1 with cores=1)" \
   --out-json "$RESULTS/engine-$STAMP.json" --out-md "$RESULTS/engine-$STAMP.md"
 log "wrote $RESULTS/engine-$STAMP.json and $RESULTS/engine-$STAMP.md"

@@ -48,7 +48,7 @@ pub struct FanoutArgs {
     pub server_pid: Option<u32>,
     #[arg(long, default_value_t = 500)]
     pub concurrency: usize,
-    /// Keep-alive HTTP connections used by the publisher (0 = automatic: rate/250, 2..64).
+    /// Keep-alive HTTP connections used by the publisher (0 = automatic: rate/50, 2..128).
     #[arg(long, default_value_t = 0)]
     pub pub_conns: usize,
     /// Extra filler bytes per publication.
@@ -70,6 +70,7 @@ struct PhaseWindow {
     publish: crate::publisher::PhaseResult,
     lg_cpu_ms: u64,
     srv_cpu_ms: Option<u64>,
+    machine_pct: Option<f64>,
 }
 
 pub async fn run(a: FanoutArgs) -> Result<Value> {
@@ -131,14 +132,16 @@ pub async fn run(a: FanoutArgs) -> Result<Value> {
     for (i, &rate) in a.rates.iter().enumerate() {
         let lg0 = sys::sum_samples(&pids);
         let srv0 = a.server_pid.and_then(proc_sample);
+        let m0 = sys::machine_ticks();
         let conns = if a.pub_conns == 0 {
-            (rate / 250).clamp(2, 64) as usize
+            (rate / 50).clamp(2, 128) as usize
         } else {
             a.pub_conns
         };
         let publish = run_phase(cfg.clone(), conns, i as u32, rate, a.secs_per_rate).await;
         let lg1 = sys::sum_samples(&pids);
         let srv1 = a.server_pid.and_then(proc_sample);
+        let machine_pct = sys::machine_busy_pct(m0, sys::machine_ticks());
         eprintln!(
             "  phase {i}: {rate}/s target, {} ok, {} failed, {} skipped in {:.1} s",
             publish.ok,
@@ -154,6 +157,7 @@ pub async fn run(a: FanoutArgs) -> Result<Value> {
             srv_cpu_ms: srv0
                 .zip(srv1)
                 .map(|(b, a)| a.cpu_ms.saturating_sub(b.cpu_ms)),
+            machine_pct,
         });
         tokio::time::sleep(Duration::from_secs_f64(a.drain_s)).await;
     }
@@ -227,6 +231,7 @@ fn phase_json(i: usize, w: &PhaseWindow, reports: &[Report], subs: u64, secs: f6
         "latency_us": summarize(&h),
         "publish_rtt_us": summarize(&p.rtt),
         "loadgen_cpu_pct": w.lg_cpu_ms as f64 / 10.0 / pub_wall.max(1e-9),
+        "machine_cpu_pct": w.machine_pct,
         "server_cpu_pct": w.srv_cpu_ms.map(|c| c as f64 / 10.0 / pub_wall.max(1e-9)),
     })
 }
@@ -235,7 +240,7 @@ fn phase_json(i: usize, w: &PhaseWindow, reports: &[Report], subs: u64, secs: f6
 pub fn summary(v: &Value) -> String {
     let mut s = format!(
         "fanout: {} / {} subscribers ready ({} failed) in {} ms\n\
-         {:>8} {:>9} {:>11} {:>12} {:>12} {:>7} {:>8} {:>8} {:>8} {:>8} {:>8} {:>7} {:>7}\n",
+         {:>8} {:>9} {:>11} {:>12} {:>12} {:>7} {:>8} {:>8} {:>8} {:>8} {:>8} {:>7} {:>7} {:>7}\n",
         v["subs_ready"],
         v["subs_requested"],
         v["handshake_failures"],
@@ -252,13 +257,14 @@ pub fn summary(v: &Value) -> String {
         "p999us",
         "maxus",
         "lgCPU%",
-        "svCPU%"
+        "svCPU%",
+        "mCPU%"
     );
     for p in v["phases"].as_array().into_iter().flatten() {
         let l = &p["latency_us"];
         let num = |x: &Value| x.as_f64().map_or("n/a".into(), |x| format!("{x:.0}"));
         s.push_str(&format!(
-            "{:>8} {:>9.0} {:>11.0} {:>12} {:>12} {:>7.2} {:>8} {:>8} {:>8} {:>8} {:>8} {:>7} {:>7}\n",
+            "{:>8} {:>9.0} {:>11.0} {:>12} {:>12} {:>7.2} {:>8} {:>8} {:>8} {:>8} {:>8} {:>7} {:>7} {:>7}\n",
             p["rate_target"].to_string(),
             p["achieved_pub_rate"].as_f64().unwrap_or(0.0),
             p["deliveries_per_s"].as_f64().unwrap_or(0.0),
@@ -272,6 +278,7 @@ pub fn summary(v: &Value) -> String {
             l["max_us"].to_string(),
             num(&p["loadgen_cpu_pct"]),
             num(&p["server_cpu_pct"]),
+            num(&p["machine_cpu_pct"]),
         ));
     }
     s.push_str(&format!(

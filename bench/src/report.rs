@@ -120,8 +120,9 @@ fn markdown(doc: &Value) -> String {
     }
     s.push_str(
         "\n## Reading this\n\n\
-         - Server and load generator share the same 2 cores: when loadgen CPU% is high (200% = both \
-         cores), the numbers measure the machine, not the server alone.\n\
+         - Server and load generator share the same 2 cores. CPU columns are % of one core (200 % = \
+         the whole machine); machine CPU % is all processes incl. kernel softirq work. When it is \
+         near 200 %, the numbers measure the machine, not the server alone.\n\
          - Latency is publish (HTTP request sent) -> delivery (frame parsed by the subscriber), \
          CLOCK_MONOTONIC across processes; it includes the subscriber's own scheduling delay.\n\
          - Kernel TCP memory is system-wide and counts both ends of each loopback connection.\n\
@@ -204,15 +205,15 @@ fn fanout_md(s: &mut String, cores: &str, f: &Value) {
         s,
         "\n## Fan-out, server cores = {cores}\n\n{} of {} subscribers on one channel ({} handshake failures), \
          {} s per rate, publisher over HTTP API keep-alive.\n\n\
-         | target pub/s | achieved pub/s | deliveries/s | expected | received | loss % | p50 µs | p90 µs | p99 µs | p99.9 µs | max µs | loadgen CPU % | server CPU % |\n\
-         |---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+         | target pub/s | achieved pub/s | deliveries/s | expected | received | loss % | p50 µs | p90 µs | p99 µs | p99.9 µs | max µs | loadgen CPU % | server CPU % | machine CPU % |\n\
+         |---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
         f["subs_ready"], f["subs_requested"], f["handshake_failures"], f["secs_per_rate"]
     );
     for p in phases(f) {
         let l = &p["latency_us"];
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             p["rate_target"],
             n(&p["achieved_pub_rate"], 0),
             n(&p["deliveries_per_s"], 0),
@@ -225,7 +226,8 @@ fn fanout_md(s: &mut String, cores: &str, f: &Value) {
             l["p999_us"],
             l["max_us"],
             n(&p["loadgen_cpu_pct"], 0),
-            n(&p["server_cpu_pct"], 0)
+            n(&p["server_cpu_pct"], 0),
+            n(&p["machine_cpu_pct"], 0)
         );
     }
     let _ = writeln!(

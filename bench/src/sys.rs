@@ -96,6 +96,31 @@ fn status_kb(status: &str, key: &str) -> Option<u64> {
     line[key.len()..].split_whitespace().next()?.parse().ok()
 }
 
+/// Machine-wide CPU ticks from the first line of `/proc/stat`: (busy, total), all cores.
+pub fn machine_ticks() -> Option<(u64, u64)> {
+    let text = std::fs::read_to_string("/proc/stat").ok()?;
+    parse_cpu_line(text.lines().next()?)
+}
+
+fn parse_cpu_line(line: &str) -> Option<(u64, u64)> {
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|t| t.parse().ok())
+        .collect();
+    let total: u64 = v.iter().take(8).sum();
+    // idle + iowait are not busy.
+    let idle = v.get(3)? + v.get(4).copied().unwrap_or(0);
+    Some((total - idle, total))
+}
+
+/// Machine CPU busy between two `machine_ticks` samples, in % of one core (100 × cores max).
+pub fn machine_busy_pct(a: Option<(u64, u64)>, b: Option<(u64, u64)>) -> Option<f64> {
+    let ((b0, t0), (b1, t1)) = (a?, b?);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    (t1 > t0).then(|| 100.0 * cores * (b1 - b0) as f64 / (t1 - t0) as f64)
+}
+
 /// System-wide TCP socket counters from `/proc/net/sockstat`.
 #[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct SockStat {
@@ -160,6 +185,15 @@ mod tests {
     fn parses_stat_with_spaces_in_name() {
         let s = "123 (a b) S 1 2 3 4 5 6 7 8 9 10 250 50 0 0 20 0 1 0 100 2000 300";
         assert_eq!(parse_stat_cpu_ticks(s), Some(300));
+    }
+
+    #[test]
+    fn parses_proc_stat_cpu_line() {
+        assert_eq!(
+            parse_cpu_line("cpu  10 0 5 80 5 0 0 0 0 0"),
+            Some((15, 100))
+        );
+        assert!(machine_ticks().is_some());
     }
 
     #[test]

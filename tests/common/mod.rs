@@ -327,6 +327,8 @@ pub struct Client {
     next_id: u32,
     /// Messages received but not yet consumed (pushes that arrived while waiting for a reply).
     pub pending: std::collections::VecDeque<Value>,
+    /// Objects of the last frame not yet looked at (a frame may carry several).
+    wire: std::collections::VecDeque<Value>,
 }
 
 /// How a connection ended, as seen by the client.
@@ -366,6 +368,7 @@ impl Client {
             ws,
             next_id: 0,
             pending: Default::default(),
+            wire: Default::default(),
         }
     }
 
@@ -395,7 +398,7 @@ impl Client {
         self.send_text(&cmd.to_string());
         loop {
             let v = self
-                .recv()
+                .recv_wire()
                 .unwrap_or_else(|e| panic!("no reply to {method}: {e:?}"));
             if v.get("id").and_then(Value::as_u64) == Some(id as u64) {
                 return v;
@@ -413,21 +416,27 @@ impl Client {
         r
     }
 
-    /// Next JSON object from the server (a frame may carry several, newline-separated).
+    /// Next JSON object from the server: stashed ones first, then the wire.
     pub fn recv(&mut self) -> Result<Value, Ended> {
-        if let Some(v) = self.pending.pop_front() {
+        match self.pending.pop_front() {
+            Some(v) => Ok(v),
+            None => self.recv_wire(),
+        }
+    }
+
+    /// Next JSON object off the wire (a frame may carry several, newline-separated).
+    fn recv_wire(&mut self) -> Result<Value, Ended> {
+        if let Some(v) = self.wire.pop_front() {
             return Ok(v);
         }
         loop {
             match self.ws.read() {
                 Ok(Message::Text(t)) => {
-                    let mut it = t.as_str().split('\n').filter(|s| !s.trim().is_empty());
-                    let first = it.next();
-                    for rest in it {
-                        self.pending.push_back(serde_json::from_str(rest).unwrap());
+                    for line in t.as_str().split('\n').filter(|s| !s.trim().is_empty()) {
+                        self.wire.push_back(serde_json::from_str(line).unwrap());
                     }
-                    if let Some(first) = first {
-                        return Ok(serde_json::from_str(first).unwrap());
+                    if let Some(v) = self.wire.pop_front() {
+                        return Ok(v);
                     }
                 }
                 Ok(Message::Close(cf)) => {
