@@ -184,9 +184,10 @@ config_section! {
         /// Size of the pooled read buffers borrowed while data is in flight (idle connections
         /// hold none). Default: `16_384` bytes.
         pub read_buffer_bytes: usize = 16_384,
-        /// Pooled read buffers kept per core for reuse. Default: `256`. Raise it when many
-        /// connections are active at the same moment.
-        pub buffer_pool_size: usize = 256,
+        /// Pooled read buffers kept per core for reuse (memory kept: this times
+        /// `read_buffer_bytes`, per core). Default: `64`. Raise it when many connections send
+        /// at the same moment; buffers beyond it are allocated and freed as needed.
+        pub buffer_pool_size: usize = 64,
     }
 }
 

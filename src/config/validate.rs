@@ -60,6 +60,9 @@ impl ServerConfig {
     }
 }
 
+/// Largest per-connection queue: sessions count queued bytes in 32 bits.
+pub const MAX_QUEUE_BYTES: usize = 1 << 30;
+
 impl WebsocketConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         positive("websocket.max_message_bytes", self.max_message_bytes as u64)?;
@@ -72,6 +75,15 @@ impl WebsocketConfig {
         positive("websocket.pong_timeout_ms", self.pong_timeout_ms)?;
         positive("websocket.read_buffer_bytes", self.read_buffer_bytes as u64)?;
         positive("websocket.buffer_pool_size", self.buffer_pool_size as u64)?;
+        if self.outbound_queue_bytes > MAX_QUEUE_BYTES {
+            return Err(ConfigError::invalid(
+                "websocket.outbound_queue_bytes",
+                format!(
+                    "{} is above the maximum of {MAX_QUEUE_BYTES} (1 GiB)",
+                    self.outbound_queue_bytes
+                ),
+            ));
+        }
         if self.max_message_bytes > self.outbound_queue_bytes {
             return Err(ConfigError::invalid(
                 "websocket.max_message_bytes",

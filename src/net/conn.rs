@@ -28,6 +28,37 @@ struct Request {
     head_len: usize,
 }
 
+/// What a complete request head asks for. Decided synchronously, so the parser's
+/// header array never lives across an await (it would sit in every connection's task).
+enum Route {
+    Upgrade(Result<Vec<u8>, handshake::HandshakeError>, Handler),
+    Http(Request),
+    Refuse(u16),
+    Fail(ReadError),
+}
+
+fn route(core: &Core, head: &[u8]) -> Route {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut parsed = httparse::Request::new(&mut headers);
+    match parsed.parse(head) {
+        Ok(httparse::Status::Complete(_)) => {}
+        Err(httparse::Error::TooManyHeaders) => return Route::Fail(ReadError::TooLarge),
+        _ => return Route::Fail(ReadError::Malformed),
+    }
+    if !handshake::is_upgrade(&parsed) {
+        return Route::Http(extract(&parsed, head.len()));
+    }
+    match parsed.path {
+        Some("/connection/websocket") => {
+            Route::Upgrade(handshake::accept(&parsed), Handler::Centrifugo)
+        }
+        Some("/echo") if core.cfg.server.conformance_echo => {
+            Route::Upgrade(handshake::accept(&parsed), Handler::Echo)
+        }
+        _ => Route::Refuse(404),
+    }
+}
+
 pub async fn serve(core: Rc<Core>, mut stream: TcpStream) {
     let header_timeout = Duration::from_millis(core.cfg.server.header_timeout_ms);
     let _ = stream.set_read_timeout(Some(header_timeout));
@@ -38,30 +69,18 @@ pub async fn serve(core: Rc<Core>, mut stream: TcpStream) {
                 Ok(n) => n,
                 Err(e) => return fail(&core, &mut stream, e).await,
             };
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut parsed = httparse::Request::new(&mut headers);
-        match parsed.parse(&buf[..head_len]) {
-            Ok(httparse::Status::Complete(_)) => {}
-            Err(httparse::Error::TooManyHeaders) => {
-                return fail(&core, &mut stream, ReadError::TooLarge).await
+        let req = match route(&core, &buf[..head_len]) {
+            Route::Http(req) => req,
+            Route::Upgrade(accepted, handler) => {
+                let early = buf[head_len..].to_vec();
+                return upgrade(core, stream, accepted, early, handler).await;
             }
-            _ => return fail(&core, &mut stream, ReadError::Malformed).await,
-        }
-        if handshake::is_upgrade(&parsed) {
-            let handler = match parsed.path {
-                Some("/connection/websocket") => Some(Handler::Centrifugo),
-                Some("/echo") if core.cfg.server.conformance_echo => Some(Handler::Echo),
-                _ => None,
-            };
-            let Some(handler) = handler else {
-                let _ = http::write(&mut stream, &Response::status_only(404), false).await;
+            Route::Refuse(status) => {
+                let _ = http::write(&mut stream, &Response::status_only(status), false).await;
                 return;
-            };
-            let accepted = handshake::accept(&parsed);
-            let early = buf[head_len..].to_vec();
-            return upgrade(core, stream, accepted, early, handler).await;
-        }
-        let req = extract(&parsed, head_len);
+            }
+            Route::Fail(e) => return fail(&core, &mut stream, e).await,
+        };
         CoreMetrics::inc(&core.metrics.http_requests);
         let body = match req.content_length {
             Some(n) if n > core.cfg.server.max_body_bytes => {
@@ -78,8 +97,15 @@ pub async fn serve(core: Rc<Core>, mut stream: TcpStream) {
             }
             None => Vec::new(),
         };
-        let resp =
-            crate::api::route(&core, &req.method, &req.path, req.api_key.as_deref(), body).await;
+        // boxed: API handling is large and most connections never get here
+        let resp = Box::pin(crate::api::route(
+            &core,
+            &req.method,
+            &req.path,
+            req.api_key.as_deref(),
+            body,
+        ))
+        .await;
         let keep = req.keep_alive && !core.draining.get();
         if http::write(&mut stream, &resp, keep).await.is_err() || !keep {
             return;
@@ -153,7 +179,16 @@ async fn upgrade(
         return;
     }
     let _ = stream.set_read_timeout(None);
-    driver::run(core, stream, early, handler).await;
+    // A task of its own: this HTTP task (several KiB of parsing state) ends here,
+    // and the session lives on in the small driver task.
+    let fut = driver::run(core, stream, early, handler);
+    tracing::debug!(
+        task = std::mem::size_of_val(&fut),
+        session = std::mem::size_of::<crate::session::Session>(),
+        stream = std::mem::size_of::<TcpStream>(),
+        "per-connection sizes"
+    );
+    crate::runtime::spawn(fut);
 }
 
 /// 503 with `Retry-After` drawn uniformly from the configured range.

@@ -43,7 +43,6 @@ pub async fn read_head(
     buf: &mut Vec<u8>,
     max: usize,
 ) -> Result<usize, ReadError> {
-    let mut chunk = [0u8; 2048];
     loop {
         if let Some(end) = head_end(buf) {
             return Ok(end);
@@ -51,10 +50,9 @@ pub async fn read_head(
         if buf.len() >= max {
             return Err(ReadError::TooLarge);
         }
-        let want = chunk.len().min(max + 4 - buf.len());
-        match stream.read(&mut chunk[..want]).await {
+        match read_more(stream, buf, (max + 4 - buf.len()).min(READ_CHUNK)).await {
             Ok(0) => return Err(ReadError::Closed),
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
                 return Err(ReadError::Timeout {
                     partial: !buf.is_empty(),
@@ -77,15 +75,31 @@ pub async fn read_body(
 ) -> Result<Vec<u8>, ReadError> {
     let mut body = Vec::with_capacity(len);
     body.extend_from_slice(&have[..have.len().min(len)]);
-    let mut chunk = [0u8; 4096];
     while body.len() < len {
-        let want = chunk.len().min(len - body.len());
-        match stream.read(&mut chunk[..want]).await {
+        let want = (len - body.len()).min(READ_CHUNK);
+        match read_more(stream, &mut body, want).await {
             Ok(0) | Err(_) => return Err(ReadError::Closed),
-            Ok(n) => body.extend_from_slice(&chunk[..n]),
+            Ok(_) => {}
         }
     }
     Ok(body)
+}
+
+/// How much one read asks for.
+const READ_CHUNK: usize = 4096;
+
+/// Reads up to `want` bytes onto the end of `buf`. No stack buffer: this runs in every
+/// connection's first task, whose size is fixed by its largest await.
+async fn read_more(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    want: usize,
+) -> std::io::Result<usize> {
+    let start = buf.len();
+    buf.resize(start + want, 0);
+    let r = stream.read(&mut buf[start..]).await;
+    buf.truncate(start + *r.as_ref().unwrap_or(&0));
+    r
 }
 
 /// A response to a plain HTTP request.

@@ -10,7 +10,6 @@ use slab::Slab;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Instant;
 
 use super::node::NodeState;
 use super::pool::BufferPool;
@@ -81,15 +80,8 @@ impl Core {
         self.next_session.set(id + 1);
         let mut sessions = self.sessions.borrow_mut();
         let entry = sessions.vacant_entry();
-        let first_ping =
-            Instant::now() + std::time::Duration::from_millis(self.cfg.websocket.ping_interval_ms);
-        let s = Rc::new(Session::new(
-            id,
-            entry.key(),
-            fd,
-            self.cfg.websocket.outbound_queue_bytes,
-            first_ping,
-        ));
+        let connect_by = super::now_ms() + self.cfg.server.header_timeout_ms;
+        let s = Rc::new(Session::new(id, entry.key() as u32, fd, connect_by));
         entry.insert(s.clone());
         CoreMetrics::gauge(&self.metrics.connections, 1);
         CoreMetrics::inc(&self.metrics.accepted);
@@ -98,10 +90,10 @@ impl Core {
 
     /// Unsubscribes everything and forgets the session.
     pub fn close_session(&self, s: &Rc<Session>, code: u16) {
-        for channel in s.subscriptions.take() {
+        for channel in s.take_subscriptions() {
             self.leave(&channel, s.id);
         }
-        self.sessions.borrow_mut().try_remove(s.key);
+        self.sessions.borrow_mut().try_remove(s.key as usize);
         CoreMetrics::gauge(&self.metrics.connections, -1);
         self.metrics.closed(code);
         self.node.connection_closed();

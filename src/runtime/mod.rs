@@ -106,7 +106,9 @@ async fn run_core(
         crate::mesh::Mesh::join(mesh, cfg.mesh.pending_limit, |me| registry.core(me)).await;
     let me = mesh.me();
     let metrics = registry.core(me);
-    let flusher = Rc::new(crate::session::Flusher::default());
+    let flusher = Rc::new(crate::session::Flusher::new(
+        cfg.websocket.outbound_queue_bytes,
+    ));
     let hub = Rc::new(crate::hub::Hub::new(
         mesh.clone(),
         flusher.clone(),
@@ -178,6 +180,16 @@ pub async fn timeout<T>(d: Duration, fut: impl Future<Output = T>) -> Option<T> 
 /// Lets other tasks on this core run.
 pub async fn yield_now() {
     glommio::executor().yield_task_queue_now().await;
+}
+
+/// Milliseconds on the process's monotonic clock (the session timers' unit).
+pub fn now_ms() -> u64 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    START
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_millis() as u64
+        + 1
 }
 
 /// Seconds since the Unix epoch.

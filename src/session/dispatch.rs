@@ -109,13 +109,7 @@ async fn execute(
             subscribe::subscribe(core, s, id, &channel, &token, since, out).await
         }
         Method::Unsubscribe { channel } => {
-            let removed = {
-                let mut subs = s.subscriptions.borrow_mut();
-                subs.iter()
-                    .position(|c| **c == *channel)
-                    .map(|i| subs.swap_remove(i))
-            };
-            if removed.is_some() {
+            if s.remove_subscription(&channel) {
                 core.leave(&channel, s.id);
             }
             reply::result(out, id, "unsubscribe", |_| {});
@@ -180,11 +174,11 @@ async fn publish(
     }
     let private = channel.starts_with(core.cfg.channels.private_prefix.as_str())
         && !core.cfg.channels.private_prefix.is_empty();
-    let subscribed = s.subscriptions.borrow().iter().any(|c| &**c == channel);
+    let subscribed = s.is_subscribed(channel);
     if !core.cfg.channels.allow_client_publish || (private && !subscribed) {
         return Outcome::Error(ErrorCode::PERMISSION_DENIED);
     }
-    let info = s.identity.borrow().info.clone();
+    let info = Some(s.identity.borrow().client_info(&s.client_id()));
     match core
         .engine
         .publish(

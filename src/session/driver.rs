@@ -8,7 +8,7 @@
 //! [`Handler`]: the Centrifugo protocol ([`super::dispatch`]) or the RFC 6455
 //! conformance echo.
 
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
@@ -39,44 +39,62 @@ enum Wake {
 
 struct Conn {
     stream: TcpStream,
+    /// Unparsed bytes (an incomplete frame, or bytes that came with the handshake).
     partial: Option<ReadBuf>,
+    /// `partial` holds bytes that arrived with the handshake and must be handled before reading.
+    replay: bool,
     asm: Assembler,
 }
 
-/// Runs the connection until it ends; the session is unregistered on return.
-pub async fn run(core: Rc<Core>, stream: TcpStream, early: Vec<u8>, handler: Handler) {
+/// Registers the session and returns the task that runs it until the connection ends.
+///
+/// Everything the task needs is moved into one `Conn` before the future is created, so
+/// the idle task holds each piece once (this future is the per-connection task size).
+pub fn run(
+    core: Rc<Core>,
+    stream: TcpStream,
+    early: Vec<u8>,
+    handler: Handler,
+) -> impl Future<Output = ()> {
     let session = core.open_session(std::os::fd::AsRawFd::as_raw_fd(&stream));
-    let mut conn = Conn {
-        stream,
-        partial: None,
-        asm: Assembler::default(),
-    };
-    // bytes that arrived together with the handshake are handled before the first read
-    let mut first = (!early.is_empty()).then(|| {
+    let partial = (!early.is_empty()).then(|| {
         let mut buf = core.pool.take();
         ensure_room(&mut buf, early.len());
         buf.data[..early.len()].copy_from_slice(&early);
         buf.filled = early.len();
         buf
     });
-    let code = loop {
-        let wake = match first.take() {
-            Some(buf) => Wake::Data(buf),
-            None => poll_fn(|cx| conn.poll_wake(cx, &session, &core)).await,
-        };
-        let end = match wake {
-            Wake::Data(buf) => conn.process(buf, &core, &session, handler).await,
-            Wake::Eof => Some(Disconnect::ABNORMAL),
-            Wake::Close(d) => Some(d),
-        };
-        if let Some(d) = end {
-            break conn.finish(&core, &session, d).await;
-        }
+    let mut conn = Conn {
+        stream,
+        replay: partial.is_some(),
+        partial,
+        asm: Assembler::default(),
     };
-    if let Some(buf) = conn.partial.take() {
-        core.pool.put(buf);
+    // An `async move` block, not an `async fn`: its captures are stored once, whereas an
+    // async fn keeps its arguments and their moved copies side by side (measured: 480 -> 280 B).
+    async move {
+        let code = loop {
+            let wake = if std::mem::take(&mut conn.replay) {
+                Wake::Data(conn.partial.take().expect("replay implies bytes"))
+            } else {
+                poll_fn(|cx| conn.poll_wake(cx, &session, &core)).await
+            };
+            let end = match wake {
+                // boxed: command handling is large and must not size the idle task
+                Wake::Data(buf) => Box::pin(conn.process(buf, &core, &session, handler)).await,
+                Wake::Eof => Some(Disconnect::ABNORMAL),
+                Wake::Close(d) => Some(d),
+            };
+            if let Some(d) = end {
+                // boxed for the same reason
+                break Box::pin(conn.finish(&core, &session, d)).await;
+            }
+        };
+        if let Some(buf) = conn.partial.take() {
+            core.pool.put(buf);
+        }
+        core.close_session(&session, code);
     }
-    core.close_session(&session, code);
 }
 
 impl Conn {
@@ -229,7 +247,7 @@ fn ensure_room(buf: &mut ReadBuf, min_free: usize) {
 /// Handles one complete message; returns a reason to close, if any.
 async fn handle(msg: Msg<'_>, core: &Rc<Core>, s: &Rc<Session>, h: Handler) -> Option<Disconnect> {
     CoreMetrics::inc(&core.metrics.messages_in);
-    s.pong_deadline.set(None); // any traffic proves the client is alive
+    s.pong_deadline_ms.set(0); // any traffic proves the client is alive
     match msg {
         Msg::Ping(payload) => {
             s.enqueue_control(frame::pong(payload));

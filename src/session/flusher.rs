@@ -11,13 +11,22 @@ use super::{FlushOutcome, Session};
 use crate::runtime::notify::Notify;
 use crate::ws::close::Disconnect;
 
-#[derive(Default)]
 pub struct Flusher {
     dirty: RefCell<Vec<Rc<Session>>>,
     notify: Notify,
+    /// `websocket.outbound_queue_bytes`: the per-session queue cap enforced at enqueue.
+    pub queue_limit: usize,
 }
 
 impl Flusher {
+    pub fn new(queue_limit: usize) -> Self {
+        Flusher {
+            dirty: RefCell::default(),
+            notify: Notify::default(),
+            queue_limit,
+        }
+    }
+
     pub fn mark(&self, s: Rc<Session>) {
         self.dirty.borrow_mut().push(s);
         self.notify.notify();

@@ -27,40 +27,37 @@ pub async fn run(core: Rc<Core>) {
     let period = tick(&core);
     loop {
         crate::runtime::sleep(period).await;
-        sweep(&core, Instant::now());
+        sweep(&core, crate::runtime::now_ms());
         core.engine.housekeeping(Instant::now());
     }
 }
 
-fn sweep(core: &Core, now: Instant) {
+fn sweep(core: &Core, now: u64) {
     let ws = &core.cfg.websocket;
-    let ping_every = Duration::from_millis(ws.ping_interval_ms);
-    let pong_within = Duration::from_millis(ws.pong_timeout_ms);
-    let write_timeout = Duration::from_millis(ws.write_timeout_ms);
-    let connect_within = Duration::from_millis(core.cfg.server.header_timeout_ms);
     let unix = crate::runtime::unix_now();
     let sessions = core.sessions.borrow();
     for (_, s) in sessions.iter() {
         if s.close_requested().is_some() {
             continue;
         }
-        if s.stalled_for(now).is_some_and(|d| d > write_timeout) {
+        if s.stalled_for_ms(now)
+            .is_some_and(|d| d > ws.write_timeout_ms)
+        {
             s.request_close(Disconnect::SLOW);
             continue;
         }
         match s.phase.get() {
-            Phase::Open if now.duration_since(s.opened_at) > connect_within => {
-                s.request_close(Disconnect::STALE)
-            }
+            Phase::Open if now > s.next_ping_ms.get() => s.request_close(Disconnect::STALE),
             Phase::Connected => {
-                if s.pong_deadline.get().is_some_and(|d| now > d) {
+                let pong_due = s.pong_deadline_ms.get();
+                if pong_due != 0 && now > pong_due {
                     s.request_close(Disconnect::NO_PONG);
-                } else if s.identity.borrow().expires_at.is_some_and(|at| unix > at) {
+                } else if matches!(s.expires_at.get(), at if at != 0 && unix > at as u64) {
                     s.request_close(Disconnect::EXPIRED);
-                } else if now >= s.next_ping.get() {
-                    s.next_ping.set(now + ping_every);
-                    if s.pong_deadline.get().is_none() {
-                        s.pong_deadline.set(Some(now + pong_within));
+                } else if now >= s.next_ping_ms.get() {
+                    s.next_ping_ms.set(now + ws.ping_interval_ms);
+                    if pong_due == 0 {
+                        s.pong_deadline_ms.set(now + ws.pong_timeout_ms);
                     }
                     s.enqueue(ping_frame(), &core.flusher);
                 }

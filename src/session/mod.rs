@@ -19,12 +19,11 @@ mod outbound;
 pub use flusher::Flusher;
 pub use outbound::{FlushOutcome, Outbound};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use std::cell::{Cell, RefCell};
 use std::os::fd::RawFd;
 use std::sync::Arc;
 use std::task::Waker;
-use std::time::Instant;
 
 use crate::ws::close::Disconnect;
 
@@ -41,52 +40,102 @@ pub enum Phase {
 /// Identity and permissions established by `connect`.
 #[derive(Debug, Default)]
 pub struct Identity {
-    pub user: String,
-    /// ClientInfo JSON attached to this client's publications and presence.
-    pub info: Option<Bytes>,
-    /// Unix seconds after which the connection must be refreshed.
-    pub expires_at: Option<u64>,
+    pub user: Box<str>,
+    /// The token's `info` claim (JSON), shown to others in publications and presence.
+    pub conn_info: Option<Box<str>>,
 }
 
+impl Identity {
+    /// ClientInfo JSON for this client's publications (built on use, not kept per idle session).
+    pub fn client_info(&self, client: &str) -> Bytes {
+        crate::protocol::reply::client_info(
+            &self.user,
+            client,
+            self.conn_info.as_deref().map(str::as_bytes),
+        )
+        .into()
+    }
+}
+
+/// One connection's state. Kept small on purpose (it exists per idle
+/// connection): times are milliseconds of [`crate::runtime::now_ms`], the
+/// requested close is an index into the close-code table.
 pub struct Session {
     /// Node-unique id; its hex form is the protocol `client` id.
     pub id: u64,
     /// Slab key in the core's session table.
-    pub key: usize,
+    pub key: u32,
     fd: RawFd,
     pub phase: Cell<Phase>,
-    pub identity: RefCell<Identity>,
-    pub subscriptions: RefCell<Vec<Arc<str>>>,
-    out: RefCell<Outbound>,
-    close: Cell<Option<Disconnect>>,
-    waker: RefCell<Option<Waker>>,
+    /// Index into [`Disconnect::ALL`] of the requested close; `NO_CLOSE` when none.
+    close: Cell<u8>,
     dirty: Cell<bool>,
     blocked: Cell<bool>,
-    pub opened_at: Instant,
-    pub next_ping: Cell<Instant>,
-    pub pong_deadline: Cell<Option<Instant>>,
-    queue_limit: usize,
+    /// Unix seconds after which the connection must be refreshed (0: never; u32 lasts to 2106).
+    pub expires_at: Cell<u32>,
+    pub identity: RefCell<Identity>,
+    /// Subscribed channels: an exact-size slice (most clients hold one or two, and a
+    /// `Vec` would over-allocate in every idle session).
+    subscriptions: RefCell<Box<[Arc<str>]>>,
+    out: RefCell<Outbound>,
+    waker: Cell<Option<Waker>>,
+    /// Next heartbeat; before `connect`, the deadline to send it (3502).
+    pub next_ping_ms: Cell<u64>,
+    /// When a pong is due (0: none outstanding).
+    pub pong_deadline_ms: Cell<u64>,
 }
 
+const NO_CLOSE: u8 = u8::MAX;
+
 impl Session {
-    pub fn new(id: u64, key: usize, fd: RawFd, queue_limit: usize, first_ping: Instant) -> Self {
+    /// `deadline_ms`: when the client must have sent `connect`.
+    pub fn new(id: u64, key: u32, fd: RawFd, deadline_ms: u64) -> Self {
         Session {
             id,
             key,
             fd,
             phase: Cell::new(Phase::Open),
+            close: Cell::new(NO_CLOSE),
+            dirty: Cell::new(false),
+            blocked: Cell::new(false),
+            expires_at: Cell::new(0),
             identity: RefCell::default(),
             subscriptions: RefCell::default(),
             out: RefCell::new(Outbound::default()),
-            close: Cell::new(None),
-            waker: RefCell::new(None),
-            dirty: Cell::new(false),
-            blocked: Cell::new(false),
-            opened_at: Instant::now(),
-            next_ping: Cell::new(first_ping),
-            pong_deadline: Cell::new(None),
-            queue_limit,
+            waker: Cell::new(None),
+            next_ping_ms: Cell::new(deadline_ms),
+            pong_deadline_ms: Cell::new(0),
         }
+    }
+
+    pub fn is_subscribed(&self, channel: &str) -> bool {
+        self.subscriptions.borrow().iter().any(|c| **c == *channel)
+    }
+
+    pub fn subscription_count(&self) -> usize {
+        self.subscriptions.borrow().len()
+    }
+
+    pub fn add_subscription(&self, channel: Arc<str>) {
+        let mut subs = self.subscriptions.borrow_mut();
+        let mut v = std::mem::take(&mut *subs).into_vec();
+        v.reserve_exact(1);
+        v.push(channel);
+        *subs = v.into_boxed_slice();
+    }
+
+    /// Returns whether the channel was in the list.
+    pub fn remove_subscription(&self, channel: &str) -> bool {
+        let mut subs = self.subscriptions.borrow_mut();
+        if !subs.iter().any(|c| **c == *channel) {
+            return false;
+        }
+        *subs = subs.iter().filter(|c| ***c != *channel).cloned().collect();
+        true
+    }
+
+    pub fn take_subscriptions(&self) -> Vec<Arc<str>> {
+        std::mem::take(&mut *self.subscriptions.borrow_mut()).into_vec()
     }
 
     /// The protocol `client` id.
@@ -97,10 +146,10 @@ impl Session {
     /// Queues a frame; flushing happens on the core's flusher (or the blocked driver).
     /// Returns false when the frame was not queued (closing, or overflow -> 3008).
     pub fn enqueue(self: &std::rc::Rc<Self>, frame: Bytes, flusher: &Flusher) -> bool {
-        if self.close.get().is_some() {
+        if self.close.get() != NO_CLOSE {
             return false;
         }
-        if self.out.borrow().queued() + frame.len() > self.queue_limit {
+        if self.out.borrow().queued() + frame.len() > flusher.queue_limit {
             self.request_close(Disconnect::SLOW);
             return false;
         }
@@ -125,9 +174,9 @@ impl Session {
         self.out.borrow().queued() > 0
     }
 
-    /// Seconds since the queue last made progress while non-empty (write timeout).
-    pub fn stalled_for(&self, now: Instant) -> Option<std::time::Duration> {
-        self.out.borrow().stalled_for(now)
+    /// Milliseconds since the queue last made progress while non-empty (write timeout).
+    pub fn stalled_for_ms(&self, now_ms: u64) -> Option<u64> {
+        self.out.borrow().stalled_for_ms(now_ms)
     }
 
     /// Drops everything queued (used before a slow client's final close).
@@ -146,26 +195,31 @@ impl Session {
 
     /// Asks the driver to end the connection with `d` (first request wins).
     pub fn request_close(&self, d: Disconnect) {
-        if self.close.get().is_none() {
-            self.close.set(Some(d));
+        if self.close.get() == NO_CLOSE {
+            self.close.set(Disconnect::index(d.code) as u8);
             self.wake();
         }
     }
 
     pub fn close_requested(&self) -> Option<Disconnect> {
-        self.close.get()
-    }
-
-    pub(crate) fn set_waker(&self, w: &Waker) {
-        let mut slot = self.waker.borrow_mut();
-        if !slot.as_ref().is_some_and(|old| old.will_wake(w)) {
-            *slot = Some(w.clone());
+        match self.close.get() {
+            NO_CLOSE => None,
+            i => Some(Disconnect::ALL[i as usize]),
         }
     }
 
+    pub(crate) fn set_waker(&self, w: &Waker) {
+        let old = self.waker.take();
+        self.waker.set(Some(match old {
+            Some(old) if old.will_wake(w) => old,
+            _ => w.clone(),
+        }));
+    }
+
     pub(crate) fn wake(&self) {
-        if let Some(w) = self.waker.borrow().as_ref() {
+        if let Some(w) = self.waker.take() {
             w.wake_by_ref();
+            self.waker.set(Some(w));
         }
     }
 
@@ -194,6 +248,3 @@ pub fn ping_frame() -> Bytes {
     }
     PING.with(|p| p.clone())
 }
-
-#[allow(dead_code)]
-fn _assert_bytesmut_unused(_: BytesMut) {}

@@ -8,7 +8,6 @@
 use bytes::Bytes;
 use std::collections::VecDeque;
 use std::os::fd::RawFd;
-use std::time::{Duration, Instant};
 
 const MAX_IOV: usize = 64;
 
@@ -26,34 +25,34 @@ pub enum FlushOutcome {
 pub struct Outbound {
     frames: VecDeque<Bytes>,
     /// Bytes of the front frame already written.
-    front_written: usize,
-    queued: usize,
-    /// When the queue last made progress (or became non-empty).
-    progress_at: Option<Instant>,
+    front_written: u32,
+    /// Bytes of all queued frames (bounded by `outbound_queue_bytes`, validated < 4 GiB).
+    queued: u32,
+    /// When the queue last made progress or became non-empty ([`crate::runtime::now_ms`]).
+    progress_ms: u64,
 }
 
 impl Outbound {
     pub fn push(&mut self, frame: Bytes) {
         if self.frames.is_empty() {
-            self.progress_at = Some(Instant::now());
+            self.progress_ms = crate::runtime::now_ms();
         }
-        self.queued += frame.len();
+        self.queued += frame.len() as u32;
         self.frames.push_back(frame);
     }
 
     pub fn queued(&self) -> usize {
-        self.queued - self.front_written
+        (self.queued - self.front_written) as usize
     }
 
     pub fn front(&self) -> Option<&[u8]> {
-        self.frames.front().map(|f| &f[self.front_written..])
+        self.frames
+            .front()
+            .map(|f| &f[self.front_written as usize..])
     }
 
-    pub fn stalled_for(&self, now: Instant) -> Option<Duration> {
-        if self.frames.is_empty() {
-            return None;
-        }
-        self.progress_at.map(|t| now.saturating_duration_since(t))
+    pub fn stalled_for_ms(&self, now_ms: u64) -> Option<u64> {
+        (!self.frames.is_empty()).then(|| now_ms.saturating_sub(self.progress_ms))
     }
 
     pub fn clear(&mut self) {
@@ -63,16 +62,16 @@ impl Outbound {
     /// Marks `n` bytes as written.
     pub fn advance(&mut self, mut n: usize) {
         if n > 0 {
-            self.progress_at = Some(Instant::now());
+            self.progress_ms = crate::runtime::now_ms();
         }
         while n > 0 {
-            let front_left = self.frames[0].len() - self.front_written;
+            let front_left = self.frames[0].len() - self.front_written as usize;
             if n < front_left {
-                self.front_written += n;
+                self.front_written += n as u32;
                 return;
             }
             n -= front_left;
-            self.queued -= self.frames[0].len();
+            self.queued -= self.frames[0].len() as u32;
             self.front_written = 0;
             self.frames.pop_front();
         }
@@ -90,7 +89,7 @@ impl Outbound {
             let mut count = 0;
             for (i, f) in self.frames.iter().take(MAX_IOV).enumerate() {
                 let s = if i == 0 {
-                    &f[self.front_written..]
+                    &f[self.front_written as usize..]
                 } else {
                     &f[..]
                 };

@@ -25,8 +25,9 @@ pub enum Msg<'a> {
 /// Fragment state of one connection.
 #[derive(Debug, Default)]
 pub struct Assembler {
-    /// Opcode and collected payload of a message whose final frame has not arrived.
-    partial: Option<(Data, Vec<u8>)>,
+    /// Opcode and collected payload of a message whose final frame has not arrived
+    /// (boxed: this struct lives in every idle connection's task).
+    partial: Option<Box<(Data, Vec<u8>)>>,
 }
 
 impl Assembler {
@@ -46,7 +47,7 @@ impl Assembler {
                 Err(Disconnect::PROTOCOL_ERROR)
             }
             OpCode::Data(Data::Continue) => {
-                let Some((_, collected)) = self.partial.as_mut() else {
+                let Some((_, collected)) = self.partial.as_deref_mut() else {
                     return Err(Disconnect::PROTOCOL_ERROR);
                 };
                 if collected.len() + payload.len() > max_message {
@@ -56,7 +57,7 @@ impl Assembler {
                 if !frame.is_final {
                     return Ok(None);
                 }
-                let (op, collected) = self.partial.as_mut().expect("checked above");
+                let (op, collected) = self.partial.as_deref_mut().expect("checked above");
                 let op = *op;
                 finish(op, collected.as_mut_slice())
             }
@@ -67,7 +68,7 @@ impl Assembler {
                 if frame.is_final {
                     return finish(op, payload);
                 }
-                self.partial = Some((op, payload.to_vec()));
+                self.partial = Some(Box::new((op, payload.to_vec())));
                 Ok(None)
             }
         }

@@ -29,12 +29,14 @@ pub(super) async fn connect(
         }
     };
     let client = s.client_id();
-    let info_json = reply::client_info(&user, &client, info.as_deref().map(str::as_bytes));
     *s.identity.borrow_mut() = Identity {
-        user,
-        info: Some(info_json.into()),
-        expires_at,
+        user: user.into_boxed_str(),
+        conn_info: info.map(String::into_boxed_str),
     };
+    s.expires_at.set(expiry_u32(expires_at));
+    // until now this slot held the connect deadline
+    s.next_ping_ms
+        .set(crate::runtime::now_ms() + core.cfg.websocket.ping_interval_ms);
     s.phase.set(Phase::Connected);
 
     // server-side subscriptions from the token
@@ -43,11 +45,9 @@ pub(super) async fn connect(
         .iter()
         .take(core.cfg.channels.max_subscriptions_per_client)
     {
-        if super::subscribe::check_channel(core, channel).is_ok()
-            && !s.subscriptions.borrow().iter().any(|c| &**c == channel)
-        {
+        if super::subscribe::check_channel(core, channel).is_ok() && !s.is_subscribed(channel) {
             let key = core.join(channel, s).await;
-            s.subscriptions.borrow_mut().push(key);
+            s.add_subscription(key);
             subs.push(channel.clone());
         }
     }
@@ -80,16 +80,20 @@ pub(super) fn refresh(
         Ok(c) => c,
         Err(e) => return token_failure(&e),
     };
-    if claims.user != s.identity.borrow().user {
+    if *claims.user != *s.identity.borrow().user {
         return Outcome::Disconnect(Disconnect::INVALID_TOKEN);
     }
     let expires_at = claims.expires_at();
-    s.identity.borrow_mut().expires_at = expires_at;
+    s.expires_at.set(expiry_u32(expires_at));
     reply::result(out, id, "refresh", |r| {
         r.str("client", &s.client_id()).str("version", VERSION);
         write_expiry(r, expires_at);
     });
     Outcome::Replied
+}
+
+fn expiry_u32(at: Option<u64>) -> u32 {
+    at.map_or(0, |t| t.min(u32::MAX as u64) as u32)
 }
 
 fn write_expiry(r: &mut Obj<'_>, expires_at: Option<u64>) {

@@ -27,7 +27,7 @@ fn check_permission(core: &Core, s: &Session, channel: &str, token: &str) -> Res
             .verifier
             .verify_subscription(token)
             .map_err(|e| super::token_failure(&e))?;
-        if claims.channel != channel || claims.user != s.identity.borrow().user {
+        if claims.channel != channel || *claims.user != *s.identity.borrow().user {
             return Err(Outcome::Error(ErrorCode::PERMISSION_DENIED));
         }
         return Ok(());
@@ -54,18 +54,15 @@ pub(super) async fn subscribe(
     if let Err(o) = check_permission(core, s, channel, token) {
         return o;
     }
-    {
-        let subs = s.subscriptions.borrow();
-        if subs.iter().any(|c| &**c == channel) {
-            return Outcome::Error(ErrorCode::ALREADY_SUBSCRIBED);
-        }
-        if subs.len() >= core.cfg.channels.max_subscriptions_per_client {
-            return Outcome::Error(ErrorCode::LIMIT_EXCEEDED);
-        }
+    if s.is_subscribed(channel) {
+        return Outcome::Error(ErrorCode::ALREADY_SUBSCRIBED);
+    }
+    if s.subscription_count() >= core.cfg.channels.max_subscriptions_per_client {
+        return Outcome::Error(ErrorCode::LIMIT_EXCEEDED);
     }
     // join first, then read the stream position: nothing published after the reply can be missed
     let key = core.join(channel, s).await;
-    s.subscriptions.borrow_mut().push(key);
+    s.add_subscription(key);
     if core.cfg.engine.history_size == 0 {
         reply::result(out, id, "subscribe", |_| {});
         return Outcome::Replied;
