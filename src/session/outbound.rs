@@ -3,7 +3,7 @@
 //! Frames are shared `Bytes`; a write gathers up to [`MAX_IOV`] of them into
 //! one `sendmsg` (MSG_DONTWAIT | MSG_NOSIGNAL), so frames that are ready
 //! together leave in one syscall and, usually, one TCP segment. The queue's
-//! storage is released when it empties, keeping idle sessions small.
+//! storage is released whenever it empties, keeping idle sessions small.
 
 use bytes::Bytes;
 use std::collections::VecDeque;
@@ -75,7 +75,9 @@ impl Outbound {
             self.front_written = 0;
             self.frames.pop_front();
         }
-        if self.frames.is_empty() && self.frames.capacity() > 8 {
+        if self.frames.is_empty() {
+            // release the storage: an idle session keeps no queue memory (one allocation
+            // per write burst is noise next to the syscall that drained it)
             self.frames = VecDeque::new();
         }
     }
@@ -114,9 +116,6 @@ impl Outbound {
                 };
             }
             self.advance(n as usize);
-        }
-        if self.frames.capacity() > 8 {
-            self.frames = VecDeque::new();
         }
         FlushOutcome::Done
     }
