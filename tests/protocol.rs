@@ -104,6 +104,16 @@ fn publications_reach_subscribers_on_both_cores() {
             ) > 0.0
         );
     }
+    // traffic counters: every delivery is a queued frame and its bytes were written
+    let m = server.metrics();
+    let out_frames = common::metric_sum(&m, "wiresocket_messages_out_total", &[]);
+    assert!(
+        out_frames >= delivered,
+        "{out_frames} frames queued for {delivered} deliveries"
+    );
+    assert!(common::metric_sum(&m, "wiresocket_bytes_out_total", &[]) > 40.0 * delivered);
+    assert!(common::metric_sum(&m, "wiresocket_messages_in_total", &[]) >= 3.0 + subs.len() as f64);
+    assert!(common::metric_sum(&m, "wiresocket_bytes_in_total", &[]) > 0.0);
 }
 
 #[test]
@@ -219,4 +229,23 @@ fn server_side_subscriptions_from_token_channels() {
     let (channel, publication) = c.next_pub();
     assert_eq!(channel, "alerts");
     assert_eq!(publication["data"]["level"], "high");
+}
+
+#[test]
+fn anonymous_connections_only_when_configured() {
+    let server = Server::start();
+    let mut c = Client::open(&server);
+    c.send_text(r#"{"id":1,"connect":{}}"#);
+    assert_eq!(c.wait_close().0, 3500, "no token, anonymous not allowed");
+
+    let server = Server::start_with(&common::Overrides {
+        auth: "allow_anonymous = true".into(),
+        channels: "allow_anonymous_subscribe = true".into(),
+        ..Default::default()
+    });
+    let mut c = Client::open(&server);
+    let r = c.call("connect", json!({}));
+    assert!(r["connect"]["client"].is_string(), "{r}");
+    assert!(r["connect"].get("expires").is_none());
+    c.subscribe("public");
 }

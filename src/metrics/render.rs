@@ -56,7 +56,7 @@ const SIMPLE: &[(&str, &str, &str, Getter)] = &[
     (
         "wiresocket_messages_out_total",
         "counter",
-        "WebSocket frames queued to clients.",
+        "WebSocket data frames queued to clients (replies, publications, heartbeats).",
         |m| m.messages_out.load(Relaxed) as i128,
     ),
     (

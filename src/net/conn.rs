@@ -62,6 +62,7 @@ fn route(core: &Core, head: &[u8]) -> Route {
 pub async fn serve(core: Rc<Core>, mut stream: TcpStream) {
     let header_timeout = Duration::from_millis(core.cfg.server.header_timeout_ms);
     let _ = stream.set_read_timeout(Some(header_timeout));
+    let _ = stream.set_nodelay(true); // explicit: not every kernel copies it from the listener
     let mut buf = Vec::new();
     loop {
         let head_len =

@@ -108,6 +108,7 @@ async fn run_core(
     let metrics = registry.core(me);
     let flusher = Rc::new(crate::session::Flusher::new(
         cfg.websocket.outbound_queue_bytes,
+        metrics.clone(),
     ));
     let hub = Rc::new(crate::hub::Hub::new(
         mesh.clone(),

@@ -79,7 +79,6 @@ pub async fn on_message(
         out.pop();
     }
     if !out.is_empty() {
-        CoreMetrics::inc(&core.metrics.messages_out);
         s.enqueue(super::text_frame(&out), &core.flusher);
     }
     result

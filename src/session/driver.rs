@@ -103,7 +103,7 @@ impl Conn {
             return Poll::Ready(Wake::Close(d));
         }
         if s.is_blocked() {
-            match self.poll_drain(cx, s) {
+            match self.poll_drain(cx, s, &core.metrics) {
                 Poll::Ready(Ok(())) => s.set_blocked(false),
                 Poll::Ready(Err(())) => return Poll::Ready(Wake::Close(Disconnect::WRITE_ERROR)),
                 Poll::Pending => {}
@@ -134,7 +134,12 @@ impl Conn {
     }
 
     /// Writes the blocked queue as the socket accepts it; Ready(Ok) when it is empty.
-    fn poll_drain(&mut self, cx: &mut Context<'_>, s: &Session) -> Poll<Result<(), ()>> {
+    fn poll_drain(
+        &mut self,
+        cx: &mut Context<'_>,
+        s: &Session,
+        m: &CoreMetrics,
+    ) -> Poll<Result<(), ()>> {
         loop {
             let step = s.with_front(|front| match front {
                 None => Poll::Ready(Ok(0)),
@@ -143,8 +148,8 @@ impl Conn {
             match step {
                 Poll::Ready(Ok(0)) => return Poll::Ready(Ok(())),
                 Poll::Ready(Ok(n)) => {
-                    s.advance(n);
-                    match s.flush() {
+                    s.advance(n, m);
+                    match s.flush(m) {
                         FlushOutcome::Done => return Poll::Ready(Ok(())),
                         FlushOutcome::Blocked => continue,
                         FlushOutcome::Failed => return Poll::Ready(Err(())),
@@ -186,7 +191,7 @@ impl Conn {
             }
         };
         if s.has_output() && !s.is_blocked() {
-            match s.flush() {
+            match s.flush(&core.metrics) {
                 FlushOutcome::Done => {}
                 FlushOutcome::Blocked => s.set_blocked(true),
                 FlushOutcome::Failed => return Some(Disconnect::WRITE_ERROR),
@@ -221,17 +226,17 @@ impl Conn {
             }
             s.enqueue_control(frame::close(d.code, d.reason));
             let limit = Duration::from_millis(core.cfg.websocket.write_timeout_ms.min(2_000));
-            let _ = crate::runtime::timeout(limit, self.write_all(s)).await;
+            let _ = crate::runtime::timeout(limit, self.write_all(s, &core.metrics)).await;
         }
         let _ = self.stream.shutdown(std::net::Shutdown::Both).await;
         d.code
     }
 
-    async fn write_all(&mut self, s: &Session) {
-        if s.flush() == FlushOutcome::Done {
+    async fn write_all(&mut self, s: &Session, m: &CoreMetrics) {
+        if s.flush(m) == FlushOutcome::Done {
             return;
         }
-        let _ = poll_fn(|cx| self.poll_drain(cx, s)).await;
+        let _ = poll_fn(|cx| self.poll_drain(cx, s, m)).await;
     }
 }
 
@@ -256,7 +261,7 @@ async fn handle(msg: Msg<'_>, core: &Rc<Core>, s: &Rc<Session>, h: Handler) -> O
         Msg::Pong => None,
         Msg::Close(code) => {
             s.enqueue_control(frame::close(code, ""));
-            let _ = s.flush();
+            let _ = s.flush(&core.metrics);
             s.phase.set(Phase::Closing);
             Some(Disconnect::ALL[Disconnect::index(code)])
         }

@@ -6,6 +6,9 @@
 
 use std::cell::RefCell;
 use std::rc::Rc;
+use std::sync::Arc;
+
+use crate::metrics::CoreMetrics;
 
 use super::{FlushOutcome, Session};
 use crate::runtime::notify::Notify;
@@ -16,14 +19,17 @@ pub struct Flusher {
     notify: Notify,
     /// `websocket.outbound_queue_bytes`: the per-session queue cap enforced at enqueue.
     pub queue_limit: usize,
+    /// The core's counters (frames queued, bytes written).
+    pub metrics: Arc<CoreMetrics>,
 }
 
 impl Flusher {
-    pub fn new(queue_limit: usize) -> Self {
+    pub fn new(queue_limit: usize, metrics: Arc<CoreMetrics>) -> Self {
         Flusher {
             dirty: RefCell::default(),
             notify: Notify::default(),
             queue_limit,
+            metrics,
         }
     }
 
@@ -43,7 +49,7 @@ impl Flusher {
                 if s.is_blocked() || s.close_requested().is_some() {
                     continue;
                 }
-                match s.flush() {
+                match s.flush(&self.metrics) {
                     FlushOutcome::Done => {}
                     FlushOutcome::Blocked => {
                         s.set_blocked(true);

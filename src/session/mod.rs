@@ -25,6 +25,7 @@ use std::os::fd::RawFd;
 use std::sync::Arc;
 use std::task::Waker;
 
+use crate::metrics::CoreMetrics;
 use crate::ws::close::Disconnect;
 
 /// Where a session is in the protocol.
@@ -154,6 +155,7 @@ impl Session {
             return false;
         }
         self.out.borrow_mut().push(frame);
+        CoreMetrics::inc(&flusher.metrics.messages_out);
         if !self.blocked.get() && !self.dirty.replace(true) {
             flusher.mark(self.clone());
         }
@@ -166,8 +168,12 @@ impl Session {
     }
 
     /// Writes as much as the socket takes now, without blocking.
-    pub fn flush(&self) -> FlushOutcome {
-        self.out.borrow_mut().flush(self.fd)
+    pub fn flush(&self, m: &CoreMetrics) -> FlushOutcome {
+        let mut out = self.out.borrow_mut();
+        let before = out.queued();
+        let outcome = out.flush(self.fd);
+        CoreMetrics::add(&m.bytes_out, (before - out.queued()) as u64);
+        outcome
     }
 
     pub fn has_output(&self) -> bool {
@@ -189,8 +195,10 @@ impl Session {
         f(self.out.borrow().front())
     }
 
-    pub fn advance(&self, n: usize) {
+    /// Marks `n` bytes as written by the caller.
+    pub fn advance(&self, n: usize, m: &CoreMetrics) {
         self.out.borrow_mut().advance(n);
+        CoreMetrics::add(&m.bytes_out, n as u64);
     }
 
     /// Asks the driver to end the connection with `d` (first request wins).
