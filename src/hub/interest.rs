@@ -1,8 +1,13 @@
 //! Owner-side interest table: for each channel this core owns, the set of cores
-//! that have at least one subscriber. A publication is sent only to those.
+//! that have at least one subscriber, and whether the node's engine subscription
+//! for it is complete. A publication is sent only to those cores, and a core's
+//! interest is acknowledged only once the engine subscription is in place.
 
 use std::collections::HashMap;
+use std::rc::Rc;
 use std::sync::Arc;
+
+use super::Ready;
 
 /// Most cores one node supports (a fixed-size bitset keeps entries small).
 pub const MAX_CORES: usize = 256;
@@ -31,21 +36,22 @@ impl CoreSet {
 
 #[derive(Default)]
 pub struct InterestTable {
-    channels: HashMap<Arc<str>, CoreSet, ahash::RandomState>,
+    channels: HashMap<Arc<str>, (CoreSet, Rc<Ready>), ahash::RandomState>,
 }
 
 impl InterestTable {
-    /// Returns true when `channel` had no interested core before.
-    pub fn add(&mut self, channel: &Arc<str>, core: usize) -> bool {
-        let set = self.channels.entry(channel.clone()).or_default();
+    /// Adds `core`; returns whether it is the channel's first interested core, and the
+    /// flag that is set once the engine subscription for the channel is complete.
+    pub fn add(&mut self, channel: &Arc<str>, core: usize) -> (bool, Rc<Ready>) {
+        let (set, ready) = self.channels.entry(channel.clone()).or_default();
         let first = set.is_empty();
         set.insert(core);
-        first
+        (first, ready.clone())
     }
 
     /// Returns true when no core is interested any more (the entry is dropped).
     pub fn remove(&mut self, channel: &str, core: usize) -> bool {
-        let Some(set) = self.channels.get_mut(channel) else {
+        let Some((set, _)) = self.channels.get_mut(channel) else {
             return false;
         };
         set.remove(core);
@@ -57,7 +63,9 @@ impl InterestTable {
     }
 
     pub fn get(&self, channel: &str) -> Option<(&Arc<str>, &CoreSet)> {
-        self.channels.get_key_value(channel)
+        self.channels
+            .get_key_value(channel)
+            .map(|(k, (set, _))| (k, set))
     }
 }
 
@@ -69,8 +77,11 @@ mod tests {
     fn tracks_first_and_last() {
         let mut t = InterestTable::default();
         let ch: Arc<str> = "news".into();
-        assert!(t.add(&ch, 0));
-        assert!(!t.add(&ch, 3));
+        let (first, ready) = t.add(&ch, 0);
+        assert!(first && !ready.is_set());
+        ready.set();
+        let (first, ready) = t.add(&ch, 3);
+        assert!(!first && ready.is_set(), "later cores see the same flag");
         assert_eq!(
             t.get("news").unwrap().1.iter().collect::<Vec<_>>(),
             vec![0, 3]

@@ -111,8 +111,9 @@ impl Hub {
             .map_or(0, |c| c.subscribers.len())
     }
 
-    /// Owner side: core `from` is interested. Returns true when it is the node's first.
-    pub fn interest_add(&self, channel: &Arc<str>, from: usize) -> bool {
+    /// Owner side: core `from` is interested. Returns whether it is the node's first, and
+    /// the flag set once the engine subscription is complete.
+    pub fn interest_add(&self, channel: &Arc<str>, from: usize) -> (bool, Rc<Ready>) {
         self.interest.borrow_mut().add(channel, from)
     }
 

@@ -155,18 +155,28 @@ impl Core {
         ack: Option<oneshot::Sender<()>>,
     ) {
         if on {
-            if self.hub.interest_add(&channel, from) {
+            let (first, engine_ready) = self.hub.interest_add(&channel, from);
+            if first {
                 let engine = self.engine.clone();
                 super::spawn(async move {
                     if let Err(e) = engine.subscribe_node(&channel).await {
                         tracing::error!(%channel, error = %e, "engine subscribe failed");
                     }
+                    engine_ready.set();
                     if let Some(ack) = ack {
                         let _ = ack.send(());
                     }
                 });
             } else if let Some(ack) = ack {
-                let _ = ack.send(());
+                if engine_ready.is_set() {
+                    let _ = ack.send(());
+                } else {
+                    // the node's engine subscription is still in flight: ack when it lands
+                    super::spawn(async move {
+                        engine_ready.wait().await;
+                        let _ = ack.send(());
+                    });
+                }
             }
         } else if self.hub.interest_remove(&channel, from) {
             let engine = self.engine.clone();
