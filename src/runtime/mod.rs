@@ -11,7 +11,7 @@
 //! exit 0); a second one exits at once with status 1.
 //!
 //! glommio stays inside `runtime`, `net` and `mesh`: other modules use the
-//! small helpers here ([`spawn`], [`sleep`], [`timeout`], [`yield_now`]).
+//! small helpers here ([`spawn`], [`sleep`], [`timeout`], [`yield_if_needed`]).
 
 pub mod core;
 mod drain;
@@ -34,6 +34,11 @@ use node::NodeState;
 /// Memory glommio may register for its own DMA buffers, per executor. We do
 /// no file I/O through glommio, so a small amount keeps RSS and memlock low.
 const IO_MEMORY: usize = 256 << 10;
+
+/// Time slice after which a long-running task (a flush to thousands of sockets) yields to
+/// I/O and other tasks at its next [`yield_if_needed`]. glommio's default, 100 ms, let one
+/// big fan-out delay every other request on the core by that long.
+const PREEMPT: Duration = Duration::from_millis(5);
 
 pub fn serve(cfg: Config, origin: ConfigOrigin) -> anyhow::Result<()> {
     let cpus = cfg.server.cores.resolve()?;
@@ -65,6 +70,7 @@ pub fn serve(cfg: Config, origin: ConfigOrigin) -> anyhow::Result<()> {
             .name(&format!("core-{i}"))
             .ring_depth(cfg.server.ring_depth)
             .io_memory(IO_MEMORY)
+            .preempt_timer(PREEMPT)
             .spawn(
                 move || async move { run_core(cfg, node, registry, mesh, listener, ready).await },
             )
@@ -178,9 +184,10 @@ pub async fn timeout<T>(d: Duration, fut: impl Future<Output = T>) -> Option<T> 
     .await
 }
 
-/// Lets other tasks on this core run.
-pub async fn yield_now() {
-    glommio::executor().yield_task_queue_now().await;
+/// Lets other tasks and I/O on this core run if this task has used its time slice
+/// ([`PREEMPT`]); otherwise returns at once.
+pub async fn yield_if_needed() {
+    glommio::yield_if_needed().await;
 }
 
 /// Milliseconds on the process's monotonic clock (the session timers' unit).

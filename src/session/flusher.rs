@@ -57,8 +57,9 @@ impl Flusher {
                     }
                     FlushOutcome::Failed => s.request_close(Disconnect::WRITE_ERROR),
                 }
-                if i % 256 == 255 {
-                    crate::runtime::yield_now().await;
+                if i % 64 == 63 {
+                    // a flush to thousands of sockets must not hold up reads and the API
+                    crate::runtime::yield_if_needed().await;
                 }
             }
         }
