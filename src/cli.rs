@@ -134,7 +134,12 @@ fn init_tracing(log: &LogConfig) -> anyhow::Result<()> {
         Ok(spec) if !spec.trim().is_empty() => EnvFilter::try_new(&spec).context("RUST_LOG")?,
         _ => EnvFilter::try_new(&log.level).context("log.level")?,
     };
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    // A log write that fails (closed pipe, journal restart) must never panic: by default
+    // tracing-subscriber reports such failures with `eprintln!`, which panics when stderr
+    // is gone, and that killed whichever thread logged (the signal thread, for one).
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .log_internal_errors(false);
     let installed = match log.format {
         LogFormat::Text => builder
             .with_ansi(std::io::stdout().is_terminal())

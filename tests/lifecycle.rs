@@ -222,3 +222,52 @@ fn second_signal_exits_at_once() {
         .expect("exits without waiting for the window");
     assert_eq!(status.code(), Some(1));
 }
+
+#[test]
+fn shutdown_still_works_after_the_log_reader_is_gone() {
+    // A server whose stdout/stderr reader died (closed pipe, journal restart) used to lose
+    // its signal thread to a panic on the next log line, and then ignored SIGTERM forever.
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let dir = std::env::temp_dir().join(format!("wiresocket-logpipe-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("c.toml");
+    std::fs::write(
+        &cfg,
+        format!("[server]\nlisten = \"127.0.0.1:0\"\ndrain_window_ms = 100\n[auth]\nhmac_secret = \"{}\"\n", common::SECRET),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wiresocket"))
+        .args(["serve", "--config"])
+        .arg(&cfg)
+        .env("RUST_LOG", "debug")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("listening on") {
+        line.clear();
+        assert!(
+            out.read_line(&mut line).unwrap() > 0,
+            "server exited before listening"
+        );
+    }
+    drop(out); // both pipes' readers go away
+    drop(child.stderr.take());
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let until = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if Instant::now() > until {
+            let _ = child.kill();
+            panic!("server ignored SIGTERM after its log pipe closed");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -34,11 +34,11 @@ pub fn install_signal_handlers(node: Arc<NodeState>) -> anyhow::Result<()> {
         .spawn(move || {
             for sig in signals.forever() {
                 if count.fetch_add(1, Ordering::SeqCst) == 0 {
+                    node.start_drain(); // first, so no logging trouble can prevent it
                     tracing::info!(
                         signal = sig,
                         "draining: no new connections, disconnecting clients (3001)"
                     );
-                    node.start_drain();
                 } else {
                     tracing::warn!(signal = sig, "second signal: exiting now");
                     std::process::exit(1);

@@ -22,6 +22,7 @@ pub mod preflight;
 
 use anyhow::Context as _;
 use std::future::Future;
+use std::io::Write as _;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -82,7 +83,8 @@ pub fn serve(cfg: Config, origin: ConfigOrigin) -> anyhow::Result<()> {
         ready_rx.recv().context("a core failed to start")?;
     }
     tracing::info!(cores = cpus.len(), cpus = ?cpus, engine = ?cfg.engine.kind, "wiresocket {} started", env!("CARGO_PKG_VERSION"));
-    println!("wiresocket listening on http://{addr}");
+    // the readiness line scripts wait for; a closed stdout must not stop the server
+    let _ = writeln!(std::io::stdout(), "wiresocket listening on http://{addr}");
     if matches!(origin, ConfigOrigin::Defaults) {
         tracing::warn!(
             "no config file: using built-in defaults with a random secret and API key for this run"
