@@ -151,7 +151,7 @@ fi
 report_args=()
 idle_timeout=$((HOLD + 300))
 n_rates=$(awk -F, '{print NF}' <<<"$RATES")
-fan_timeout=$((300 + n_rates * (SECS * 2 + 2 + DRAIN)))
+fan_timeout=$((340 + n_rates * (SECS * 2 + 2 + DRAIN)))
 
 if [[ "$ONLY" == all || "$ONLY" == idle ]]; then
   start_server 2 idle
@@ -180,11 +180,12 @@ fi
 
 commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo "uncommitted")
 "$BENCH_BIN" report "${report_args[@]}" \
-  --meta "date=$(date -u +%Y-%m-%dT%H:%M:%SZ)" --meta "commit=$commit" \
+  --meta "date=$(date -u +%Y-%m-%dT%H:%M:%SZ)" --meta "checkout commit=$commit (the server binary may differ: see sha256)" \
   --meta "machine=$(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), kernel $(uname -r)" \
   --meta "params=CONNS=$CONNS SUBS=$SUBS RATES=$RATES SECS=$SECS HOLD=$HOLD PAYLOAD_BYTES=$PAYLOAD_BYTES PACE_US=$PACE_US SRC_IPS=$SRC_IPS" \
   --meta "machine busy before run=${BUSY_BEFORE}% of one core (other processes; 0-5 is idle)" \
-  --meta "server=$SERVER_BIN (fresh process per run; idle and fan-out-2 with cores=2, fan-out-1 with cores=1)" \
+  --meta "server binary=$SERVER_BIN, sha256 $(sha256sum "$SERVER_BIN" | cut -c1-12), built $(date -u -r "$SERVER_BIN" +%Y-%m-%dT%H:%M:%SZ)" \
+  --meta "server runs=fresh process per run; idle and fan-out-2 with cores=2, fan-out-1 with cores=1" \
   --out-json "$RESULTS/engine-$STAMP.json" --out-md "$RESULTS/engine-$STAMP.md"
 log "wrote $RESULTS/engine-$STAMP.json and $RESULTS/engine-$STAMP.md"
 cat "$RESULTS/engine-$STAMP.md"

@@ -104,6 +104,11 @@ impl Stats {
         self.failures.borrow().clone()
     }
 
+    /// Publications received so far, all phases plus unphased ones.
+    pub fn delivered_total(&self) -> u64 {
+        self.unphased.get() + self.phases.borrow().iter().map(|r| r.count).sum::<u64>()
+    }
+
     pub fn report(&self, id: usize) -> Report {
         Report {
             id,

@@ -1,5 +1,5 @@
 //! The worker -> parent wire: one JSON object per stdout line. Parent -> worker control is plain
-//! text lines on the worker's stdin (`report`, `stop`). Shared by `worker` (writer) and `pool`
+//! text lines on the worker's stdin (`count`, `report`, `stop`). Shared by `worker` (writer) and `pool`
 //! (reader), so both sides agree on field names by construction.
 
 use crate::sys::ProcSample;
@@ -21,6 +21,8 @@ pub enum Event {
     },
     /// Answer to `report` (or sent on the worker's own deadline).
     Report(Box<Report>),
+    /// Answer to `count`: publications received so far (all phases), for the final settle.
+    Count { id: usize, total: u64 },
 }
 
 /// Everything one worker measured.

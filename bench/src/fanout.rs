@@ -56,6 +56,10 @@ pub struct FanoutArgs {
     pub payload_bytes: usize,
     #[arg(long, default_value_t = 240)]
     pub connect_timeout_s: u64,
+    /// After the last phase, wait up to this long for deliveries still in flight (until the
+    /// count stops changing) before reporting; whatever is still missing then counts as lost.
+    #[arg(long, default_value_t = 30)]
+    pub settle_max_s: u64,
     /// Subscriber read pacing in µs (see `worker --pace-us`); 0 = off. Adds up to this much
     /// latency but lowers the load generator's CPU per delivery.
     #[arg(long, default_value_t = 0)]
@@ -71,6 +75,8 @@ struct PhaseWindow {
     lg_cpu_ms: u64,
     srv_cpu_ms: Option<u64>,
     machine_pct: Option<f64>,
+    /// Heaviest processes other than server and load generator during the phase.
+    others: Vec<(String, f64)>,
 }
 
 pub async fn run(a: FanoutArgs) -> Result<Value> {
@@ -97,7 +103,7 @@ pub async fn run(a: FanoutArgs) -> Result<Value> {
         ip_offset: 0,
         id: 0,
         phases: a.rates.len(),
-        deadline_s: a.connect_timeout_s + phase_budget.ceil() as u64 + 90,
+        deadline_s: a.connect_timeout_s + phase_budget.ceil() as u64 + a.settle_max_s + 90,
         handshake_timeout_s: 30,
         token_ttl_s: 3600,
         pace_us: a.pace_us,
@@ -133,6 +139,7 @@ pub async fn run(a: FanoutArgs) -> Result<Value> {
         let lg0 = sys::sum_samples(&pids);
         let srv0 = a.server_pid.and_then(proc_sample);
         let m0 = sys::machine_ticks();
+        let all0 = sys::all_proc_cpu();
         let conns = if a.pub_conns == 0 {
             (rate / 50).clamp(2, 128) as usize
         } else {
@@ -142,6 +149,10 @@ pub async fn run(a: FanoutArgs) -> Result<Value> {
         let lg1 = sys::sum_samples(&pids);
         let srv1 = a.server_pid.and_then(proc_sample);
         let machine_pct = sys::machine_busy_pct(m0, sys::machine_ticks());
+        let wall = (publish.end_ns - publish.start_ns) as f64 / 1e9;
+        let mut ours = pids.clone();
+        ours.extend(a.server_pid);
+        let others = sys::top_others(&all0, &sys::all_proc_cpu(), &ours, wall, 4);
         eprintln!(
             "  phase {i}: {rate}/s target, {} ok, {} failed, {} skipped in {:.1} s",
             publish.ok,
@@ -158,9 +169,12 @@ pub async fn run(a: FanoutArgs) -> Result<Value> {
                 .zip(srv1)
                 .map(|(b, a)| a.cpu_ms.saturating_sub(b.cpu_ms)),
             machine_pct,
+            others,
         });
         tokio::time::sleep(Duration::from_secs_f64(a.drain_s)).await;
     }
+    let settle_s = pool.settle(Duration::from_secs(a.settle_max_s)).await?;
+    eprintln!("fanout: deliveries settled after {settle_s:.1} s more");
     let lg_end = sys::sum_samples(&pids);
     let reports = pool.collect_reports(Duration::from_secs(30)).await?;
     pool.shutdown().await;
@@ -189,6 +203,7 @@ pub async fn run(a: FanoutArgs) -> Result<Value> {
         "payload_extra_bytes": a.payload_bytes,
         "pub_conns": a.pub_conns,
         "pace_us": a.pace_us,
+        "settle_s": settle_s,
         "phases": phases,
         "closed": sum_map(|r| &r.closed),
         "disconnect_pushes": sum_map(|r| &r.disconnect_pushes),
@@ -232,6 +247,7 @@ fn phase_json(i: usize, w: &PhaseWindow, reports: &[Report], subs: u64, secs: f6
         "publish_rtt_us": summarize(&p.rtt),
         "loadgen_cpu_pct": w.lg_cpu_ms as f64 / 10.0 / pub_wall.max(1e-9),
         "machine_cpu_pct": w.machine_pct,
+        "other_processes_cpu_pct": w.others,
         "server_cpu_pct": w.srv_cpu_ms.map(|c| c as f64 / 10.0 / pub_wall.max(1e-9)),
     })
 }

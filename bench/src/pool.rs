@@ -131,9 +131,45 @@ impl Pool {
                     }
                 }
                 Event::Report(r) => eprintln!("worker {} reported early (deadline?)", r.id),
+                Event::Count { .. } => {}
             }
         }
         Ok(sum)
+    }
+
+    /// Sum of every worker's delivered-publication count right now.
+    pub async fn delivered_total(&mut self, wait: Duration) -> Result<u64> {
+        self.broadcast("count").await?;
+        let deadline = Instant::now() + wait;
+        let (mut got, mut total) = (0, 0);
+        while got < self.children.len() {
+            match timeout_at(deadline, self.events.recv()).await {
+                Ok(Some(Event::Count { total: t, .. })) => {
+                    got += 1;
+                    total += t;
+                }
+                Ok(Some(_)) => {}
+                Ok(None) => bail!("workers exited before counting"),
+                Err(_) => bail!("timed out waiting for worker counts"),
+            }
+        }
+        Ok(total)
+    }
+
+    /// Waits until deliveries stop arriving (unchanged over one second), at most `max`, so a
+    /// backlog still in flight is not mistaken for loss. Returns the seconds waited.
+    pub async fn settle(&mut self, max: Duration) -> Result<f64> {
+        let start = Instant::now();
+        let mut last = self.delivered_total(Duration::from_secs(10)).await?;
+        while start.elapsed() < max {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let now = self.delivered_total(Duration::from_secs(10)).await?;
+            if now == last {
+                break;
+            }
+            last = now;
+        }
+        Ok(start.elapsed().as_secs_f64())
     }
 
     /// Asks every worker for its `Report` and collects them (ordered by worker id).

@@ -230,6 +230,23 @@ fn fanout_md(s: &mut String, cores: &str, f: &Value) {
             n(&p["machine_cpu_pct"], 0)
         );
     }
+    for p in phases(f) {
+        if let Some(o) = p["other_processes_cpu_pct"]
+            .as_array()
+            .filter(|o| !o.is_empty())
+        {
+            let list: Vec<String> = o
+                .iter()
+                .map(|e| format!("{} {}%", e[0].as_str().unwrap_or("?"), n(&e[1], 0)))
+                .collect();
+            let _ = writeln!(
+                s,
+                "\nOther CPU during {}/s: {}",
+                p["rate_target"],
+                list.join(", ")
+            );
+        }
+    }
     let _ = writeln!(
         s,
         "\nClosed subscribers: `{}`; disconnect pushes: `{}`; publish errors per phase: {}",

@@ -121,6 +121,58 @@ pub fn machine_busy_pct(a: Option<(u64, u64)>, b: Option<(u64, u64)>) -> Option<
     (t1 > t0).then(|| 100.0 * cores * (b1 - b0) as f64 / (t1 - t0) as f64)
 }
 
+/// CPU milliseconds of every process on the machine, keyed by pid, with its command name.
+pub fn all_proc_cpu() -> std::collections::HashMap<u32, (String, u64)> {
+    let tck = clk_tck();
+    let mut out = std::collections::HashMap::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for e in dir.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let comm = stat
+            .find('(')
+            .zip(stat.rfind(')'))
+            .map_or(String::new(), |(a, b)| stat[a + 1..b].to_string());
+        if let Some(t) = parse_stat_cpu_ticks(&stat) {
+            out.insert(pid, (comm, t * 1000 / tck));
+        }
+    }
+    out
+}
+
+/// The `n` heaviest other processes between two `all_proc_cpu` samples (excluding `ours`), as
+/// (command, CPU % of one core over `secs`).
+pub fn top_others(
+    before: &std::collections::HashMap<u32, (String, u64)>,
+    after: &std::collections::HashMap<u32, (String, u64)>,
+    ours: &[u32],
+    secs: f64,
+    n: usize,
+) -> Vec<(String, f64)> {
+    let mut by_comm = std::collections::HashMap::<String, u64>::new();
+    for (pid, (comm, ms)) in after {
+        if ours.contains(pid) {
+            continue;
+        }
+        let d = ms.saturating_sub(before.get(pid).map_or(0, |b| b.1));
+        *by_comm.entry(comm.clone()).or_default() += d;
+    }
+    let mut v: Vec<(String, f64)> = by_comm
+        .into_iter()
+        .filter(|(_, ms)| *ms > 0)
+        .map(|(c, ms)| (c, ms as f64 / 10.0 / secs.max(1e-9)))
+        .collect();
+    v.sort_by(|a, b| b.1.total_cmp(&a.1));
+    v.truncate(n);
+    v
+}
+
 /// System-wide TCP socket counters from `/proc/net/sockstat`.
 #[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct SockStat {
@@ -194,6 +246,20 @@ mod tests {
             Some((15, 100))
         );
         assert!(machine_ticks().is_some());
+    }
+
+    #[test]
+    fn ranks_other_processes() {
+        let before = [(1, ("a".to_string(), 100)), (2, ("b".to_string(), 0))].into();
+        let after = [
+            (1, ("a".into(), 600)),
+            (2, ("b".into(), 50)),
+            (3, ("c".into(), 900)),
+        ]
+        .into();
+        let top = top_others(&before, &after, &[3], 1.0, 5);
+        assert_eq!(top, vec![("a".to_string(), 50.0), ("b".to_string(), 5.0)]);
+        assert!(!all_proc_cpu().is_empty());
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The `worker` subcommand: one load-generator process holding up to ~15,000 client sockets (the
 //! machine caps open files at 20,000 per process). Runs a single-threaded tokio runtime, starts
 //! its share of clients with a bounded number of handshakes in flight, prints JSON events on
-//! stdout (`events::Event`) and obeys `report` / `stop` lines on stdin.
+//! stdout (`events::Event`) and obeys `count` / `report` / `stop` lines on stdin.
 //!
 //! Invariant: a worker always ends by itself — on `stop`, on stdin EOF (parent gone) or at
 //! `--deadline-s` — so no run can leave sockets behind.
@@ -137,6 +137,7 @@ async fn run(args: WorkerArgs) -> Result<()> {
         tokio::select! {
             line = stdin.next_line() => match line?.as_deref().map(str::trim) {
                 Some("report") => emit(&Event::Report(Box::new(stats.report(args.id)))),
+                Some("count") => emit(&Event::Count { id: args.id, total: stats.delivered_total() }),
                 Some("stop") | None => break,
                 Some(other) => eprintln!("worker {}: unknown command {other:?}", args.id),
             },
