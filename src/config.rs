@@ -233,8 +233,10 @@ config_section! {
         pub allow_client_subscribe: bool = true,
         /// Anonymous clients may subscribe to ordinary channels. Default: `false`.
         pub allow_anonymous_subscribe: bool = false,
-        /// Clients may publish into channels they are subscribed to. Default: `false`.
-        /// Enable only when clients are trusted to write (chat-like apps).
+        /// Clients may publish with the `publish` command: into ordinary channels, and into
+        /// private channels only while subscribed to them. Publications carry the
+        /// publisher's ClientInfo. Default: `false` (103 permission denied). Enable only when
+        /// clients are trusted to write (chat-like apps).
         pub allow_client_publish: bool = false,
         /// Channels starting with this prefix need a subscription token. Default: `"$"`.
         pub private_prefix: String = "$".to_owned(),

@@ -59,7 +59,7 @@ fn sweep(core: &Core, now: u64) {
                     if pong_due == 0 {
                         s.pong_deadline_ms.set(now + ws.pong_timeout_ms);
                     }
-                    s.enqueue(ping_frame(), &core.flusher);
+                    s.send_or_enqueue(ping_frame(), &core.flusher);
                 }
             }
             _ => {}

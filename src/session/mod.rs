@@ -162,6 +162,26 @@ impl Session {
         true
     }
 
+    /// Sends a small frame at once when nothing is queued (no queue storage is allocated:
+    /// the heartbeat sweep pings every due session in one burst), else queues it.
+    pub fn send_or_enqueue(self: &std::rc::Rc<Self>, frame: Bytes, flusher: &Flusher) {
+        if self.close.get() != NO_CLOSE || self.blocked.get() || self.has_output() {
+            self.enqueue(frame, flusher);
+            return;
+        }
+        match outbound::send_now(self.fd, &frame) {
+            Ok(n) if n == frame.len() => {
+                CoreMetrics::inc(&flusher.metrics.messages_out);
+                CoreMetrics::add(&flusher.metrics.bytes_out, n as u64);
+            }
+            Ok(n) => {
+                CoreMetrics::add(&flusher.metrics.bytes_out, n as u64);
+                self.enqueue(frame.slice(n..), flusher);
+            }
+            Err(()) => self.request_close(Disconnect::WRITE_ERROR),
+        }
+    }
+
     /// Queues without the overflow check (control frames and the final close).
     pub fn enqueue_control(&self, frame: Bytes) {
         self.out.borrow_mut().push(frame);

@@ -21,6 +21,29 @@ pub enum FlushOutcome {
     Failed,
 }
 
+/// One non-blocking send of `bytes`: how much went out (0 when the socket is full).
+pub fn send_now(fd: RawFd, bytes: &[u8]) -> Result<usize, ()> {
+    loop {
+        // SAFETY: `bytes` is a live slice for the duration of the call.
+        let n = unsafe {
+            libc::send(
+                fd,
+                bytes.as_ptr().cast(),
+                bytes.len(),
+                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+            )
+        };
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        match std::io::Error::last_os_error().kind() {
+            std::io::ErrorKind::WouldBlock => return Ok(0),
+            std::io::ErrorKind::Interrupted => continue,
+            _ => return Err(()),
+        }
+    }
+}
+
 #[derive(Default)]
 pub struct Outbound {
     frames: VecDeque<Bytes>,
