@@ -96,4 +96,11 @@ pub async fn drain_sessions(core: &Rc<Core>) {
         }
         super::sleep(POLL).await;
     }
+    // Keep this core's listener open (health answers 503, upgrades are refused) until every
+    // core is done: a core that exited early would reset connections the kernel had already
+    // queued on its SO_REUSEPORT listener.
+    core.node.core_drained();
+    while !core.node.all_drained() && Instant::now() < deadline {
+        super::sleep(POLL).await;
+    }
 }

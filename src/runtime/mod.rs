@@ -36,6 +36,9 @@ use node::NodeState;
 /// no file I/O through glommio, so a small amount keeps RSS and memlock low.
 const IO_MEMORY: usize = 256 << 10;
 
+/// How long every core may take to build its executor, join the mesh and start accepting.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Time slice after which a long-running task (a flush to thousands of sockets) yields to
 /// I/O and other tasks at its next [`yield_if_needed`]. glommio's default, 100 ms, let one
 /// big fan-out delay every other request on the core by that long.
@@ -51,7 +54,7 @@ pub fn serve(cfg: Config, origin: ConfigOrigin) -> anyhow::Result<()> {
         .as_socket()
         .context("listener address")?;
     let cfg = Arc::new(cfg);
-    let node = Arc::new(NodeState::new(cfg.server.max_connections));
+    let node = Arc::new(NodeState::new(cfg.server.max_connections, cpus.len()));
     let registry = Registry::new(cpus.len());
     let mesh =
         (cpus.len() > 1).then(|| crate::mesh::builder(cpus.len(), cfg.mesh.channel_capacity));
@@ -79,8 +82,18 @@ pub fn serve(cfg: Config, origin: ConfigOrigin) -> anyhow::Result<()> {
         handles.push(handle);
     }
     drop(ready_tx);
-    for _ in 0..cpus.len() {
-        ready_rx.recv().context("a core failed to start")?;
+    // Bounded: a core that dies while starting (its executor or the mesh join failing)
+    // would otherwise leave this thread, and the core's peers in the mesh join, waiting
+    // forever. Its own error is logged above this one.
+    for started in 0..cpus.len() {
+        if ready_rx.recv_timeout(STARTUP_TIMEOUT).is_err() {
+            tracing::error!(
+                started,
+                cores = cpus.len(),
+                "a core failed to start within {STARTUP_TIMEOUT:?}; exiting"
+            );
+            std::process::exit(1);
+        }
     }
     tracing::info!(cores = cpus.len(), cpus = ?cpus, engine = ?cfg.engine.kind, "wiresocket {} started", env!("CARGO_PKG_VERSION"));
     // the readiness line scripts wait for; a closed stdout must not stop the server

@@ -1,5 +1,6 @@
 //! Node-wide state shared by all cores through atomics (never a lock): the
-//! connection count for the per-node limit, and the drain flag set by signals.
+//! connection count for the per-node limit, the drain flag set by signals, and
+//! how many cores are still draining (so all cores exit together).
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::*};
 
@@ -7,15 +8,28 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::*};
 pub struct NodeState {
     connections: AtomicUsize,
     draining: AtomicBool,
+    /// Cores whose sessions are not all closed yet (during a drain).
+    cores_draining: AtomicUsize,
     pub max_connections: usize,
 }
 
 impl NodeState {
-    pub fn new(max_connections: usize) -> Self {
+    pub fn new(max_connections: usize, cores: usize) -> Self {
         NodeState {
             max_connections,
+            cores_draining: AtomicUsize::new(cores),
             ..Default::default()
         }
+    }
+
+    /// This core has closed all its sessions.
+    pub fn core_drained(&self) {
+        self.cores_draining.fetch_sub(1, AcqRel);
+    }
+
+    /// Every core has closed its sessions: the node may exit.
+    pub fn all_drained(&self) -> bool {
+        self.cores_draining.load(Acquire) == 0
     }
 
     /// Reserves a connection slot; false when the node is full.
@@ -63,10 +77,13 @@ mod tests {
 
     #[test]
     fn admits_up_to_limit() {
-        let n = NodeState::new(2);
+        let n = NodeState::new(2, 1);
         assert!(n.try_admit() && n.try_admit());
         assert!(!n.try_admit() && n.shedding());
         n.connection_closed();
         assert!(n.try_admit());
+        assert!(!n.all_drained());
+        n.core_drained();
+        assert!(n.all_drained());
     }
 }
