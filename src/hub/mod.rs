@@ -103,14 +103,6 @@ impl Hub {
         Some(key)
     }
 
-    /// Number of local subscribers of `channel` on this core.
-    pub fn local_count(&self, channel: &str) -> usize {
-        self.local
-            .borrow()
-            .get(channel)
-            .map_or(0, |c| c.subscribers.len())
-    }
-
     /// Owner side: core `from` is interested. Returns whether it is the node's first, and
     /// the flag set once the engine subscription is complete.
     pub fn interest_add(&self, channel: &Arc<str>, from: usize) -> (bool, Rc<Ready>) {

@@ -79,7 +79,7 @@ pub async fn on_message(
         out.pop();
     }
     if !out.is_empty() {
-        s.enqueue(super::text_frame(&out), &core.flusher);
+        s.enqueue(crate::ws::frame::text(&out), &core.flusher);
     }
     result
 }

@@ -264,11 +264,6 @@ impl Session {
     }
 }
 
-/// Builds one text frame from newline-joined replies.
-pub fn text_frame(payload: &[u8]) -> Bytes {
-    crate::ws::frame::text(payload)
-}
-
 /// Shared pre-encoded frames (the heartbeat ping is the same bytes for everyone).
 pub fn ping_frame() -> Bytes {
     thread_local! {
