@@ -58,6 +58,18 @@ impl Server {
             Ok(server) => server,
             Err(report) => {
                 eprintln!("WARNING: server start failed, retrying once. First attempt:\n{report}");
+                // also kept where it survives the test harness's output capture
+                let path = concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/target/test-start-failures.log"
+                );
+                if let Ok(mut f) = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                {
+                    let _ = writeln!(f, "=== {:?}\n{report}", SystemTime::now());
+                }
                 Self::try_start(o)
                     .unwrap_or_else(|report| panic!("server did not start twice:\n{report}"))
             }
