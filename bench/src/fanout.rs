@@ -5,7 +5,7 @@
 
 use crate::events::Report;
 use crate::hist::{add_pairs, new_hist, summarize};
-use crate::pool::{worker_count, Pool};
+use crate::pool::{Pool, Spread};
 use crate::publisher::{run_phase, PubCfg};
 use crate::sys::{self, proc_sample};
 use crate::worker::WorkerArgs;
@@ -40,22 +40,14 @@ pub struct FanoutArgs {
     /// Pause after each phase so late deliveries land before the next phase starts.
     #[arg(long, default_value_t = 3.0)]
     pub drain_s: f64,
-    #[arg(long, default_value_t = 0)]
-    pub procs: usize,
-    #[arg(long)]
-    pub src_ips: Option<String>,
-    #[arg(long)]
-    pub server_pid: Option<u32>,
-    #[arg(long, default_value_t = 500)]
-    pub concurrency: usize,
+    #[command(flatten)]
+    pub spread: Spread,
     /// Keep-alive HTTP connections used by the publisher (0 = automatic: rate/50, 2..128).
     #[arg(long, default_value_t = 0)]
     pub pub_conns: usize,
     /// Extra filler bytes per publication.
     #[arg(long, default_value_t = 0)]
     pub payload_bytes: usize,
-    #[arg(long, default_value_t = 240)]
-    pub connect_timeout_s: u64,
     /// After the last phase, wait up to this long for deliveries still in flight (until the
     /// count stops changing) before reporting; whatever is still missing then counts as lost.
     #[arg(long, default_value_t = 30)]
@@ -84,27 +76,24 @@ pub async fn run(a: FanoutArgs) -> Result<Value> {
     if a.rates.is_empty() || a.rates.contains(&0) {
         bail!("--rates needs positive publications/s");
     }
-    let n_ips = match &a.src_ips {
-        Some(s) => crate::net::parse_src_ips(s)?.len(),
-        None => 0,
-    };
+    let n_ips = a.spread.n_ips()?;
     crate::net::Target::parse(&a.url)?;
     let mut api = crate::net::Target::parse(&a.api_url)?;
     api.path = format!("{}/api/publish", api.path.trim_end_matches('/'));
-    let procs = worker_count(a.subs, a.procs)?;
+    let procs = a.spread.workers(a.subs)?;
     let phase_budget = a.rates.len() as f64 * (a.secs_per_rate * 1.5 + 2.0 + a.drain_s);
     let template = WorkerArgs {
         url: a.url.clone(),
         secret: a.secret.clone(),
         channel: a.channel.clone(),
         conns: a.subs,
-        concurrency: a.concurrency,
-        src_ips: a.src_ips.clone(),
+        concurrency: a.spread.concurrency,
+        src_ips: a.spread.src_ips.clone(),
         ip_offset: 0,
         id: 0,
         phases: a.rates.len(),
-        deadline_s: a.connect_timeout_s + phase_budget.ceil() as u64 + a.settle_max_s + 90,
-        handshake_timeout_s: 30,
+        deadline_s: a.spread.connect_timeout_s + phase_budget.ceil() as u64 + a.settle_max_s + 90,
+        handshake_timeout_s: a.spread.handshake_timeout_s,
         token_ttl_s: 3600,
         pace_us: a.pace_us,
     };
@@ -115,7 +104,7 @@ pub async fn run(a: FanoutArgs) -> Result<Value> {
     let t0 = Instant::now();
     let mut pool = Pool::spawn(&template, procs, n_ips)?;
     let ready = pool
-        .wait_ready(t0 + Duration::from_secs(a.connect_timeout_s))
+        .wait_ready(t0 + Duration::from_secs(a.spread.connect_timeout_s))
         .await
         .context("connect phase")?;
     let time_to_n = t0.elapsed();
@@ -137,7 +126,7 @@ pub async fn run(a: FanoutArgs) -> Result<Value> {
     let mut windows = Vec::new();
     for (i, &rate) in a.rates.iter().enumerate() {
         let lg0 = sys::sum_samples(&pids);
-        let srv0 = a.server_pid.and_then(proc_sample);
+        let srv0 = a.spread.server_pid.and_then(proc_sample);
         let m0 = sys::machine_ticks();
         let all0 = sys::all_proc_cpu();
         let conns = if a.pub_conns == 0 {
@@ -147,11 +136,11 @@ pub async fn run(a: FanoutArgs) -> Result<Value> {
         };
         let publish = run_phase(cfg.clone(), conns, i as u32, rate, a.secs_per_rate).await;
         let lg1 = sys::sum_samples(&pids);
-        let srv1 = a.server_pid.and_then(proc_sample);
+        let srv1 = a.spread.server_pid.and_then(proc_sample);
         let machine_pct = sys::machine_busy_pct(m0, sys::machine_ticks());
         let wall = (publish.end_ns - publish.start_ns) as f64 / 1e9;
         let mut ours = pids.clone();
-        ours.extend(a.server_pid);
+        ours.extend(a.spread.server_pid);
         let others = sys::top_others(&all0, &sys::all_proc_cpu(), &ours, wall, 4);
         eprintln!(
             "  phase {i}: {rate}/s target, {} ok, {} failed, {} skipped in {:.1} s",

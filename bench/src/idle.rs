@@ -3,7 +3,7 @@
 //! kernel TCP memory (`/proc/net/sockstat`) — plus time-to-N, handshake failures and the load
 //! generator's own CPU and RSS. Writes one JSON object (`--out`) and a human summary.
 
-use crate::pool::{worker_count, Pool};
+use crate::pool::{Pool, Spread};
 use crate::sys::{self, proc_sample, sockstat, ProcSample};
 use crate::worker::WorkerArgs;
 use anyhow::{Context, Result};
@@ -28,22 +28,8 @@ pub struct IdleArgs {
     /// Seconds to hold all connections after they are subscribed (>25 s sees one heartbeat).
     #[arg(long, default_value_t = 30)]
     pub hold_s: u64,
-    /// Worker processes (0 = automatic: ceil(N/15000), at least 2).
-    #[arg(long, default_value_t = 0)]
-    pub procs: usize,
-    /// Source addresses, e.g. 127.0.0.2-127.0.0.200.
-    #[arg(long)]
-    pub src_ips: Option<String>,
-    /// Server process to measure (VmRSS, CPU).
-    #[arg(long)]
-    pub server_pid: Option<u32>,
-    /// Handshakes in flight at once, over all workers.
-    #[arg(long, default_value_t = 500)]
-    pub concurrency: usize,
-    #[arg(long, default_value_t = 240)]
-    pub connect_timeout_s: u64,
-    #[arg(long, default_value_t = 30)]
-    pub handshake_timeout_s: u64,
+    #[command(flatten)]
+    pub spread: Spread,
     #[arg(long)]
     pub out: Option<PathBuf>,
 }
@@ -64,14 +50,11 @@ fn per_conn_kb(before: Option<ProcSample>, after: Option<ProcSample>, n: u64) ->
 
 pub async fn run(a: IdleArgs) -> Result<Value> {
     sys::raise_nofile();
-    let n_ips = match &a.src_ips {
-        Some(s) => crate::net::parse_src_ips(s)?.len(),
-        None => 0,
-    };
+    let n_ips = a.spread.n_ips()?;
     crate::net::Target::parse(&a.url)?;
-    let procs = worker_count(a.conns, a.procs)?;
+    let procs = a.spread.workers(a.conns)?;
     let me = std::process::id();
-    let srv0 = server(a.server_pid);
+    let srv0 = server(a.spread.server_pid);
     let sock0 = sockstat();
     let slab0 = sys::slab_kb();
     let self0 = proc_sample(me).unwrap_or_default();
@@ -85,26 +68,26 @@ pub async fn run(a: IdleArgs) -> Result<Value> {
         secret: a.secret.clone(),
         channel: a.channel.clone(),
         conns: a.conns,
-        concurrency: a.concurrency,
-        src_ips: a.src_ips.clone(),
+        concurrency: a.spread.concurrency,
+        src_ips: a.spread.src_ips.clone(),
         ip_offset: 0,
         id: 0,
         phases: 0,
-        deadline_s: a.connect_timeout_s + a.hold_s + 60,
-        handshake_timeout_s: a.handshake_timeout_s,
+        deadline_s: a.spread.connect_timeout_s + a.hold_s + 60,
+        handshake_timeout_s: a.spread.handshake_timeout_s,
         token_ttl_s: 3600,
         pace_us: 0,
     };
     let t0 = Instant::now();
     let mut pool = Pool::spawn(&template, procs, n_ips)?;
     let ready = pool
-        .wait_ready(t0 + Duration::from_secs(a.connect_timeout_s))
+        .wait_ready(t0 + Duration::from_secs(a.spread.connect_timeout_s))
         .await
         .context("connect phase")?;
     let time_to_n = t0.elapsed();
     let mut pids = pool.pids.clone();
     pids.push(me);
-    let srv1 = server(a.server_pid);
+    let srv1 = server(a.spread.server_pid);
     let sock1 = sockstat();
     let lg1 = sys::sum_samples(&pids);
     eprintln!(
@@ -115,7 +98,7 @@ pub async fn run(a: IdleArgs) -> Result<Value> {
         a.hold_s
     );
     tokio::time::sleep(Duration::from_secs(a.hold_s)).await;
-    let srv2 = server(a.server_pid);
+    let srv2 = server(a.spread.server_pid);
     let sock2 = sockstat();
     let slab2 = sys::slab_kb();
     let lg2 = sys::sum_samples(&pids);
@@ -143,13 +126,13 @@ pub async fn run(a: IdleArgs) -> Result<Value> {
         "handshake_failures": ready.failed,
         "failures": ready.failures,
         "procs": procs,
-        "concurrency": a.concurrency,
-        "src_ips": a.src_ips,
+        "concurrency": a.spread.concurrency,
+        "src_ips": a.spread.src_ips,
         "time_to_n_ms": time_to_n.as_millis() as u64,
         "connect_rate_per_s": n as f64 / time_to_n.as_secs_f64().max(1e-9),
         "hold_s": a.hold_s,
         "server": {
-            "pid": a.server_pid,
+            "pid": a.spread.server_pid,
             "baseline": srv0, "after_connect": srv1, "after_hold": srv2,
             "rss_per_conn_bytes_after_connect": per_conn_kb(srv0, srv1, n),
             "rss_per_conn_bytes_after_hold": per_conn_kb(srv0, srv2, n),

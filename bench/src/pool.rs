@@ -15,6 +15,43 @@ use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::mpsc;
 use tokio::time::{timeout_at, Instant};
 
+/// How a scenario spreads its clients: worker processes, source addresses, handshake
+/// concurrency and deadlines, and the server process to measure (shared by `idle` and `fanout`).
+#[derive(clap::Args, Debug, Clone)]
+pub struct Spread {
+    /// Worker processes (0 = automatic: ceil(N/15000), at least 2).
+    #[arg(long, default_value_t = 0)]
+    pub procs: usize,
+    /// Source addresses, e.g. 127.0.0.2-127.0.0.200.
+    #[arg(long)]
+    pub src_ips: Option<String>,
+    /// Server process to measure (VmRSS, CPU).
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+    /// Handshakes in flight at once, over all workers.
+    #[arg(long, default_value_t = 500)]
+    pub concurrency: usize,
+    #[arg(long, default_value_t = 240)]
+    pub connect_timeout_s: u64,
+    #[arg(long, default_value_t = 30)]
+    pub handshake_timeout_s: u64,
+}
+
+impl Spread {
+    /// Number of source addresses (0 when none were given).
+    pub fn n_ips(&self) -> Result<usize> {
+        Ok(match &self.src_ips {
+            Some(s) => crate::net::parse_src_ips(s)?.len(),
+            None => 0,
+        })
+    }
+
+    /// Worker processes for `conns` sockets.
+    pub fn workers(&self, conns: u64) -> Result<usize> {
+        worker_count(conns, self.procs)
+    }
+}
+
 /// Worker count for `conns` sockets when the user asked for `procs` (0 = automatic: enough to
 /// respect the per-process socket cap, and at least 2 so both cores can run clients).
 pub fn worker_count(conns: u64, procs: usize) -> Result<usize> {
