@@ -1,226 +1,240 @@
-//! One simulated client inside a worker: WebSocket upgrade, `connect` with a fresh HS256 token,
-//! `subscribe` to the benchmark channel, then read forever answering heartbeats and timing every
-//! publication into the worker's per-phase histograms (`Stats`).
+//! One simulated client inside a worker: WebSocket upgrade and the dialect's handshake
+//! (`handshake`), then read forever answering heartbeats and timing every publication into the
+//! worker's `Stats`. The worker's `Control` can make every client drop its connection and
+//! reconnect at once (reconnect storm), or make the "slow" clients stop reading (slow consumers).
 //!
 //! Invariant: the handshake permit (bounded in-flight handshakes) is held from TCP connect until
-//! the subscribe reply or failure, never longer; every attempt ends in exactly one of
-//! `Stats::ready` or `Stats::failures`, and each ready client later in at most one `closed` cause.
+//! the client is subscribed or failed, never longer; every first attempt ends in exactly one of
+//! `Stats::ready` or `Stats::failures`, and each session later in at most one `closed` cause.
 
-use crate::events::{PhaseReport, Report};
-use crate::hist::{new_hist, record_ns, to_pairs};
+use crate::dialect::{Dialect, Incoming};
+use crate::handshake::handshake;
 use crate::net::Target;
-use crate::proto::{self, Line};
+use crate::stats::Stats;
 use crate::sys::mono_ns;
-use crate::ws::{encode_text, Outcome, WsConn};
-use hdrhistogram::Histogram;
-use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
+use crate::ws::{encode_text, Outcome, Refused, WsConn};
 use std::net::Ipv4Addr;
 use std::time::Duration;
-use tokio::sync::OwnedSemaphorePermit;
-use tokio::time::{timeout_at, Instant};
+use tokio::sync::{watch, OwnedSemaphorePermit};
+use tokio::time::{sleep, timeout, Instant};
 
 /// Per-connection settings shared by every client of a worker.
 pub struct ClientCfg {
     pub target: Target,
+    pub dialect: Dialect,
     pub secret: String,
-    pub channel: String,
+    pub channels: ChannelPlan,
     pub handshake_timeout: Duration,
     pub token_ttl_s: u64,
     pub user_prefix: String,
+    /// Every `stall_every`-th client (by global index) is a slow consumer; 0 = none.
+    pub stall_every: u64,
+    /// Reconnect attempts stop at this instant (the worker's own deadline).
+    pub give_up_at: Instant,
 }
 
-struct PhaseRec {
-    hist: Histogram<u64>,
-    count: u64,
-    first_ns: u64,
-    last_ns: u64,
+/// Which channels client `g` (global index) subscribes to: `per_client` channels out of
+/// `count`, spread so every channel gets the same number of subscribers.
+#[derive(Debug, Clone)]
+pub struct ChannelPlan {
+    pub prefix: String,
+    pub count: u64,
+    pub per_client: u64,
 }
 
-/// Counters of one worker (single-threaded: `Cell`/`RefCell`, shared via `Rc`).
-pub struct Stats {
-    pub ready: Cell<u64>,
-    pub failed: Cell<u64>,
-    failures: RefCell<BTreeMap<String, u64>>,
-    closed: RefCell<BTreeMap<String, u64>>,
-    disconnects: RefCell<BTreeMap<String, u64>>,
-    pings: Cell<u64>,
-    unphased: Cell<u64>,
-    phases: RefCell<Vec<PhaseRec>>,
-}
-
-fn bump(map: &RefCell<BTreeMap<String, u64>>, key: String) {
-    *map.borrow_mut().entry(key).or_default() += 1;
-}
-
-impl Stats {
-    pub fn new(phases: usize) -> Stats {
-        let recs = (0..phases)
-            .map(|_| PhaseRec {
-                hist: new_hist(),
-                count: 0,
-                first_ns: 0,
-                last_ns: 0,
-            })
-            .collect();
-        Stats {
-            ready: Cell::new(0),
-            failed: Cell::new(0),
-            failures: RefCell::default(),
-            closed: RefCell::default(),
-            disconnects: RefCell::default(),
-            pings: Cell::new(0),
-            unphased: Cell::new(0),
-            phases: RefCell::new(recs),
+impl ChannelPlan {
+    pub fn for_client(&self, g: u64) -> Vec<String> {
+        if self.count <= 1 {
+            return vec![self.prefix.clone()];
         }
+        (0..self.per_client.min(self.count))
+            .map(|j| format!("{}{}", self.prefix, (g * self.per_client + j) % self.count))
+            .collect()
     }
 
-    fn fail(&self, why: String) {
-        self.failed.set(self.failed.get() + 1);
-        let short: String = why.chars().take(160).collect();
-        bump(&self.failures, short);
-    }
-
-    fn delivered(&self, phase: Option<u32>, ts: Option<u64>) {
-        let mut phases = self.phases.borrow_mut();
-        let (Some(p), Some(ts)) = (phase, ts) else {
-            self.unphased.set(self.unphased.get() + 1);
-            return;
-        };
-        let Some(rec) = phases.get_mut(p as usize) else {
-            self.unphased.set(self.unphased.get() + 1);
-            return;
-        };
-        let now = mono_ns();
-        record_ns(&mut rec.hist, now.saturating_sub(ts));
-        rec.count += 1;
-        if rec.first_ns == 0 {
-            rec.first_ns = now;
+    /// The channel publication `seq` goes to (round robin over all channels).
+    pub fn for_publication(&self, seq: u64) -> String {
+        if self.count <= 1 {
+            return self.prefix.clone();
         }
-        rec.last_ns = now;
-    }
-
-    pub fn failures(&self) -> BTreeMap<String, u64> {
-        self.failures.borrow().clone()
-    }
-
-    /// Publications received so far, all phases plus unphased ones.
-    pub fn delivered_total(&self) -> u64 {
-        self.unphased.get() + self.phases.borrow().iter().map(|r| r.count).sum::<u64>()
-    }
-
-    pub fn report(&self, id: usize) -> Report {
-        Report {
-            id,
-            ready: self.ready.get(),
-            failures: self.failures(),
-            closed: self.closed.borrow().clone(),
-            disconnect_pushes: self.disconnects.borrow().clone(),
-            pings: self.pings.get(),
-            unphased_pubs: self.unphased.get(),
-            phases: self
-                .phases
-                .borrow()
-                .iter()
-                .map(|r| PhaseReport {
-                    count: r.count,
-                    first_ns: r.first_ns,
-                    last_ns: r.last_ns,
-                    hist: to_pairs(&r.hist),
-                })
-                .collect(),
-            proc: crate::sys::proc_sample(std::process::id()).unwrap_or_default(),
-        }
+        format!("{}{}", self.prefix, seq % self.count)
     }
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum State {
-    AwaitConnect,
-    AwaitSubscribe,
-    Ready,
+/// Worker-wide switches every client watches.
+#[derive(Clone)]
+pub struct Control {
+    /// Incremented by `drop`: every live client closes its socket and reconnects.
+    pub generation: watch::Receiver<u32>,
+    /// While true, slow clients do not read their sockets.
+    pub stalled: watch::Receiver<bool>,
 }
 
-/// Runs client number `idx` until its connection ends. `permit` is released once subscribed.
+/// How one session ended.
+enum End {
+    /// The connection ended on its own (cause for `closed`).
+    Closed(String),
+    /// The worker asked for a reconnect storm.
+    Dropped,
+}
+
+/// Runs client number `g` until its connection ends for good. `permit` is released once ready.
 pub async fn run(
     cfg: &ClientCfg,
-    idx: u64,
+    ctl: Control,
+    g: u64,
     src: Option<Ipv4Addr>,
     stats: &Stats,
     permit: OwnedSemaphorePermit,
 ) {
-    let deadline = Instant::now() + cfg.handshake_timeout;
-    let mut ws = match timeout_at(deadline, WsConn::connect(&cfg.target, src)).await {
+    let started = mono_ns();
+    let first = timeout(cfg.handshake_timeout, handshake(cfg, g, src, stats)).await;
+    drop(permit);
+    let mut ws = match first {
         Ok(Ok(ws)) => ws,
         Ok(Err(e)) => return stats.fail(format!("{e:#}")),
-        Err(_) => return stats.fail("timeout: tcp/upgrade".into()),
+        Err(_) => return stats.fail("timeout: handshake".into()),
     };
-    let token = crate::jwt::connection_token(
-        &cfg.secret,
-        &format!("{}{idx}", cfg.user_prefix),
-        cfg.token_ttl_s,
-    );
-    if let Err(e) = ws.send_text(proto::connect_cmd(1, &token).as_bytes()).await {
-        return stats.fail(format!("send connect: {e:#}"));
-    }
-    let subscribe = proto::subscribe_cmd(2, &cfg.channel);
-    let mut state = State::AwaitConnect;
-    let mut error: Option<String> = None;
-    let mut permit = Some(permit);
+    stats.connected(mono_ns() - started);
+    let slow = cfg.stall_every > 0 && g.is_multiple_of(cfg.stall_every);
+    let mut ctl = ctl;
     loop {
-        let mut on_text = |msg: &[u8], out: &mut Vec<u8>| {
-            for line in proto::split_lines(msg) {
-                match proto::classify(line) {
-                    Line::Ping => {
-                        encode_text(out, b"{}");
-                        stats.pings.set(stats.pings.get() + 1);
-                    }
-                    Line::Pub { phase, ts } => stats.delivered(phase, ts),
-                    Line::Reply { id: 1, error: None } if state == State::AwaitConnect => {
-                        encode_text(out, subscribe.as_bytes());
-                        state = State::AwaitSubscribe;
-                    }
-                    Line::Reply { id: 2, error: None } if state == State::AwaitSubscribe => {
-                        state = State::Ready;
-                    }
-                    Line::Reply { id, error: Some(e) } => {
-                        error = Some(format!("reply {id} error {e}"))
-                    }
-                    Line::Disconnect(d) => bump(&stats.disconnects, d),
-                    _ => {}
+        match session(&mut ws, cfg.dialect, &mut ctl, slow, stats).await {
+            End::Closed(cause) => {
+                stats.session_closed(cause, slow);
+                return;
+            }
+            End::Dropped => {
+                stats.live_down();
+                drop(ws);
+                match reconnect(cfg, g, src, stats).await {
+                    Some(new) => ws = new,
+                    None => return,
                 }
             }
-        };
-        let was_ready = permit.is_none();
-        let res = if was_ready {
-            ws.read_batch(&mut on_text).await
-        } else {
-            match timeout_at(deadline, ws.read_batch(&mut on_text)).await {
-                Ok(r) => r,
-                Err(_) => return stats.fail(format!("timeout: {state:?}")),
-            }
-        };
-        if let Some(e) = error.take() {
-            if !was_ready {
-                return stats.fail(e);
-            }
-            bump(&stats.closed, format!("late {e}"));
         }
-        if state == State::Ready && permit.is_some() {
-            permit = None;
-            stats.ready.set(stats.ready.get() + 1);
+    }
+}
+
+/// Reads until the connection ends or a drop is requested; slow clients pause while stalled.
+async fn session(
+    ws: &mut WsConn,
+    dialect: Dialect,
+    ctl: &mut Control,
+    slow: bool,
+    stats: &Stats,
+) -> End {
+    let mut was_stalled = false;
+    loop {
+        if slow && *ctl.stalled.borrow() {
+            was_stalled = true;
+            tokio::select! {
+                _ = ctl.stalled.wait_for(|s| !*s) => continue,
+                _ = ctl.generation.changed() => return End::Dropped,
+            }
         }
-        let end = match res {
+        let mut on_text = |msg: &[u8], out: &mut Vec<u8>| {
+            dialect.for_each(msg, |inc| match inc {
+                Incoming::Pub { .. } if was_stalled => stats.slow_delivery(),
+                Incoming::Pub { phase, ts } => stats.delivered(phase, ts),
+                Incoming::Heartbeat { reply } => {
+                    encode_text(out, reply);
+                    stats.ping();
+                }
+                Incoming::Refused(why) => stats.disconnect_push(why),
+                _ => {}
+            });
+        };
+        let res = tokio::select! {
+            r = ws.read_batch(&mut on_text) => r,
+            _ = ctl.generation.changed() => return End::Dropped,
+            _ = ctl.stalled.changed(), if slow => continue,
+        };
+        match res {
             Ok(Outcome::Open) => continue,
             Ok(Outcome::Closed(code)) => {
-                format!("close:{}", code.map_or("none".into(), |c| c.to_string()))
+                return End::Closed(format!(
+                    "close:{}",
+                    code.map_or("none".into(), |c| c.to_string())
+                ))
             }
-            Ok(Outcome::Eof) => "eof".into(),
-            Err(e) => format!("error: {e:#}"),
-        };
-        if permit.is_some() {
-            return stats.fail(format!("{end} during {state:?}"));
+            Ok(Outcome::Eof) => return End::Closed("eof".into()),
+            Err(e) => return End::Closed(format!("error: {e:#}")),
         }
-        return bump(&stats.closed, end);
+    }
+}
+
+/// Reconnects after a drop, retrying until the worker's deadline: `503` answers wait their
+/// `Retry-After` (plus up to 250 ms), other failures back off exponentially (100 ms .. 2 s, with
+/// jitter). Records drop-to-ready and per-attempt latency. `None` when it gave up.
+async fn reconnect(
+    cfg: &ClientCfg,
+    g: u64,
+    src: Option<Ipv4Addr>,
+    stats: &Stats,
+) -> Option<WsConn> {
+    let dropped_at = mono_ns();
+    let mut attempt: u32 = 0;
+    while Instant::now() < cfg.give_up_at {
+        let t0 = mono_ns();
+        let res = timeout(cfg.handshake_timeout, handshake(cfg, g, src, stats)).await;
+        let err = match res {
+            Ok(Ok(ws)) => {
+                stats.reconnected(mono_ns() - dropped_at, mono_ns() - t0);
+                return Some(ws);
+            }
+            Ok(Err(e)) => e,
+            Err(_) => anyhow::anyhow!("timeout: handshake"),
+        };
+        attempt += 1;
+        let wait = match err.downcast_ref::<Refused>() {
+            Some(r) if r.status == 503 => {
+                stats.shed(r.retry_after_s);
+                Duration::from_secs(r.retry_after_s.unwrap_or(1))
+                    + Duration::from_millis(fastrand::u64(0..250))
+            }
+            _ => {
+                stats.retry_failed(format!("{err:#}"));
+                let cap = (100u64 << attempt.min(5)).min(2000);
+                Duration::from_millis(cap / 2 + fastrand::u64(0..=cap / 2))
+            }
+        };
+        sleep(wait).await;
+    }
+    stats.gave_up();
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn channel_plan_spreads_evenly() {
+        let p = ChannelPlan {
+            prefix: "c".into(),
+            count: 10,
+            per_client: 3,
+        };
+        let mut per_channel = std::collections::HashMap::<String, u32>::new();
+        for g in 0..10 {
+            let chans = p.for_client(g);
+            assert_eq!(chans.len(), 3);
+            let distinct: std::collections::HashSet<_> = chans.iter().collect();
+            assert_eq!(distinct.len(), 3, "no duplicate channel per client");
+            for c in chans {
+                *per_channel.entry(c).or_default() += 1;
+            }
+        }
+        assert_eq!(per_channel.len(), 10);
+        assert!(per_channel.values().all(|&n| n == 3));
+        assert_eq!(p.for_publication(13), "c3");
+        let one = ChannelPlan {
+            prefix: "bench".into(),
+            count: 1,
+            per_client: 1,
+        };
+        assert_eq!(one.for_client(5), vec!["bench".to_string()]);
+        assert_eq!(one.for_publication(9), "bench");
     }
 }

@@ -1,28 +1,46 @@
-//! `wiresocket-bench`: load generator and engine benchmark for wiresocket.
+//! `wiresocket-bench`: load generator, scenario runner and side-by-side comparison of
+//! wiresocket with its peers (Node `ws` + Redis, Socket.IO + Redis adapter, nginx + Nchan,
+//! tokio-tungstenite).
 //!
 //! # Layout (data flow)
-//! - `main`: CLI (`idle`, `fanout`, `report`, internal `worker`).
-//! - `idle` / `fanout`: parent-side scenarios; they start `pool` workers, drive the `publisher`,
-//!   sample `sys` (server and load-generator CPU/RSS, sockstat) and build the JSON results.
-//! - `pool` -> `worker` (re-executed binary, stdout `events`) -> `client` per connection ->
-//!   `ws` (raw WebSocket frames) + `proto` (Centrifugo JSON) + `jwt`; `net` for addressing.
-//! - `hist`: latency histograms; `report`: merged JSON + Markdown for `engine-bench.sh`.
+//! - `main`: CLI (`compare`, `run`, `capacity`, internal `worker`).
+//! - `compare` -> `systems` (start/stop each system fresh per scenario) -> `runner` (one
+//!   `scenario` against one system: connect step, then the kind: `idle`, `publish`,
+//!   `reconnect`, `slow`) -> `compare_report` (metrics, ratios, costs, `chart`s, Markdown).
+//! - `runner` -> `pool` -> `worker` (re-executed binary, stdout `events`) -> `client` per
+//!   connection (`handshake`, `stats`) -> `ws` (raw WebSocket frames) + `dialect` (what each
+//!   system speaks) + `proto` (Centrifugo JSON) + `jwt`; `net` for addressing.
+//! - `publisher`: HTTP publish load; `hist`: latency histograms; `sys`: /proc readings;
+//!   `progress`: progress bars; `capacity`: host plan from a results file.
 //!
 //! Safety rails: every target must be loopback, every run has a deadline, and workers exit on
 //! their own when the parent disappears.
 
+mod capacity;
+mod chart;
 mod client;
+mod compare;
+mod compare_report;
+mod dialect;
 mod events;
-mod fanout;
+mod handshake;
 mod hist;
 mod idle;
 mod jwt;
 mod net;
 mod pool;
+mod profiler;
+mod progress;
 mod proto;
+mod publish;
 mod publisher;
-mod report;
+mod reconnect;
+mod runner;
+mod scenario;
+mod slow;
+mod stats;
 mod sys;
+mod systems;
 mod worker;
 mod ws;
 
@@ -42,13 +60,13 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Open N idle subscribed connections and measure their cost on the server.
-    Idle(idle::IdleArgs),
-    /// N subscribers, HTTP API publisher at several rates: throughput, loss, latency.
-    Fanout(fanout::FanoutArgs),
-    /// Merge idle/fanout JSON results into the engine report (JSON + Markdown).
-    Report(report::ReportArgs),
-    /// Internal: one load-generator process (started by idle/fanout).
+    /// Every scenario against wiresocket and every peer, same run; JSON + Markdown + charts.
+    Compare(compare::CompareArgs),
+    /// One scenario against one running server; prints (and saves) the result JSON.
+    Run(compare::RunArgs),
+    /// Plan a host (RAM, cores, fds, sysctls, Redis) from measured costs in a results file.
+    Capacity(capacity::CapacityArgs),
+    /// Internal: one load-generator process (started by the scenario runner).
     #[command(hide = true)]
     Worker(worker::WorkerArgs),
 }
@@ -71,17 +89,12 @@ fn write_out(out: &Option<std::path::PathBuf>, v: &serde_json::Value) -> Result<
 fn main() -> Result<()> {
     match Cli::parse().cmd {
         Cmd::Worker(a) => worker::main(a),
-        Cmd::Report(a) => report::run(a),
-        Cmd::Idle(a) => {
+        Cmd::Capacity(a) => capacity::run(a),
+        Cmd::Compare(a) => block_on(compare::run(a))?,
+        Cmd::Run(a) => {
             let out = a.out.clone();
-            let v = block_on(idle::run(a))??;
-            println!("{}", idle::summary(&v));
-            write_out(&out, &v)
-        }
-        Cmd::Fanout(a) => {
-            let out = a.out.clone();
-            let v = block_on(fanout::run(a))??;
-            print!("{}", fanout::summary(&v));
+            let v = block_on(compare::run_single(a))??;
+            println!("{}", serde_json::to_string_pretty(&v)?);
             write_out(&out, &v)
         }
     }

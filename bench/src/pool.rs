@@ -15,8 +15,7 @@ use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::mpsc;
 use tokio::time::{timeout_at, Instant};
 
-/// How a scenario spreads its clients: worker processes, source addresses, handshake
-/// concurrency and deadlines, and the server process to measure (shared by `idle` and `fanout`).
+/// How a run spreads its clients: worker processes, source addresses and deadlines.
 #[derive(clap::Args, Debug, Clone)]
 pub struct Spread {
     /// Worker processes (0 = automatic: ceil(N/15000), at least 2).
@@ -25,12 +24,6 @@ pub struct Spread {
     /// Source addresses, e.g. 127.0.0.2-127.0.0.200.
     #[arg(long)]
     pub src_ips: Option<String>,
-    /// Server process to measure (VmRSS, CPU).
-    #[arg(long)]
-    pub server_pid: Option<u32>,
-    /// Handshakes in flight at once, over all workers.
-    #[arg(long, default_value_t = 500)]
-    pub concurrency: usize,
     #[arg(long, default_value_t = 240)]
     pub connect_timeout_s: u64,
     #[arg(long, default_value_t = 30)]
@@ -67,10 +60,21 @@ pub fn worker_count(conns: u64, procs: usize) -> Result<usize> {
     Ok(n.max(1))
 }
 
+/// Worker counters summed over the pool (see `Event::Count`).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Counts {
+    pub delivered: u64,
+    pub live: u64,
+    pub reconnected: u64,
+    pub gave_up: u64,
+}
+
 pub struct Pool {
     children: Vec<(Child, ChildStdin)>,
     events: mpsc::UnboundedReceiver<Event>,
     pub pids: Vec<u32>,
+    /// Connections over all workers.
+    total: u64,
 }
 
 /// What every worker said when it finished connecting.
@@ -89,11 +93,14 @@ impl Pool {
         let (tx, events) = mpsc::unbounded_channel();
         let mut children = Vec::new();
         let mut pids = Vec::new();
+        let mut base = 0;
         for id in 0..procs {
             let mut a = template.clone();
             a.id = id;
             a.conns = template.conns / procs as u64
                 + u64::from((id as u64) < template.conns % procs as u64);
+            a.index_base = base;
+            base += a.conns;
             a.concurrency = (template.concurrency / procs).max(1);
             a.ip_offset = id * (n_src_ips / procs).max(1);
             let mut child = Command::new(&exe)
@@ -126,12 +133,14 @@ impl Pool {
             children,
             events,
             pids,
+            total: template.conns,
         })
     }
 
     /// Waits until every worker has sent `Ready`, printing progress.
     pub async fn wait_ready(&mut self, deadline: Instant) -> Result<ReadySummary> {
         let n = self.children.len();
+        let bar = crate::progress::bar(self.total, "connecting");
         let mut progress = vec![(0u64, 0u64); n];
         let mut done = vec![false; n];
         let mut sum = ReadySummary {
@@ -149,7 +158,8 @@ impl Pool {
                 Event::Progress { id, ready, failed } => {
                     progress[id] = (ready, failed);
                     let (r, f) = progress.iter().fold((0, 0), |a, p| (a.0 + p.0, a.1 + p.1));
-                    eprintln!("  connecting: {r} subscribed, {f} failed");
+                    bar.set_position(r + f);
+                    bar.set_message(format!("{r} subscribed, {f} failed"));
                 }
                 Event::Ready {
                     id,
@@ -163,6 +173,8 @@ impl Pool {
                     sum.ready += ready;
                     sum.failed += failed;
                     sum.max_worker_ms = sum.max_worker_ms.max(elapsed_ms);
+                    let (r, f) = progress.iter().fold((0, 0), |a, p| (a.0 + p.0, a.1 + p.1));
+                    bar.set_position(r + f);
                     for (k, v) in failures {
                         *sum.failures.entry(k).or_default() += v;
                     }
@@ -171,26 +183,42 @@ impl Pool {
                 Event::Count { .. } => {}
             }
         }
+        bar.finish_and_clear();
         Ok(sum)
     }
 
     /// Sum of every worker's delivered-publication count right now.
     pub async fn delivered_total(&mut self, wait: Duration) -> Result<u64> {
+        Ok(self.counts(wait).await?.delivered)
+    }
+
+    /// Every worker's counters right now, summed.
+    pub async fn counts(&mut self, wait: Duration) -> Result<Counts> {
         self.broadcast("count").await?;
         let deadline = Instant::now() + wait;
-        let (mut got, mut total) = (0, 0);
+        let mut got = 0;
+        let mut sum = Counts::default();
         while got < self.children.len() {
             match timeout_at(deadline, self.events.recv()).await {
-                Ok(Some(Event::Count { total: t, .. })) => {
+                Ok(Some(Event::Count {
+                    total,
+                    live,
+                    reconnected,
+                    gave_up,
+                    ..
+                })) => {
                     got += 1;
-                    total += t;
+                    sum.delivered += total;
+                    sum.live += live;
+                    sum.reconnected += reconnected;
+                    sum.gave_up += gave_up;
                 }
                 Ok(Some(_)) => {}
                 Ok(None) => bail!("workers exited before counting"),
                 Err(_) => bail!("timed out waiting for worker counts"),
             }
         }
-        Ok(total)
+        Ok(sum)
     }
 
     /// Waits until deliveries stop arriving (unchanged over one second), at most `max`, so a
@@ -230,7 +258,8 @@ impl Pool {
         Ok(out)
     }
 
-    async fn broadcast(&mut self, cmd: &str) -> Result<()> {
+    /// Sends one control line (`drop`, `stall`, `resume`, ...) to every worker.
+    pub async fn broadcast(&mut self, cmd: &str) -> Result<()> {
         for (_, stdin) in &mut self.children {
             stdin.write_all(format!("{cmd}\n").as_bytes()).await?;
             stdin.flush().await?;
@@ -256,6 +285,16 @@ fn worker_argv(a: &WorkerArgs) -> Vec<String> {
     let mut v = vec![
         "--url".into(),
         a.url.clone(),
+        "--dialect".into(),
+        format!("{:?}", a.dialect).to_lowercase(),
+        "--channel-count".into(),
+        a.channel_count.to_string(),
+        "--channels-per-client".into(),
+        a.channels_per_client.to_string(),
+        "--index-base".into(),
+        a.index_base.to_string(),
+        "--stall-every".into(),
+        a.stall_every.to_string(),
         "--secret".into(),
         a.secret.clone(),
         "--channel".into(),

@@ -1,7 +1,8 @@
 //! The slice of the Centrifugo client protocol v2 (JSON) the load generator speaks: `connect` and
 //! `subscribe` commands, classification of the newline-separated objects in a server frame
 //! (heartbeat `{}`, replies by `id`, `pub` pushes), and the benchmark payload
-//! `{"ph":PHASE,"seq":N,"ts":MONO_NS}` the publisher sends and subscribers time.
+//! `{"ph":PHASE,"seq":N,"ts":MONO_NS}` the publisher sends and subscribers time (in every
+//! dialect, see `dialect`).
 //!
 //! Publications take a substring fast path (no JSON tree per delivery); anything else is parsed
 //! with serde_json.
@@ -19,22 +20,26 @@ pub fn subscribe_cmd(id: u32, channel: &str) -> String {
     serde_json::json!({"id": id, "subscribe": {"channel": channel}}).to_string()
 }
 
-/// The HTTP API publish body carrying the benchmark payload; `pad` bytes of filler are added
-/// under `"pad"` to grow the message.
-pub fn publish_body(channel: &str, phase: u32, seq: u64, ts_ns: u64, pad: usize) -> String {
-    let mut s = String::with_capacity(96 + channel.len() + pad);
-    s.push_str("{\"channel\":");
-    s.push_str(&Value::from(channel).to_string());
-    s.push_str(&format!(
-        ",\"data\":{{\"ph\":{phase},\"seq\":{seq},\"ts\":{ts_ns}"
-    ));
+/// The benchmark payload `{"ph":PHASE,"seq":SEQ,"ts":TS_NS}` (plus `pad` filler bytes under
+/// `"pad"`), the `data` of every publication in every dialect.
+pub fn payload(phase: u32, seq: u64, ts_ns: u64, pad: usize) -> String {
+    let mut s = String::with_capacity(64 + pad);
+    s.push_str(&format!("{{\"ph\":{phase},\"seq\":{seq},\"ts\":{ts_ns}"));
     if pad > 0 {
         s.push_str(",\"pad\":\"");
         s.extend(std::iter::repeat_n('x', pad));
         s.push('"');
     }
-    s.push_str("}}");
+    s.push('}');
     s
+}
+
+/// Phase and timestamp of a benchmark payload found anywhere in `frame`, without a JSON tree.
+pub fn payload_fields(frame: &[u8]) -> (Option<u32>, Option<u64>) {
+    (
+        number_after(frame, b"\"ph\":").map(|p| p as u32),
+        number_after(frame, b"\"ts\":"),
+    )
 }
 
 /// One JSON object received from the server.
@@ -101,10 +106,8 @@ pub fn classify(line: &[u8]) -> Line {
 /// Publication pushes without building a JSON tree; `None` falls back to the full parse.
 fn classify_push_fast(line: &[u8]) -> Option<Line> {
     find(line, b"\"pub\":")?;
-    Some(Line::Pub {
-        phase: number_after(line, b"\"ph\":").map(|p| p as u32),
-        ts: number_after(line, b"\"ts\":"),
-    })
+    let (phase, ts) = payload_fields(line);
+    Some(Line::Pub { phase, ts })
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
@@ -165,12 +168,13 @@ mod tests {
     }
 
     #[test]
-    fn publish_body_roundtrips() {
-        let b = publish_body("bench", 1, 42, 99, 3);
+    fn payload_roundtrips() {
+        let b = payload(1, 42, 99, 3);
         let v: Value = serde_json::from_str(&b).unwrap();
-        assert_eq!(v["channel"], "bench");
-        assert_eq!(v["data"]["ts"], 99);
-        assert_eq!(v["data"]["pad"], "xxx");
+        assert_eq!((v["ph"].as_u64(), v["seq"].as_u64()), (Some(1), Some(42)));
+        assert_eq!(v["ts"], 99);
+        assert_eq!(v["pad"], "xxx");
+        assert_eq!(payload_fields(b.as_bytes()), (Some(1), Some(99)));
         let c: Value = serde_json::from_str(&connect_cmd(1, "t")).unwrap();
         assert_eq!(c["connect"]["token"], "t");
         let s: Value = serde_json::from_str(&subscribe_cmd(2, "bench")).unwrap();

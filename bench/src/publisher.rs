@@ -1,13 +1,16 @@
-//! The fan-out publisher: posts benchmark payloads to the server HTTP API (`POST /api/publish`,
-//! `X-API-Key`) over a few HTTP/1.1 keep-alive connections, on an open-loop schedule
-//! (publication i is due at start + i/rate). Each payload carries its CLOCK_MONOTONIC send time.
+//! The publisher: posts benchmark payloads over HTTP (wiresocket `POST /api/publish`, peers
+//! `POST /publish/<channel>`, both with `X-API-Key`; see `dialect`) over several HTTP/1.1
+//! keep-alive connections, on an open-loop schedule (publication i is due at start + i/rate,
+//! to channel i mod channel count). Each payload carries its CLOCK_MONOTONIC send time.
 //!
 //! Invariant: a phase is bounded — nothing is sent after `secs * 1.5 + 2` s even when the
 //! server falls behind; unsent publications are counted as `skipped`, never silently dropped.
 
+use crate::client::ChannelPlan;
+use crate::dialect::Dialect;
 use crate::hist::{new_hist, record_ns};
 use crate::net::{self, Target};
-use crate::proto::publish_body;
+use crate::proto::payload;
 use crate::sys::mono_ns;
 use anyhow::{bail, Context, Result};
 use hdrhistogram::Histogram;
@@ -20,9 +23,11 @@ use tokio::net::TcpStream;
 use tokio::time::{sleep_until, timeout, Instant};
 
 pub struct PubCfg {
+    /// Base URL of the HTTP API (its path is the prefix of every request path).
     pub target: Target,
     pub api_key: String,
-    pub channel: String,
+    pub dialect: Dialect,
+    pub channels: ChannelPlan,
     pub pad: usize,
 }
 
@@ -53,11 +58,16 @@ impl HttpConn {
     }
 
     /// POSTs `body`; returns (status, response body, keep-alive).
-    async fn post(&mut self, t: &Target, key: &str, body: &str) -> Result<(u16, String, bool)> {
+    async fn post(
+        &mut self,
+        t: &Target,
+        path: &str,
+        key: &str,
+        body: &str,
+    ) -> Result<(u16, String, bool)> {
         let req = format!(
-            "POST {} HTTP/1.1\r\nHost: {}\r\nX-API-Key: {key}\r\nContent-Type: application/json\r\n\
-             Content-Length: {}\r\n\r\n{body}",
-            t.path,
+            "POST {path} HTTP/1.1\r\nHost: {}\r\nX-API-Key: {key}\r\nContent-Type: application/json\r\n\
+             Accept: application/json\r\nContent-Length: {}\r\n\r\n{body}",
             t.host_header,
             body.len()
         );
@@ -208,17 +218,21 @@ async fn conn_loop(
             }
         }
         let c = conn.as_mut().expect("connected above");
+        let channel = cfg.channels.for_publication(i);
         let ts = mono_ns();
-        let body = publish_body(&cfg.channel, phase, i, ts, cfg.pad);
+        let data = payload(phase, i, ts, cfg.pad);
+        let (path, body) = cfg
+            .dialect
+            .publish_request(&cfg.target.path, &channel, &data);
         match timeout(
             Duration::from_secs(5),
-            c.post(&cfg.target, &cfg.api_key, &body),
+            c.post(&cfg.target, &path, &cfg.api_key, &body),
         )
         .await
         {
             Ok(Ok((status, resp, keep))) => {
                 record_ns(&mut sh.rtt.borrow_mut(), mono_ns() - ts);
-                if status == 200 && resp.contains("\"result\"") {
+                if cfg.dialect.publish_ok(status, &resp) {
                     sh.ok.set(sh.ok.get() + 1);
                 } else {
                     sh.error(format!("HTTP {status}: {}", resp.trim()));

@@ -1,14 +1,18 @@
 //! The `worker` subcommand: one load-generator process holding up to ~15,000 client sockets (the
 //! machine caps open files at 20,000 per process). Runs a single-threaded tokio runtime, starts
 //! its share of clients with a bounded number of handshakes in flight, prints JSON events on
-//! stdout (`events::Event`) and obeys `count` / `report` / `stop` lines on stdin.
+//! stdout (`events::Event`) and obeys `count` / `report` / `stop` lines on stdin, plus `drop`
+//! (every client closes and reconnects: reconnect storm) and `stall` / `resume` (slow consumers
+//! stop / start reading).
 //!
 //! Invariant: a worker always ends by itself — on `stop`, on stdin EOF (parent gone) or at
 //! `--deadline-s` — so no run can leave sockets behind.
 
-use crate::client::{self, ClientCfg, Stats};
+use crate::client::{self, ChannelPlan, ClientCfg, Control};
+use crate::dialect::Dialect;
 use crate::events::Event;
 use crate::net::{parse_src_ips, Target};
+use crate::stats::Stats;
 use anyhow::{bail, Result};
 use clap::Args;
 use std::io::Write;
@@ -26,12 +30,25 @@ pub const MAX_PER_WORKER: u64 = 15_000;
 pub struct WorkerArgs {
     #[arg(long)]
     pub url: String,
+    #[arg(long, value_enum, default_value = "centrifugo")]
+    pub dialect: Dialect,
     #[arg(long)]
     pub secret: String,
+    /// Channel name, or name prefix when `--channel-count` > 1.
     #[arg(long, default_value = "bench")]
     pub channel: String,
+    #[arg(long, default_value_t = 1)]
+    pub channel_count: u64,
+    #[arg(long, default_value_t = 1)]
+    pub channels_per_client: u64,
     #[arg(long)]
     pub conns: u64,
+    /// Global index of this worker's first client (channel assignment, user names).
+    #[arg(long, default_value_t = 0)]
+    pub index_base: u64,
+    /// Every N-th client (global index) is a slow consumer for `stall`; 0 = none.
+    #[arg(long, default_value_t = 0)]
+    pub stall_every: u64,
     /// Handshakes in flight at once in this worker.
     #[arg(long, default_value_t = 250)]
     pub concurrency: usize,
@@ -87,12 +104,25 @@ async fn run(args: WorkerArgs) -> Result<()> {
     let hard_deadline = started + Duration::from_secs(args.deadline_s);
     let cfg = Rc::new(ClientCfg {
         target: Target::parse(&args.url)?,
+        dialect: args.dialect,
         secret: args.secret.clone(),
-        channel: args.channel.clone(),
+        channels: ChannelPlan {
+            prefix: args.channel.clone(),
+            count: args.channel_count.max(1),
+            per_client: args.channels_per_client.max(1),
+        },
         handshake_timeout: Duration::from_secs(args.handshake_timeout_s),
         token_ttl_s: args.token_ttl_s,
-        user_prefix: format!("bench-w{}-", args.id),
+        user_prefix: "bench-".into(),
+        stall_every: args.stall_every,
+        give_up_at: hard_deadline - Duration::from_secs(5).min(hard_deadline - started),
     });
+    let (gen_tx, generation) = tokio::sync::watch::channel(0u32);
+    let (stall_tx, stalled) = tokio::sync::watch::channel(false);
+    let ctl = Control {
+        generation,
+        stalled,
+    };
     let ips = match &args.src_ips {
         Some(spec) => parse_src_ips(spec)?,
         None => Vec::new(),
@@ -100,18 +130,18 @@ async fn run(args: WorkerArgs) -> Result<()> {
     let stats = Rc::new(Stats::new(args.phases));
     let sem = Arc::new(Semaphore::new(args.concurrency.max(1)));
     {
-        let (cfg, stats, sem) = (cfg.clone(), stats.clone(), sem.clone());
-        let (n, off) = (args.conns, args.ip_offset);
+        let (cfg, stats, sem, ctl) = (cfg.clone(), stats.clone(), sem.clone(), ctl.clone());
+        let (n, off, base) = (args.conns, args.ip_offset, args.index_base);
         tokio::task::spawn_local(async move {
             for i in 0..n {
                 let Ok(permit) = sem.clone().acquire_owned().await else {
                     return;
                 };
                 let src = (!ips.is_empty()).then(|| ips[(off + i as usize) % ips.len()]);
-                let (cfg, stats) = (cfg.clone(), stats.clone());
-                tokio::task::spawn_local(
-                    async move { client::run(&cfg, i, src, &stats, permit).await },
-                );
+                let (cfg, stats, ctl) = (cfg.clone(), stats.clone(), ctl.clone());
+                tokio::task::spawn_local(async move {
+                    client::run(&cfg, ctl, base + i, src, &stats, permit).await
+                });
             }
         });
     }
@@ -137,7 +167,15 @@ async fn run(args: WorkerArgs) -> Result<()> {
         tokio::select! {
             line = stdin.next_line() => match line?.as_deref().map(str::trim) {
                 Some("report") => emit(&Event::Report(Box::new(stats.report(args.id)))),
-                Some("count") => emit(&Event::Count { id: args.id, total: stats.delivered_total() }),
+                Some("count") => {
+                    let (live, reconnected, gave_up) = stats.live_counts();
+                    emit(&Event::Count { id: args.id, total: stats.delivered_total(), live, reconnected, gave_up })
+                }
+                Some("drop") => {
+                    gen_tx.send_modify(|g| *g += 1);
+                }
+                Some("stall") => { let _ = stall_tx.send(true); }
+                Some("resume") => { let _ = stall_tx.send(false); }
                 Some("stop") | None => break,
                 Some(other) => eprintln!("worker {}: unknown command {other:?}", args.id),
             },

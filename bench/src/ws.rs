@@ -32,22 +32,41 @@ pub enum Outcome {
     Eof,
 }
 
+/// The server answered the upgrade with something other than `101` (e.g. `503` when shedding).
+#[derive(Debug)]
+pub struct Refused {
+    pub status: u16,
+    pub retry_after_s: Option<u64>,
+    pub body: String,
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "upgrade: HTTP {} {}", self.status, self.body)
+    }
+}
+
+impl std::error::Error for Refused {}
+
 pub struct WsConn {
     stream: TcpStream,
     buf: Vec<u8>,
     frag: Vec<u8>,
     out: Vec<u8>,
+    /// Frames that arrived together with the upgrade response and were not parsed yet.
+    unparsed: bool,
 }
 
 impl WsConn {
-    /// TCP connect (bound to `src` when given) and WebSocket upgrade to `target.path`.
-    pub async fn connect(target: &Target, src: Option<Ipv4Addr>) -> Result<WsConn> {
+    /// TCP connect (bound to `src` when given) and WebSocket upgrade to `path` (with query).
+    /// A non-101 answer is an error holding a [`Refused`].
+    pub async fn connect(target: &Target, path: &str, src: Option<Ipv4Addr>) -> Result<WsConn> {
         let mut stream = net::connect(target.addr, src).await.context("tcp")?;
         let key = generate_key();
         let req = format!(
             "GET {} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
              Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n",
-            target.path, target.host_header
+            path, target.host_header
         );
         stream
             .write_all(req.as_bytes())
@@ -68,6 +87,7 @@ impl WsConn {
         buf.drain(..head_len);
         Ok(WsConn {
             stream,
+            unparsed: !buf.is_empty(),
             buf,
             frag: Vec::new(),
             out: Vec::new(),
@@ -92,7 +112,10 @@ impl WsConn {
         if self.buf.capacity() - self.buf.len() < READ_CHUNK / 2 {
             self.buf.reserve(READ_CHUNK);
         }
-        if self.stream.read_buf(&mut self.buf).await? == 0 {
+        if self.unparsed {
+            // Bytes that came with the upgrade response: parse them before waiting for more.
+            self.unparsed = false;
+        } else if self.stream.read_buf(&mut self.buf).await? == 0 {
             return Ok(Outcome::Eof);
         }
         self.out.clear();
@@ -113,11 +136,21 @@ fn check_upgrade_response(buf: &[u8], key: &str) -> Result<Option<usize>> {
         httparse::Status::Partial => return Ok(None),
     };
     if resp.code != Some(101) {
+        let retry_after_s = resp
+            .headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case("retry-after"))
+            .and_then(|h| std::str::from_utf8(h.value).ok()?.trim().parse().ok());
         let body = String::from_utf8_lossy(&buf[n..])
             .chars()
             .take(200)
             .collect::<String>();
-        bail!("upgrade: HTTP {} {}", resp.code.unwrap_or(0), body.trim());
+        return Err(Refused {
+            status: resp.code.unwrap_or(0),
+            retry_after_s,
+            body: body.trim().to_string(),
+        }
+        .into());
     }
     let accept = resp
         .headers
