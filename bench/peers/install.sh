@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # install.sh — install what the benchmark's peer servers need; safe to run again.
-#   * Debian packages (only when missing): redis-server, nginx, libnginx-mod-nchan, curl.
+#   * Debian packages (only when missing): redis-server, nginx, libnginx-mod-nchan, curl,
+#     and nodejs + npm when there is no node on the PATH.
 #     Their system services are stopped and disabled afterwards: run.sh launches private
 #     instances, and nothing may hold ports or memory during a benchmark.
 #   * npm ci in bench/peers/node (versions pinned in package-lock.json).
@@ -47,6 +48,8 @@ if [[ ${SKIP_APT:-0} != 1 ]]; then
 	for pkg in redis-server redis-tools nginx libnginx-mod-nchan curl; do
 		installed "$pkg" || missing+=("$pkg")
 	done
+	command -v node >/dev/null || missing+=(nodejs)
+	command -v npm >/dev/null || missing+=(npm)
 	if ((${#missing[@]})); then
 		say "apt-get install ${missing[*]}"
 		"${SUDO[@]}" apt-get update -qq

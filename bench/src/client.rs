@@ -33,6 +33,13 @@ pub struct ClientCfg {
     pub give_up_at: Instant,
 }
 
+impl ClientCfg {
+    /// Whether client `g` is one of the slow consumers.
+    pub fn is_slow(&self, g: u64) -> bool {
+        self.stall_every > 0 && g.is_multiple_of(self.stall_every)
+    }
+}
+
 /// Which channels client `g` (global index) subscribes to: `per_client` channels out of
 /// `count`, spread so every channel gets the same number of subscribers.
 #[derive(Debug, Clone)]
@@ -96,7 +103,7 @@ pub async fn run(
         Err(_) => return stats.fail("timeout: handshake".into()),
     };
     stats.connected(mono_ns() - started);
-    let slow = cfg.stall_every > 0 && g.is_multiple_of(cfg.stall_every);
+    let slow = cfg.is_slow(g);
     let mut ctl = ctl;
     loop {
         match session(&mut ws, cfg.dialect, &mut ctl, slow, stats).await {

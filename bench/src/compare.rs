@@ -218,6 +218,37 @@ fn scaled_env(def: &ScenarioDef) -> std::collections::BTreeMap<String, String> {
 }
 
 #[derive(Args, Debug, Clone)]
+pub struct ReportArgs {
+    /// A `compare` results file (`<name>.json`, or `<name>.raw.json` of an interrupted run).
+    #[arg(long)]
+    pub from: PathBuf,
+    #[arg(long, default_value = "bench/results")]
+    pub out_dir: PathBuf,
+    /// Output stem (default: the input's, without `.raw`).
+    #[arg(long)]
+    pub name: Option<String>,
+}
+
+/// `report`: recomputes metrics, ratios, costs, charts and Markdown from a results file.
+pub fn report(a: ReportArgs) -> Result<()> {
+    let text = std::fs::read_to_string(&a.from)
+        .with_context(|| format!("reading {}", a.from.display()))?;
+    let doc: Value = serde_json::from_str(&text)?;
+    let stem = a
+        .from
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("report");
+    let name = a
+        .name
+        .clone()
+        .unwrap_or_else(|| stem.trim_end_matches(".raw").to_string());
+    let out = crate::compare_report::write(&doc, &a.out_dir, &name)?;
+    println!("{}", out.display());
+    Ok(())
+}
+
+#[derive(Args, Debug, Clone)]
 pub struct RunArgs {
     /// Scenario file, e.g. bench/scenarios/fanout.toml
     #[arg(long)]

@@ -14,6 +14,9 @@ use crate::ws::{encode_text, Outcome, WsConn};
 use anyhow::{bail, Result};
 use std::net::Ipv4Addr;
 
+/// Receive buffer of a slow consumer's socket, bytes.
+const SLOW_RCVBUF: u32 = 4096;
+
 /// Handshake progress of one client.
 struct Progress<'a> {
     dialect: Dialect,
@@ -82,7 +85,10 @@ pub async fn handshake(
     let path = cfg
         .dialect
         .upgrade_path(&cfg.target.path, &token, &channels);
-    let mut ws = WsConn::connect(&cfg.target, &path, src).await?;
+    // Slow consumers get a small, fixed receive window (a client on a poor link): what the
+    // server cannot send then waits in the server, which is what the slow scenario measures.
+    let rcvbuf = cfg.is_slow(g).then_some(SLOW_RCVBUF);
+    let mut ws = WsConn::connect(&cfg.target, &path, src, rcvbuf).await?;
     if cfg.dialect.ready_on_upgrade() {
         return Ok(ws);
     }

@@ -1,6 +1,9 @@
 //! The `idle` kind: after every client is subscribed, hold them for `hold_s` seconds (long
 //! enough for one heartbeat round on every system) and measure what an idle connection costs:
-//! server RSS per connection (over all of the system's processes), kernel memory per connection
+//! server RSS per connection (over all of the system's processes; the **peak** seen from the end
+//! of the connect step through the hold, sampled every 0.5 s, minus the RSS before any client,
+//! because garbage-collected servers shrink and grow while idle and a host must hold the peak;
+//! the value after the hold is reported too), kernel memory per connection
 //! (`/proc/net/sockstat` TCP pages and `/proc/meminfo` Slab, system-wide, so both loopback ends
 //! are counted), and server CPU while idle (heartbeats).
 
@@ -22,13 +25,25 @@ pub async fn hold(def: &ScenarioDef, sut: &Sut, c: &mut Connected) -> Result<Val
     let bar = crate::progress::timer(def.hold_s, "holding");
     let start = c.snapshot(sut);
     let steps = (def.hold_s * 10.0).ceil() as u64;
-    for _ in 0..steps {
+    let mut peak_kb = start.server.rss_kb;
+    for i in 0..steps {
         tokio::time::sleep(Duration::from_millis(100)).await;
+        if i % 5 == 0 {
+            peak_kb = peak_kb.max(crate::sys::sum_samples(&sut.pids).rss_kb);
+        }
         bar.inc(1);
     }
     bar.finish_and_clear();
     let end = c.snapshot(sut);
-    Ok(memory_json(&c.before, &end, c.ready.ready, &start, def))
+    let peak_kb = peak_kb.max(end.server.rss_kb);
+    Ok(memory_json(
+        &c.before,
+        &end,
+        c.ready.ready,
+        &start,
+        peak_kb,
+        def,
+    ))
 }
 
 fn memory_json(
@@ -36,6 +51,7 @@ fn memory_json(
     end: &Snapshot,
     n: u64,
     hold_start: &Snapshot,
+    peak_kb: u64,
     def: &ScenarioDef,
 ) -> Value {
     let kernel = match (base.sock, end.sock) {
@@ -54,7 +70,9 @@ fn memory_json(
         "memory": {
             "server_rss_kb_before": base.server.rss_kb,
             "server_rss_kb_after_hold": end.server.rss_kb,
-            "rss_per_conn_bytes": per_conn(base.server.rss_kb, end.server.rss_kb, n),
+            "server_rss_kb_peak": peak_kb,
+            "rss_per_conn_bytes": per_conn(base.server.rss_kb, peak_kb, n),
+            "rss_per_conn_bytes_after_hold": per_conn(base.server.rss_kb, end.server.rss_kb, n),
             "kernel_tcp_mem_per_conn_bytes": kernel,
             "slab_per_conn_bytes": slab,
             "note": "kernel figures are system-wide: both loopback ends of every connection",

@@ -3,7 +3,7 @@
 //! tokio-tungstenite).
 //!
 //! # Layout (data flow)
-//! - `main`: CLI (`compare`, `run`, `capacity`, internal `worker`).
+//! - `main`: CLI (`compare`, `report`, `run`, `capacity`, internal `worker`).
 //! - `compare` -> `systems` (start/stop each system fresh per scenario) -> `runner` (one
 //!   `scenario` against one system: connect step, then the kind: `idle`, `publish`,
 //!   `reconnect`, `slow`) -> `compare_report` (metrics, ratios, costs, `chart`s, Markdown).
@@ -62,6 +62,8 @@ struct Cli {
 enum Cmd {
     /// Every scenario against wiresocket and every peer, same run; JSON + Markdown + charts.
     Compare(compare::CompareArgs),
+    /// Re-render a comparison report (metrics, ratios, costs, charts) from its results file.
+    Report(compare::ReportArgs),
     /// One scenario against one running server; prints (and saves) the result JSON.
     Run(compare::RunArgs),
     /// Plan a host (RAM, cores, fds, sysctls, Redis) from measured costs in a results file.
@@ -90,6 +92,7 @@ fn main() -> Result<()> {
     match Cli::parse().cmd {
         Cmd::Worker(a) => worker::main(a),
         Cmd::Capacity(a) => capacity::run(a),
+        Cmd::Report(a) => compare::report(a),
         Cmd::Compare(a) => block_on(compare::run(a))?,
         Cmd::Run(a) => {
             let out = a.out.clone();

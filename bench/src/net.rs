@@ -69,8 +69,14 @@ pub fn parse_src_ips(spec: &str) -> Result<Vec<Ipv4Addr>> {
     Ok((lo..=hi).map(Ipv4Addr::from).collect())
 }
 
-/// Connects to `target`, bound to `src` first when given (port chosen at connect time).
-pub async fn connect(target: SocketAddr, src: Option<Ipv4Addr>) -> Result<TcpStream> {
+/// Connects to `target`, bound to `src` first when given (port chosen at connect time). A
+/// `rcvbuf` fixes the receive buffer (and so the advertised window) before connecting, as for a
+/// client on a slow link.
+pub async fn connect(
+    target: SocketAddr,
+    src: Option<Ipv4Addr>,
+    rcvbuf: Option<u32>,
+) -> Result<TcpStream> {
     let sock = if target.is_ipv4() {
         TcpSocket::new_v4()?
     } else {
@@ -80,6 +86,9 @@ pub async fn connect(target: SocketAddr, src: Option<Ipv4Addr>) -> Result<TcpStr
         set_bind_no_port(&sock)?;
         sock.bind(SocketAddr::new(IpAddr::V4(ip), 0))
             .with_context(|| format!("bind {ip}"))?;
+    }
+    if let Some(n) = rcvbuf {
+        sock.set_recv_buffer_size(n)?;
     }
     let stream = sock.connect(target).await?;
     stream.set_nodelay(true)?;

@@ -52,7 +52,7 @@ struct HttpConn {
 impl HttpConn {
     async fn open(t: &Target) -> Result<HttpConn> {
         Ok(HttpConn {
-            stream: net::connect(t.addr, None).await?,
+            stream: net::connect(t.addr, None, None).await?,
             buf: Vec::with_capacity(1024),
         })
     }

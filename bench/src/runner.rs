@@ -194,7 +194,9 @@ pub async fn run(def: &ScenarioDef, sut: &Sut, spread: &Spread, scale: f64) -> R
         Kind::Publish => crate::publish::merge_phases(&specific, &reports, def),
         Kind::Slow => {
             let mut v = crate::publish::merge_phases(&specific, &reports, def);
-            v["slow"]["after_resume"] = crate::slow::slow_outcome(&reports);
+            let outcome = crate::slow::slow_outcome(&reports);
+            v["slow"]["disconnected"] = outcome["disconnected"].clone();
+            v["slow"]["after_resume"] = outcome;
             v
         }
         Kind::Reconnect => crate::reconnect::merge(&specific, &reports),

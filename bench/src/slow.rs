@@ -27,12 +27,15 @@ pub async fn run(def: &ScenarioDef, sut: &Sut, c: &mut Connected) -> Result<Valu
     tokio::time::sleep(Duration::from_secs_f64(def.drain_s)).await;
     c.pool.broadcast("stall").await?;
     let rss_before = c.snapshot(sut).server.rss_kb;
+    let tcp_before = tcp_mem_bytes();
     let peak = Rc::new(Cell::new(rss_before));
+    let tcp_peak = Rc::new(Cell::new(tcp_before));
     let sampler = {
-        let (peak, pids) = (peak.clone(), sut.pids.clone());
+        let (peak, tcp_peak, pids) = (peak.clone(), tcp_peak.clone(), sut.pids.clone());
         tokio::task::spawn_local(async move {
             loop {
                 peak.set(peak.get().max(crate::sys::sum_samples(&pids).rss_kb));
+                tcp_peak.set(tcp_peak.get().max(tcp_mem_bytes()));
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
         })
@@ -55,14 +58,25 @@ pub async fn run(def: &ScenarioDef, sut: &Sut, c: &mut Connected) -> Result<Valu
             "server_rss_kb_end_of_stall": rss_stalled_end,
             "server_rss_kb_after_resume": rss_after,
             "server_rss_growth_mb": (peak.get() as f64 - rss_before as f64) / 1024.0,
+            "kernel_tcp_mem_growth_mb": (tcp_peak.get() as f64 - tcp_before as f64) / 1048576.0,
+            "memory_growth_mb": (peak.get() as f64 - rss_before as f64) / 1024.0
+                + (tcp_peak.get() as f64 - tcp_before as f64) / 1048576.0,
         },
     }))
 }
 
+/// Kernel memory in TCP socket buffers, machine-wide (`/proc/net/sockstat`): data a server has
+/// written but a stalled client has not taken sits here before the server's own queue grows.
+fn tcp_mem_bytes() -> u64 {
+    crate::sys::sockstat().map_or(0, |s| s.mem_bytes())
+}
+
 /// What the slow clients got once they resumed reading, and how their sessions ended.
 pub fn slow_outcome(reports: &[Report]) -> Value {
+    let closed = sum_maps(reports, |r| &r.slow_closed);
     json!({
         "received_after_resume": reports.iter().map(|r| r.slow_received).sum::<u64>(),
-        "closed": sum_maps(reports, |r| &r.slow_closed),
+        "disconnected": closed.values().sum::<u64>(),
+        "closed": closed,
     })
 }

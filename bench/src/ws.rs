@@ -58,10 +58,18 @@ pub struct WsConn {
 }
 
 impl WsConn {
-    /// TCP connect (bound to `src` when given) and WebSocket upgrade to `path` (with query).
-    /// A non-101 answer is an error holding a [`Refused`].
-    pub async fn connect(target: &Target, path: &str, src: Option<Ipv4Addr>) -> Result<WsConn> {
-        let mut stream = net::connect(target.addr, src).await.context("tcp")?;
+    /// TCP connect (bound to `src` when given, receive buffer fixed to `rcvbuf` when given)
+    /// and WebSocket upgrade to `path` (with query). A non-101 answer is an error holding a
+    /// [`Refused`].
+    pub async fn connect(
+        target: &Target,
+        path: &str,
+        src: Option<Ipv4Addr>,
+        rcvbuf: Option<u32>,
+    ) -> Result<WsConn> {
+        let mut stream = net::connect(target.addr, src, rcvbuf)
+            .await
+            .context("tcp")?;
         let key = generate_key();
         let req = format!(
             "GET {} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
@@ -295,6 +303,23 @@ mod tests {
         assert_eq!(out[0], 0x8a, "pong frame, final");
         assert_eq!(out[1], 0x80 | 1, "masked, 1 byte");
         assert_eq!(o, Outcome::Closed(Some(3012)));
+    }
+
+    #[test]
+    fn refusal_keeps_status_and_retry_after() {
+        let resp =
+            b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 7\r\nContent-Length: 4\r\n\r\nbusy";
+        let err = check_upgrade_response(resp, "k").unwrap_err();
+        let r = err.downcast_ref::<Refused>().expect("typed refusal");
+        assert_eq!((r.status, r.retry_after_s), (503, Some(7)));
+        assert_eq!(r.body, "busy");
+        let resp = b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n";
+        let err = check_upgrade_response(resp, "k").unwrap_err();
+        let r = err.downcast_ref::<Refused>().unwrap();
+        assert_eq!((r.status, r.retry_after_s), (401, None));
+        assert!(check_upgrade_response(b"HTTP/1.1 101 Switching", "k")
+            .unwrap()
+            .is_none());
     }
 
     #[test]
