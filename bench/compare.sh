@@ -50,6 +50,6 @@ log "running scenarios against: $SYSTEMS (scale $SCALE, time scale $TIME_SCALE)"
   --meta "commit=$commit$dirty" \
   --meta "machine=$(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), kernel $(uname -r); server, peers and load generator share the machine" \
   --meta "command=SCALE=$SCALE TIME_SCALE=$TIME_SCALE SYSTEMS=$SYSTEMS ${ONLY:+ONLY=$ONLY }bench/compare.sh" \
-  --meta "node=$(ver node --version); redis=$(ver redis-server --version | awk '{print $3}'); nginx=$(ver nginx -v 2>&1 | sed 's/.*nginx\///')" \
+  --meta "node=$(ver node --version); redis=$(redis-server --version 2>/dev/null | sed 's/.*v=\([^ ]*\).*/\1/'); nginx=$(nginx -v 2>&1 | sed 's/.*nginx\///')" \
   --meta "nchan=$(dpkg-query -W -f='${Version}' libnginx-mod-nchan 2>/dev/null || echo n/a); peers' npm packages: bench/peers/node/package-lock.json"
 log "report: $OUT_DIR/$NAME.md"

@@ -19,169 +19,54 @@ type Plain = (
 /// Multiplier turning µs into ms.
 const MS: f64 = 1e-3;
 
+#[rustfmt::skip]
 const PLAIN: &[Plain] = &[
-    (
-        "connect-storm",
-        "connects/s",
-        "1/s",
-        true,
-        "/connect/rate_per_s",
-        1.0,
-    ),
-    (
-        "connect-storm",
-        "handshake p50",
-        "ms",
-        false,
-        "/connect/handshake_latency_us/p50_us",
-        MS,
-    ),
-    (
-        "connect-storm",
-        "handshake p99",
-        "ms",
-        false,
-        "/connect/handshake_latency_us/p99_us",
-        MS,
-    ),
-    (
-        "connect-storm",
-        "server CPU per connect",
-        "µs",
-        false,
-        "/connect/server_cpu_us_per_connect",
-        1.0,
-    ),
-    (
-        "connect-storm",
-        "failed handshakes",
-        "",
-        false,
-        "/connect/failed",
-        1.0,
-    ),
-    (
-        "idle-hold",
-        "kernel slab per connection (both ends)",
-        "B",
-        false,
-        "/memory/slab_per_conn_bytes",
-        1.0,
-    ),
-    (
-        "idle-hold",
-        "server CPU while idle",
-        "% core",
-        false,
-        "/idle_cpu/server_cpu_pct",
-        1.0,
-    ),
-    (
-        "reconnect-storm",
-        "time until all back",
-        "s",
-        false,
-        "/time_all_back_ms",
-        MS,
-    ),
-    (
-        "reconnect-storm",
-        "accept latency p99",
-        "ms",
-        false,
-        "/storm/accept_latency_us/p99_us",
-        MS,
-    ),
-    (
-        "reconnect-storm",
-        "accept latency max",
-        "ms",
-        false,
-        "/storm/accept_latency_us/max_us",
-        MS,
-    ),
+    ("connect-storm", "connects/s", "1/s", true, "/connect/rate_per_s", 1.0),
+    ("connect-storm", "handshake p50", "ms", false, "/connect/handshake_latency_us/p50_us", MS),
+    ("connect-storm", "handshake p99", "ms", false, "/connect/handshake_latency_us/p99_us", MS),
+    ("connect-storm", "server CPU per connect", "µs", false, "/connect/server_cpu_us_per_connect", 1.0),
+    ("connect-storm", "failed handshakes", "", false, "/connect/failed", 1.0),
+    ("idle-hold", "kernel slab per connection (both ends)", "B", false, "/memory/slab_per_conn_bytes", 1.0),
+    ("idle-hold", "server CPU while idle", "% core", false, "/idle_cpu/server_cpu_pct", 1.0),
+    ("reconnect-storm", "time until all back", "s", false, "/time_all_back_ms", MS),
+    ("reconnect-storm", "accept latency p99", "ms", false, "/storm/accept_latency_us/p99_us", MS),
+    ("reconnect-storm", "accept latency max", "ms", false, "/storm/accept_latency_us/max_us", MS),
     ("reconnect-storm", "gave up", "", false, "/gave_up", 1.0),
-    (
-        "reconnect-storm",
-        "503 answers (shedding)",
-        "",
-        false,
-        "/storm/shed_503",
-        1.0,
-    ),
-    (
-        "slow-consumers",
-        "healthy p99, all reading",
-        "ms",
-        false,
-        "/phases/0/latency_us/p99_us",
-        MS,
-    ),
-    (
-        "slow-consumers",
-        "healthy p99, 10% stalled",
-        "ms",
-        false,
-        "/phases/1/latency_us/p99_us",
-        MS,
-    ),
-    (
-        "slow-consumers",
-        "healthy loss, 10% stalled",
-        "%",
-        false,
-        "/phases/1/loss_pct",
-        1.0,
-    ),
-    (
-        "slow-consumers",
-        "memory growth while stalled (RSS + kernel TCP)",
-        "MiB",
-        false,
-        "/slow/memory_growth_mb",
-        1.0,
-    ),
-    (
-        "slow-consumers",
-        "server RSS growth while stalled",
-        "MiB",
-        false,
-        "/slow/server_rss_growth_mb",
-        1.0,
-    ),
-    (
-        "slow-consumers",
-        "slow clients disconnected by the server",
-        "",
-        false,
-        "/slow/disconnected",
-        1.0,
-    ),
+    ("reconnect-storm", "503 answers (shedding)", "", false, "/storm/shed_503", 1.0),
+    ("slow-consumers", "healthy p99, all reading", "ms", false, "/phases/0/latency_us/p99_us", MS),
+    ("slow-consumers", "healthy p99, 10% stalled", "ms", false, "/phases/1/latency_us/p99_us", MS),
+    ("slow-consumers", "healthy loss, 10% stalled", "%", false, "/phases/1/loss_pct", 1.0),
+    ("slow-consumers", "memory growth while stalled (RSS + kernel TCP)", "MiB", false, "/slow/memory_growth_mb", 1.0),
+    ("slow-consumers", "server RSS growth while stalled", "MiB", false, "/slow/server_rss_growth_mb", 1.0),
+    ("slow-consumers", "slow clients disconnected by the server", "", false, "/slow/disconnected", 1.0),
 ];
 
 /// Per-phase rows of the publish scenarios: (label suffix, unit, higher is better, key, multiplier).
+#[rustfmt::skip]
 const PER_PHASE: &[(&str, &str, bool, &str, f64)] = &[
-    (
-        "publishes/s achieved",
-        "1/s",
-        true,
-        "achieved_pub_rate",
-        1.0,
-    ),
+    ("publishes/s achieved", "1/s", true, "achieved_pub_rate", 1.0),
     ("deliveries/s", "1/s", true, "deliveries_per_s", 1.0),
     ("latency p50", "ms", false, "latency_us/p50_us", MS),
     ("latency p90", "ms", false, "latency_us/p90_us", MS),
     ("latency p99", "ms", false, "latency_us/p99_us", MS),
     ("latency p999", "ms", false, "latency_us/p999_us", MS),
     ("loss", "%", false, "loss_pct", 1.0),
-    (
-        "server CPU per delivery",
-        "µs",
-        false,
-        "server_cpu_us_per_delivery",
-        1.0,
-    ),
+    ("server CPU per delivery", "µs", false, "server_cpu_us_per_delivery", 1.0),
 ];
+
+/// Reads `ptr` scaled by `k`. Loss is clipped at 0: a publish whose HTTP answer timed out
+/// (5 s) counts as failed but may still be delivered, which makes raw loss negative (the JSON
+/// keeps the raw value).
+fn read(r: &Value, ptr: &str, k: f64) -> Option<f64> {
+    let v = f(r, ptr)?;
+    Some(
+        if ptr.ends_with("loss_pct") {
+            v.max(0.0)
+        } else {
+            v
+        } * k,
+    )
+}
 
 /// A metric computed from every system's result of `scenario` (failed runs give None).
 fn metric(
@@ -241,9 +126,7 @@ pub fn metrics(doc: &Value) -> Vec<Metric> {
     let mut m: Vec<Metric> = Vec::new();
     let plain = |sc: &str, m: &mut Vec<Metric>| {
         for &(s, label, unit, higher, ptr, k) in PLAIN.iter().filter(|p| p.0 == sc) {
-            m.extend(metric(doc, s, label, unit, higher, |r| {
-                f(r, ptr).map(|v| v * k)
-            }));
+            m.extend(metric(doc, s, label, unit, higher, |r| read(r, ptr, k)));
         }
     };
     plain("connect-storm", &mut m);
@@ -269,9 +152,7 @@ pub fn metrics(doc: &Value) -> Vec<Metric> {
             for &(label, unit, higher, key, k) in PER_PHASE {
                 let ptr = format!("/phases/{i}/{key}");
                 let label = format!("{rate}/s: {label}");
-                m.extend(metric(doc, sc, &label, unit, higher, |r| {
-                    f(r, &ptr).map(|v| v * k)
-                }));
+                m.extend(metric(doc, sc, &label, unit, higher, |r| read(r, &ptr, k)));
             }
         }
     }

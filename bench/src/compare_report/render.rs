@@ -123,6 +123,31 @@ pub fn markdown(
     s
 }
 
+/// One series per system: the values of the metrics `labels` of scenario `sc` (NaN if missing).
+fn series_of(
+    doc: &Value,
+    metrics: &[Metric],
+    sc: &str,
+    labels: &[String],
+) -> Vec<(String, Vec<f64>)> {
+    systems(doc)
+        .into_iter()
+        .map(|sys| {
+            let v = labels
+                .iter()
+                .map(|l| {
+                    metrics
+                        .iter()
+                        .find(|m| m.scenario == sc && &m.label == l)
+                        .and_then(|m| m.value(&sys))
+                        .unwrap_or(f64::NAN)
+                })
+                .collect();
+            (sys, v)
+        })
+        .collect()
+}
+
 /// Draws the charts into `dir`; returns (file name, title) pairs.
 pub fn charts(doc: &Value, metrics: &[Metric], dir: &Path) -> Vec<(String, String)> {
     let mut out = Vec::new();
@@ -177,24 +202,11 @@ pub fn charts(doc: &Value, metrics: &[Metric], dir: &Path) -> Vec<(String, Strin
                 .iter()
                 .map(|s| s.to_string())
                 .collect();
-            let series: Vec<(String, Vec<f64>)> = systems(doc)
-                .into_iter()
-                .map(|sys| {
-                    let v = cats
-                        .iter()
-                        .map(|q| {
-                            metrics
-                                .iter()
-                                .find(|m| {
-                                    m.scenario == sc && m.label == format!("{top}/s: latency {q}")
-                                })
-                                .and_then(|m| m.value(&sys))
-                                .unwrap_or(f64::NAN)
-                        })
-                        .collect();
-                    (sys, v)
-                })
+            let labels: Vec<String> = cats
+                .iter()
+                .map(|q| format!("{top}/s: latency {q}"))
                 .collect();
+            let series = series_of(doc, metrics, sc, &labels);
             let file = format!("{sc}-latency.svg");
             let title = format!(
                 "{sc}: publish→deliver latency at {top}/s (ms, log scale; lower is better)"
@@ -204,24 +216,8 @@ pub fn charts(doc: &Value, metrics: &[Metric], dir: &Path) -> Vec<(String, Strin
                 out.push((file, title));
             }
             let cats: Vec<String> = rs.iter().map(|r| format!("{r}/s")).collect();
-            let series: Vec<(String, Vec<f64>)> = systems(doc)
-                .into_iter()
-                .map(|sys| {
-                    let v = rs
-                        .iter()
-                        .map(|r| {
-                            metrics
-                                .iter()
-                                .find(|m| {
-                                    m.scenario == sc && m.label == format!("{r}/s: deliveries/s")
-                                })
-                                .and_then(|m| m.value(&sys))
-                                .unwrap_or(f64::NAN)
-                        })
-                        .collect();
-                    (sys, v)
-                })
-                .collect();
+            let labels: Vec<String> = rs.iter().map(|r| format!("{r}/s: deliveries/s")).collect();
+            let series = series_of(doc, metrics, sc, &labels);
             let file = format!("{sc}-deliveries.svg");
             let title = format!("{sc}: deliveries/s per publish rate (higher is better)");
             if chart::grouped_bars_svg(
