@@ -19,7 +19,7 @@ use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::engine::memory::ShardRequest;
 use crate::metrics::CoreMetrics;
@@ -93,7 +93,8 @@ impl Mesh {
             None => (0, 1, None, None),
             Some(b) => {
                 let n = b.nr_peers();
-                let (s, r) = b.join().await.expect("joining the core mesh");
+                let join = crate::runtime::poll_at_least_every(Duration::from_millis(10), b.join());
+                let (s, r) = join.await.expect("joining the core mesh");
                 (s.peer_id(), n, Some(s), Some(r))
             }
         };

@@ -76,7 +76,8 @@ impl Server {
         }
     }
 
-    fn try_start(o: &Overrides) -> Result<Server, String> {
+    /// One start attempt, no retry: `Err` holds the log and thread states.
+    pub fn try_start(o: &Overrides) -> Result<Server, String> {
         let dir = unique_dir();
         let cfg = format!(
             r#"[server]
