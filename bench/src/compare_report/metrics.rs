@@ -116,9 +116,11 @@ pub fn peak_rss_per_conn(r: &Value) -> Option<f64> {
     (n > 0.0 && peak.is_finite()).then(|| (peak - before) * 1024.0 / n)
 }
 
+/// RSS per connection after the hold; None when a garbage collector took the process below
+/// its pre-connect baseline (a negative cost means nothing).
 fn rss_after_hold_per_conn(r: &Value) -> Option<f64> {
     let d = f(r, "/memory/server_rss_kb_after_hold")? - f(r, "/connect/server_rss_kb_before")?;
-    Some(d * 1024.0 / f(r, "/connect/ready")?)
+    (d >= 0.0).then(|| d * 1024.0 / f(r, "/connect/ready").unwrap_or(f64::NAN))
 }
 
 /// Every compared metric of the run, grouped by scenario in presentation order.
