@@ -113,7 +113,7 @@ pub async fn run(a: CompareArgs) -> Result<()> {
     }
     let defs: Vec<ScenarioDef> = load_scenarios(&a.scenarios, &a.only)?
         .into_iter()
-        .map(|d| time_scaled(d.scaled(a.scale), a.time_scale))
+        .map(|d| d.scaled(a.scale).time_scaled(a.time_scale))
         .collect();
     let name = a
         .name
@@ -169,13 +169,6 @@ pub async fn run(a: CompareArgs) -> Result<()> {
     let _ = std::fs::remove_file(&raw_path);
     println!("{}", std::fs::read_to_string(&out)?);
     Ok(())
-}
-
-fn time_scaled(mut d: ScenarioDef, t: f64) -> ScenarioDef {
-    d.secs_per_rate = (d.secs_per_rate * t).max(1.0);
-    d.hold_s *= t;
-    d.drain_s = (d.drain_s * t).max(1.0);
-    d
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -323,7 +316,7 @@ mod tests {
                 .map(String::as_str),
             Some("1000")
         );
-        let t = time_scaled(all[2].clone(), 0.2);
+        let t = all[2].time_scaled(0.2);
         assert_eq!(t.secs_per_rate, 2.0);
     }
 }

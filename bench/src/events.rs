@@ -16,7 +16,6 @@ pub enum Event {
         id: usize,
         ready: u64,
         failed: u64,
-        elapsed_ms: u64,
         failures: BTreeMap<String, u64>,
     },
     /// Answer to `report` (or sent on the worker's own deadline).

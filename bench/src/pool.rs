@@ -81,7 +81,6 @@ pub struct Pool {
 pub struct ReadySummary {
     pub ready: u64,
     pub failed: u64,
-    pub max_worker_ms: u64,
     pub failures: std::collections::BTreeMap<String, u64>,
 }
 
@@ -146,7 +145,6 @@ impl Pool {
         let mut sum = ReadySummary {
             ready: 0,
             failed: 0,
-            max_worker_ms: 0,
             failures: Default::default(),
         };
         while done.iter().any(|d| !d) {
@@ -165,14 +163,12 @@ impl Pool {
                     id,
                     ready,
                     failed,
-                    elapsed_ms,
                     failures,
                 } => {
                     done[id] = true;
                     progress[id] = (ready, failed);
                     sum.ready += ready;
                     sum.failed += failed;
-                    sum.max_worker_ms = sum.max_worker_ms.max(elapsed_ms);
                     let (r, f) = progress.iter().fold((0, 0), |a, p| (a.0 + p.0, a.1 + p.1));
                     bar.set_position(r + f);
                     for (k, v) in failures {
@@ -185,11 +181,6 @@ impl Pool {
         }
         bar.finish_and_clear();
         Ok(sum)
-    }
-
-    /// Sum of every worker's delivered-publication count right now.
-    pub async fn delivered_total(&mut self, wait: Duration) -> Result<u64> {
-        Ok(self.counts(wait).await?.delivered)
     }
 
     /// Every worker's counters right now, summed.
@@ -225,10 +216,10 @@ impl Pool {
     /// backlog still in flight is not mistaken for loss. Returns the seconds waited.
     pub async fn settle(&mut self, max: Duration) -> Result<f64> {
         let start = Instant::now();
-        let mut last = self.delivered_total(Duration::from_secs(10)).await?;
+        let mut last = self.counts(Duration::from_secs(10)).await?.delivered;
         while start.elapsed() < max {
             tokio::time::sleep(Duration::from_secs(1)).await;
-            let now = self.delivered_total(Duration::from_secs(10)).await?;
+            let now = self.counts(Duration::from_secs(10)).await?.delivered;
             if now == last {
                 break;
             }
@@ -315,8 +306,6 @@ fn worker_argv(a: &WorkerArgs) -> Vec<String> {
         a.handshake_timeout_s.to_string(),
         "--token-ttl-s".into(),
         a.token_ttl_s.to_string(),
-        "--pace-us".into(),
-        a.pace_us.to_string(),
     ];
     if let Some(ips) = &a.src_ips {
         v.extend(["--src-ips".into(), ips.clone()]);

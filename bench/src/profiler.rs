@@ -7,7 +7,7 @@
 use anyhow::{Context, Result};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub struct Recording(Child);
 
@@ -33,16 +33,6 @@ pub fn start(pid: u32, out: &Path) -> Result<Recording> {
 impl Recording {
     /// Stops the recording (SIGINT, then SIGKILL after 20 s) and waits for perf to write out.
     pub fn stop(mut self) {
-        // SAFETY: plain kill(2) on our own child's pid.
-        unsafe { libc::kill(self.0.id() as libc::pid_t, libc::SIGINT) };
-        let until = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < until {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        crate::sys::stop_child(&mut self.0, libc::SIGINT, Duration::from_secs(20));
     }
 }

@@ -6,7 +6,6 @@
 //!
 //! `publish_phase` and `merge_phases` are shared with the `slow` kind.
 
-use crate::client::ChannelPlan;
 use crate::events::Report;
 use crate::hist::{add_pairs, new_hist, summarize};
 use crate::publisher::{run_phase, PubCfg};
@@ -23,11 +22,7 @@ pub fn pub_cfg(def: &ScenarioDef, sut: &Sut) -> Result<Rc<PubCfg>> {
         target: crate::net::Target::parse(&sut.api_url)?,
         api_key: sut.api_key.clone(),
         dialect: sut.dialect,
-        channels: ChannelPlan {
-            prefix: if def.channels > 1 { "ch" } else { "bench" }.into(),
-            count: def.channels,
-            per_client: def.channels_per_client,
-        },
+        channels: def.channel_plan(),
         pad: def.payload_bytes,
     }))
 }
@@ -105,7 +100,7 @@ pub async fn run(def: &ScenarioDef, sut: &Sut, c: &mut Connected) -> Result<Valu
 }
 
 /// Turns the publish windows of `specific` plus the workers' histograms into `phases`.
-pub fn merge_phases(specific: &Value, reports: &[Report], _def: &ScenarioDef) -> Value {
+pub fn merge_phases(specific: &Value, reports: &[Report]) -> Value {
     let mut out = specific.clone();
     let phases: Vec<Value> = specific["windows"]
         .as_array()

@@ -108,7 +108,7 @@ async fn connect(def: &ScenarioDef, sut: &Sut, spread: &Spread) -> Result<Connec
         url: sut.url.clone(),
         dialect: sut.dialect,
         secret: sut.secret.clone(),
-        channel: if def.channels > 1 { "ch" } else { "bench" }.into(),
+        channel: def.channel_plan().prefix,
         channel_count: def.channels,
         channels_per_client: def.channels_per_client,
         conns: def.conns,
@@ -122,7 +122,6 @@ async fn connect(def: &ScenarioDef, sut: &Sut, spread: &Spread) -> Result<Connec
         deadline_s: spread.connect_timeout_s + budget_s(def).ceil() as u64 + 90,
         handshake_timeout_s: spread.handshake_timeout_s,
         token_ttl_s: 3600,
-        pace_us: 0,
     };
     eprintln!(
         "{} on {}: {} clients over {procs} workers",
@@ -191,9 +190,9 @@ pub async fn run(def: &ScenarioDef, sut: &Sut, spread: &Spread, scale: f64) -> R
         "server_end": { "rss_kb": end.server.rss_kb, "cpu_ms_total": end.server.cpu_ms },
     });
     let extra = match def.kind {
-        Kind::Publish => crate::publish::merge_phases(&specific, &reports, def),
+        Kind::Publish => crate::publish::merge_phases(&specific, &reports),
         Kind::Slow => {
-            let mut v = crate::publish::merge_phases(&specific, &reports, def);
+            let mut v = crate::publish::merge_phases(&specific, &reports);
             let outcome = crate::slow::slow_outcome(&reports);
             v["slow"]["disconnected"] = outcome["disconnected"].clone();
             v["slow"]["after_resume"] = outcome;

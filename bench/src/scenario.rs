@@ -6,6 +6,7 @@
 //! `--scale` shrinks or grows connection counts (and the channel count with them) for smoke
 //! runs or bigger hosts without editing the files; the scale is recorded in the result.
 
+use crate::client::ChannelPlan;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -128,6 +129,26 @@ impl ScenarioDef {
         d
     }
 
+    /// The definition with publish phases, drain pauses and idle hold multiplied by `t`
+    /// (phases and pauses stay at least 1 s).
+    pub fn time_scaled(&self, t: f64) -> ScenarioDef {
+        let mut d = self.clone();
+        d.secs_per_rate = (d.secs_per_rate * t).max(1.0);
+        d.hold_s *= t;
+        d.drain_s = (d.drain_s * t).max(1.0);
+        d
+    }
+
+    /// Which channels clients subscribe to and publications go to: `bench` when there is one
+    /// channel, `ch0`..`chN-1` otherwise.
+    pub fn channel_plan(&self) -> ChannelPlan {
+        ChannelPlan {
+            prefix: if self.channels > 1 { "ch" } else { "bench" }.into(),
+            count: self.channels,
+            per_client: self.channels_per_client,
+        }
+    }
+
     /// Every N-th client is slow so that about `slow_share` of them are.
     pub fn stall_every(&self) -> u64 {
         if self.kind != Kind::Slow {
@@ -192,6 +213,9 @@ rates=[10]"#;
         let s = d.scaled(0.1);
         assert_eq!((s.conns, s.channels), (100, 10));
         assert_eq!(s.subs_per_channel(100), 30.0);
+        assert_eq!(s.channel_plan().for_publication(13), "ch3");
+        let t = d.time_scaled(0.2);
+        assert_eq!((t.secs_per_rate, t.drain_s), (2.0, 1.0));
         let mut bad = d.clone();
         bad.rates.clear();
         assert!(bad.validate().is_err());

@@ -46,9 +46,13 @@ pub struct Stats {
     reconnects: RefCell<Reconnects>,
 }
 
+/// Counts `key` (cut to 160 characters, so error texts stay usable as keys) in `map`.
+fn count(map: &mut BTreeMap<String, u64>, key: &str) {
+    *map.entry(key.chars().take(160).collect()).or_default() += 1;
+}
+
 fn bump(map: &RefCell<BTreeMap<String, u64>>, key: String) {
-    let short: String = key.chars().take(160).collect();
-    *map.borrow_mut().entry(short).or_default() += 1;
+    count(&mut map.borrow_mut(), &key);
 }
 
 impl Stats {
@@ -158,8 +162,7 @@ impl Stats {
     pub fn retry_failed(&self, why: String) {
         let mut r = self.reconnects.borrow_mut();
         r.attempts_failed += 1;
-        let short: String = why.chars().take(160).collect();
-        *r.failures.entry(short).or_default() += 1;
+        count(&mut r.failures, &why);
     }
 
     pub fn gave_up(&self) {

@@ -229,6 +229,25 @@ fn parse_sockstat(text: &str) -> Option<SockStat> {
     })
 }
 
+/// Stops a child process: `signal`, then SIGKILL if it has not exited after `grace`; reaps it.
+pub fn stop_child(
+    child: &mut std::process::Child,
+    signal: libc::c_int,
+    grace: std::time::Duration,
+) {
+    // SAFETY: plain kill(2) on our own child's pid.
+    unsafe { libc::kill(child.id() as libc::pid_t, signal) };
+    let until = std::time::Instant::now() + grace;
+    while std::time::Instant::now() < until {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -188,17 +188,7 @@ impl Running {
 
     fn stop_inner(&mut self) {
         if let Some(mut child) = self.child.take() {
-            // SAFETY: plain kill(2) on our own child's pid.
-            unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
-            let until = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < until {
-                if let Ok(Some(_)) = child.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
+            crate::sys::stop_child(&mut child, libc::SIGTERM, Duration::from_secs(10));
         }
         if let Some(state) = self.peer_state.take() {
             let _ = Command::new(self.peers_dir.join("run.sh"))

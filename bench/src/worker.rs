@@ -69,11 +69,6 @@ pub struct WorkerArgs {
     pub handshake_timeout_s: u64,
     #[arg(long, default_value_t = 3600)]
     pub token_ttl_s: u64,
-    /// Read pacing: when > 0 the worker thread sleeps this many µs between event-loop turns so
-    /// socket reads batch up (fewer wake-ups and context switches per delivery, at the price of
-    /// up to this much added latency). 0 = react to every wake-up.
-    #[arg(long, default_value_t = 0)]
-    pub pace_us: u64,
 }
 
 pub fn main(args: WorkerArgs) -> Result<()> {
@@ -146,22 +141,11 @@ async fn run(args: WorkerArgs) -> Result<()> {
         });
     }
 
-    if args.pace_us > 0 {
-        let pace = Duration::from_micros(args.pace_us);
-        tokio::task::spawn_local(async move {
-            loop {
-                // Deliberately blocks the runtime thread: sockets fill while it sleeps, and the
-                // next turn polls epoll without parking and reads many frames per wake-up.
-                std::thread::sleep(pace);
-                tokio::task::yield_now().await;
-            }
-        });
-    }
     let mut stdin = BufReader::new(tokio::io::stdin()).lines();
     let mut tick = interval(Duration::from_secs(2));
     let mut announced = args.conns == 0;
     if announced {
-        emit(&ready_event(&args, &stats, started));
+        emit(&ready_event(&args, &stats));
     }
     loop {
         tokio::select! {
@@ -183,14 +167,14 @@ async fn run(args: WorkerArgs) -> Result<()> {
                 let done = stats.ready.get() + stats.failed.get();
                 if done >= args.conns {
                     announced = true;
-                    emit(&ready_event(&args, &stats, started));
+                    emit(&ready_event(&args, &stats));
                 } else {
                     emit(&Event::Progress { id: args.id, ready: stats.ready.get(), failed: stats.failed.get() });
                 }
             }
             _ = sleep_until_done(&stats, args.conns), if !announced => {
                 announced = true;
-                emit(&ready_event(&args, &stats, started));
+                emit(&ready_event(&args, &stats));
             }
             _ = tokio::time::sleep_until(hard_deadline) => {
                 eprintln!("worker {}: deadline {} s reached, reporting and exiting", args.id, args.deadline_s);
@@ -211,12 +195,11 @@ async fn sleep_until_done(stats: &Stats, n: u64) {
     }
 }
 
-fn ready_event(args: &WorkerArgs, stats: &Stats, started: Instant) -> Event {
+fn ready_event(args: &WorkerArgs, stats: &Stats) -> Event {
     Event::Ready {
         id: args.id,
         ready: stats.ready.get(),
         failed: stats.failed.get(),
-        elapsed_ms: started.elapsed().as_millis() as u64,
         failures: stats.failures(),
     }
 }
