@@ -165,6 +165,9 @@ config_section! {
         /// 24% of a core and idle CPU from 1.6% to 0.7%, for ~3 MB more per core. On kernels
         /// before 5.12 ring memory counts against RLIMIT_MEMLOCK.
         pub ring_depth: usize = 4096,
+        /// This node's name, reported to clients as `node` in the connect result and used
+        /// in logs. Default: unset, which means `<hostname>:<port>`.
+        pub node_name: Option<String> = None,
     }
 }
 
@@ -194,6 +197,23 @@ config_section! {
         /// `read_buffer_bytes`, per core). Default: `64`. Raise it when many connections send
         /// at the same moment; buffers beyond it are allocated and freed as needed.
         pub buffer_pool_size: usize = 64,
+        /// Commands one connection may send per second on average (token bucket). A command
+        /// beyond it gets error 111 (temporary); a client that keeps sending while refused
+        /// (`command_burst` refusals in a row) is disconnected with 3013. `0` disables the
+        /// limit. Default: `100`.
+        pub command_rate_per_s: u32 = 100,
+        /// Commands one connection may send in a burst (the bucket size); also the number of
+        /// refused commands in a row before 3013. Default: `200` (a reconnecting client
+        /// resubscribing to `max_subscriptions_per_client` channels fits).
+        pub command_burst: u32 = 200,
+        /// Publications buffered for one client while its subscribe is in progress (they
+        /// are sent right after the subscribe reply); beyond it the client is cut off with
+        /// 3008. Default: `1024`.
+        pub subscribe_buffer_frames: usize = 1024,
+        /// Grace after a connection token's or subscription token's expiry before the
+        /// server acts (3005 / unsubscribe 2501): the SDKs refresh exactly when `ttl` says,
+        /// so without it a refresh races the sweep. Default: `25` s (as Centrifugo).
+        pub expiry_grace_s: u64 = 25,
     }
 }
 
@@ -265,6 +285,18 @@ config_section! {
         /// How long history is kept after the last publication in a channel.
         /// Default: `300` s.
         pub history_ttl_s: u64 = 300,
+        /// Channel streams (history, epoch, offset) the memory engine keeps node-wide;
+        /// beyond it, publishing into or subscribing to a new history channel fails with
+        /// error 106 (`wiresocket_engine_channel_refusals_total`). Reading history never
+        /// creates a stream. Default: `100_000`.
+        pub max_channels: usize = 100_000,
+        /// How long the result of a publish with an `idempotency_key` is remembered: a
+        /// repeat within it is answered with the first result and not published again.
+        /// Default: `300` s.
+        pub idempotency_ttl_s: u64 = 300,
+        /// Idempotency results remembered node-wide; beyond it new keys are not
+        /// deduplicated until old ones expire. Default: `100_000`.
+        pub max_idempotency_keys: usize = 100_000,
     }
 }
 
@@ -277,6 +309,11 @@ config_section! {
         /// Messages waiting for a full ring, per peer core, before publishes fail with error
         /// 111 (too many requests). Default: `65_536`.
         pub pending_limit: usize = 65_536,
+        /// Deadline of every wait for another core (an engine call on the channel's owner
+        /// core, the owner's acknowledgement of a subscription); beyond it the command fails
+        /// with a temporary error and `wiresocket_mesh_call_timeouts_total` counts it.
+        /// Default: `5_000` ms.
+        pub call_timeout_ms: u64 = 5_000,
     }
 }
 

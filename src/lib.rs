@@ -7,19 +7,23 @@
 //!
 //! - [`cli`], [`config`]: command line and the configuration tree.
 //! - [`runtime`]: preflight, one pinned glommio executor per core, the per-core
-//!   [`runtime::core::Core`], signals and graceful drain.
+//!   wiring ([`runtime::core::Core`]), signals and graceful drain.
+//! - [`exec`]: executor helpers every room uses (spawn, timers, deadlines,
+//!   yielding, clocks, wake-up flags); a leaf.
 //! - [`net`]: SO_REUSEPORT listeners, HTTP request heads, routing an accepted
 //!   connection to a WebSocket session or the HTTP endpoints.
 //! - [`ws`]: the WebSocket handshake, frame codec, message reassembly, and the
 //!   close-code table.
 //! - [`auth`]: JWT verification of connection and subscription tokens.
 //! - [`protocol`]: Centrifugo commands, replies, pushes and error codes.
-//! - [`session`]: one client: command dispatch, bounded outbound queue,
-//!   batched writes, heartbeats.
-//! - [`hub`]: per-core channel -> subscribers index and the owner-side interest
-//!   table; encodes each publication once.
-//! - [`mesh`]: cross-core messages and channel ownership.
-//! - [`engine`]: the engine interface and the embedded memory engine.
+//! - [`session`]: one client: its socket, command dispatch, bounded outbound
+//!   queue, batched writes, heartbeats; the narrow [`session::Env`] it uses.
+//! - [`hub`]: per-core channel -> subscribers index and the whole interest
+//!   protocol (owner side, engine subscription state); encodes each event once.
+//! - [`mesh`]: generic cross-core messages (interest, frames, closures) and
+//!   channel ownership.
+//! - [`engine`]: the engine interface, the recovery rule and the embedded
+//!   memory engine.
 //! - [`api`]: `/api/*`, `/health`, `/metrics`.
 //! - [`metrics`]: per-core counters and the Prometheus exposition.
 
@@ -28,6 +32,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod engine;
+pub mod exec;
 pub mod hub;
 pub mod mesh;
 pub mod metrics;

@@ -28,11 +28,11 @@ pub async fn publish(core: &Rc<Core>, mut body: Vec<u8>) -> Response {
     if crate::session::dispatch::check_channel(core, &channel).is_err() {
         return Response::error(400, ErrorCode::BAD_REQUEST);
     }
-    match core
-        .engine
-        .publish(&channel, Bytes::from(data), PublishOptions::default())
-        .await
-    {
+    let opts = PublishOptions {
+        history: crate::session::dispatch::channel_options(core, &channel).history,
+        ..Default::default()
+    };
+    match core.engine.publish(&channel, Bytes::from(data), opts).await {
         Ok(pos) => {
             let mut out = Vec::new();
             let mut o = Obj::new(&mut out);

@@ -75,6 +75,10 @@ impl WebsocketConfig {
         positive("websocket.pong_timeout_ms", self.pong_timeout_ms)?;
         positive("websocket.read_buffer_bytes", self.read_buffer_bytes as u64)?;
         positive("websocket.buffer_pool_size", self.buffer_pool_size as u64)?;
+        positive(
+            "websocket.subscribe_buffer_frames",
+            self.subscribe_buffer_frames as u64,
+        )?;
         if self.outbound_queue_bytes > MAX_QUEUE_BYTES {
             return Err(ConfigError::invalid(
                 "websocket.outbound_queue_bytes",
@@ -177,14 +181,16 @@ impl EngineConfig {
         if self.history_size > 0 {
             positive("engine.history_ttl_s", self.history_ttl_s)?;
         }
-        Ok(())
+        positive("engine.max_channels", self.max_channels as u64)?;
+        positive("engine.idempotency_ttl_s", self.idempotency_ttl_s)
     }
 }
 
 impl MeshConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         positive("mesh.channel_capacity", self.channel_capacity as u64)?;
-        positive("mesh.pending_limit", self.pending_limit as u64)
+        positive("mesh.pending_limit", self.pending_limit as u64)?;
+        positive("mesh.call_timeout_ms", self.call_timeout_ms)
     }
 }
 

@@ -1,33 +1,47 @@
-//! The engine: where publications are stored (history, offsets, epochs) and how
-//! a node hears about publications in channels it has subscribers for.
+//! The engine: where publications are stored (history, offsets, epochs), where
+//! presence lives, and how a node hears about events in channels it has
+//! subscribers for.
 //!
 //! Two implementations share one interface: [`memory`] (embedded single-node
 //! default) and, in cluster mode, Redis. Nothing in `hub` or `session` knows
 //! which one runs. Every method is async and fallible because the Redis engine
 //! crosses the network; the memory engine answers from the owner core's shard.
+//! Channel options (history size and TTL) come with each call, from the channel's
+//! namespace: the engine reads no channel configuration of its own.
 //!
 //! Delivery contract: after `publish` returns `Ok`, the publication has been
 //! stored (if the channel keeps history) and handed to the node-level
 //! [`PublicationSink`] of the channel's owner core on every node that called
 //! `subscribe_node` for the channel. The sink encodes it once and fans it out.
+//! Join/leave events travel the same way; a stream that loses continuity (new
+//! epoch while subscribed) is announced with [`PublicationSink::reset`].
+//!
+//! The recovery rule both engines apply is [`recovery::missed_after`]; the
+//! conformance suite both must pass is `conformance` (tests).
 
 pub mod memory;
+pub mod recovery;
+
+#[cfg(test)]
+mod conformance;
 
 use bytes::Bytes;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::protocol::ErrorCode;
 
 /// A stored publication.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Publication {
-    /// Position in the channel stream (1-based; 0 when the engine keeps no stream).
+    /// Position in the channel stream (1-based; 0 when not part of the stream).
     pub offset: u64,
     /// The publication payload, compact JSON.
     pub data: Bytes,
     /// Publisher's ClientInfo JSON when published by a client.
     pub info: Option<Bytes>,
+    /// `tags`: a JSON object of string values, when given.
+    pub tags: Option<Bytes>,
 }
 
 /// Where a channel stream is: offset of the last publication and the stream's epoch.
@@ -37,12 +51,51 @@ pub struct StreamPosition {
     pub epoch: Arc<str>,
 }
 
+/// History settings of a channel (its namespace's `history_size` / `history_ttl_s`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistoryOptions {
+    /// Publications kept; 0: the channel keeps no history.
+    pub size: usize,
+    /// How long publications are kept.
+    pub ttl: Duration,
+}
+
+impl HistoryOptions {
+    pub const NONE: HistoryOptions = HistoryOptions {
+        size: 0,
+        ttl: Duration::from_secs(1),
+    };
+
+    pub fn enabled(&self) -> bool {
+        self.size > 0
+    }
+}
+
 /// Options of one publish.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct PublishOptions {
     pub info: Option<Bytes>,
-    /// When set, a repeated publish with the same key within the history TTL is not stored twice.
+    /// A repeated publish with the same key within the idempotency window is not stored or
+    /// delivered again; it answers the first publish's position.
     pub idempotency_key: Option<String>,
+    /// `tags` JSON object, delivered with the publication.
+    pub tags: Option<Bytes>,
+    /// The channel's history settings.
+    pub history: HistoryOptions,
+    /// Deliver without storing in history (the publication gets no offset).
+    pub skip_history: bool,
+}
+
+impl Default for PublishOptions {
+    fn default() -> Self {
+        PublishOptions {
+            info: None,
+            idempotency_key: None,
+            tags: None,
+            history: HistoryOptions::NONE,
+            skip_history: false,
+        }
+    }
 }
 
 /// A history query: up to `limit` publications after `since` (all retained when `since` is None).
@@ -60,7 +113,7 @@ pub struct HistoryResult {
 }
 
 /// A client's presence entry (PROTOCOL.md `presence`).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClientInfo {
     pub user: String,
     pub client: String,
@@ -74,14 +127,24 @@ pub struct PresenceStats {
     pub num_users: u64,
 }
 
+/// Something that happened in a channel, for its subscribers.
+#[derive(Debug, Clone)]
+pub enum ChannelEvent {
+    Publication(Publication),
+    Join(ClientInfo),
+    Leave(ClientInfo),
+}
+
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum EngineError {
-    #[error("not available in this engine")]
+    #[error("not available in this engine or channel")]
     NotAvailable,
     #[error("engine overloaded")]
     Overloaded,
     #[error("position is no longer in history")]
     Unrecoverable,
+    #[error("too many channels (engine.max_channels)")]
+    LimitExceeded,
     #[error("engine failure: {0}")]
     Internal(String),
 }
@@ -93,14 +156,27 @@ impl EngineError {
             EngineError::NotAvailable => ErrorCode::NOT_AVAILABLE,
             EngineError::Overloaded => ErrorCode::TOO_MANY_REQUESTS,
             EngineError::Unrecoverable => ErrorCode::UNRECOVERABLE_POSITION,
+            EngineError::LimitExceeded => ErrorCode::LIMIT_EXCEEDED,
             EngineError::Internal(_) => ErrorCode::INTERNAL,
         }
     }
 }
 
-/// Receives every publication of channels the node subscribed to, on the owner core.
+impl From<crate::mesh::CallError> for EngineError {
+    fn from(e: crate::mesh::CallError) -> Self {
+        match e {
+            crate::mesh::CallError::Full => EngineError::Overloaded,
+            other => EngineError::Internal(other.to_string()),
+        }
+    }
+}
+
+/// Receives every event of channels the node subscribed to, on the owner core.
 pub trait PublicationSink {
-    fn deliver(&self, channel: &str, publication: &Publication, published_at: Instant);
+    fn deliver(&self, channel: &str, event: &ChannelEvent, published_at: Instant);
+
+    /// The channel's stream lost continuity: subscribers must resubscribe (and recover).
+    fn reset(&self, channel: &str);
 }
 
 /// The engine as one core sees it.
@@ -116,42 +192,46 @@ pub trait Engine {
         opts: PublishOptions,
     ) -> Result<StreamPosition, EngineError>;
 
+    /// Delivers a join or leave event (not stored).
+    async fn publish_join_leave(
+        &self,
+        channel: &str,
+        event: ChannelEvent,
+    ) -> Result<(), EngineError>;
+
     /// The node now has subscribers to `channel` (called on the owner core, first interest).
     async fn subscribe_node(&self, channel: &str) -> Result<(), EngineError>;
 
     /// The node has no subscribers to `channel` any more.
     async fn unsubscribe_node(&self, channel: &str) -> Result<(), EngineError>;
 
-    /// Current position of a channel stream (creates the stream's epoch if new).
-    async fn position(&self, channel: &str) -> Result<StreamPosition, EngineError>;
+    /// Current position of a channel stream for a subscriber: creates the stream (and its
+    /// epoch) when missing, within `engine.max_channels`.
+    async fn position(
+        &self,
+        channel: &str,
+        history: HistoryOptions,
+    ) -> Result<StreamPosition, EngineError>;
 
+    /// Reads history; never creates a stream (a missing one reads as empty at offset 0).
     async fn history(
         &self,
         channel: &str,
         query: HistoryQuery,
+        history: HistoryOptions,
     ) -> Result<HistoryResult, EngineError>;
 
     async fn remove_history(&self, channel: &str) -> Result<(), EngineError>;
 
-    async fn presence_add(&self, _channel: &str, _info: ClientInfo) -> Result<(), EngineError> {
-        Err(EngineError::NotAvailable)
-    }
+    /// Adds (or refreshes) a client's presence entry.
+    async fn presence_add(&self, channel: &str, info: ClientInfo) -> Result<(), EngineError>;
 
-    async fn presence_remove(&self, _channel: &str, _client: &str) -> Result<(), EngineError> {
-        Err(EngineError::NotAvailable)
-    }
+    async fn presence_remove(&self, channel: &str, client: &str) -> Result<(), EngineError>;
 
-    async fn presence(&self, _channel: &str) -> Result<Vec<ClientInfo>, EngineError> {
-        Err(EngineError::NotAvailable)
-    }
+    async fn presence(&self, channel: &str) -> Result<Vec<ClientInfo>, EngineError>;
 
-    async fn presence_stats(&self, _channel: &str) -> Result<PresenceStats, EngineError> {
-        Err(EngineError::NotAvailable)
-    }
+    async fn presence_stats(&self, channel: &str) -> Result<PresenceStats, EngineError>;
 
     /// Periodic upkeep (expiring idle streams); called about once a second on every core.
     fn housekeeping(&self, _now: Instant) {}
-
-    /// A request another core's engine instance sent to this core (memory engine sharding).
-    fn on_peer_request(&self, _req: memory::ShardRequest) {}
 }

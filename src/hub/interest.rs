@@ -1,13 +1,16 @@
 //! Owner-side interest table: for each channel this core owns, the set of cores
-//! that have at least one subscriber, and whether the node's engine subscription
-//! for it is complete. A publication is sent only to those cores, and a core's
-//! interest is acknowledged only once the engine subscription is in place.
+//! that have at least one subscriber, and the state of the node's engine
+//! subscription. Pure data; the transitions are driven by `hub::owner`.
+//!
+//! Invariant: at most one engine subscribe/unsubscribe per channel is in flight
+//! (`busy`); an entry exists while a core is interested or an engine call is in
+//! flight; while the engine subscription is not `on`, every interested core is
+//! waiting for an answer in `waiting`.
 
 use std::collections::HashMap;
-use std::rc::Rc;
 use std::sync::Arc;
 
-use super::Ready;
+use crate::mesh::InterestAck;
 
 /// Most cores one node supports (a fixed-size bitset keeps entries small).
 pub const MAX_CORES: usize = 256;
@@ -29,65 +32,51 @@ impl CoreSet {
         self.0.iter().all(|w| *w == 0)
     }
 
+    /// Members in increasing order (visits only set bits).
     pub fn iter(&self) -> impl Iterator<Item = usize> + '_ {
-        (0..MAX_CORES).filter(|c| self.0[c / 64] & (1 << (c % 64)) != 0)
+        self.0.iter().enumerate().flat_map(|(i, &word)| {
+            let mut w = word;
+            std::iter::from_fn(move || {
+                (w != 0).then(|| {
+                    let bit = w.trailing_zeros() as usize;
+                    w &= w - 1;
+                    i * 64 + bit
+                })
+            })
+        })
     }
 }
 
+/// One owned channel's interest and engine-subscription state.
 #[derive(Default)]
-pub struct InterestTable {
-    channels: HashMap<Arc<str>, (CoreSet, Rc<Ready>), ahash::RandomState>,
+pub struct Interest {
+    pub cores: CoreSet,
+    /// The node's engine subscription is in place.
+    pub on: bool,
+    /// An engine subscribe/unsubscribe is in flight.
+    pub busy: bool,
+    /// Cores waiting to hear that the subscription is in place (or failed).
+    pub waiting: Vec<(usize, InterestAck)>,
 }
 
-impl InterestTable {
-    /// Adds `core`; returns whether it is the channel's first interested core, and the
-    /// flag that is set once the engine subscription for the channel is complete.
-    pub fn add(&mut self, channel: &Arc<str>, core: usize) -> (bool, Rc<Ready>) {
-        let (set, ready) = self.channels.entry(channel.clone()).or_default();
-        let first = set.is_empty();
-        set.insert(core);
-        (first, ready.clone())
-    }
-
-    /// Returns true when no core is interested any more (the entry is dropped).
-    pub fn remove(&mut self, channel: &str, core: usize) -> bool {
-        let Some((set, _)) = self.channels.get_mut(channel) else {
-            return false;
-        };
-        set.remove(core);
-        if set.is_empty() {
-            self.channels.remove(channel);
-            return true;
-        }
-        false
-    }
-
-    pub fn get(&self, channel: &str) -> Option<(&Arc<str>, &CoreSet)> {
-        self.channels
-            .get_key_value(channel)
-            .map(|(k, (set, _))| (k, set))
-    }
-}
+pub type InterestTable = HashMap<Arc<str>, Interest, ahash::RandomState>;
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn tracks_first_and_last() {
-        let mut t = InterestTable::default();
-        let ch: Arc<str> = "news".into();
-        let (first, ready) = t.add(&ch, 0);
-        assert!(first && !ready.is_set());
-        ready.set();
-        let (first, ready) = t.add(&ch, 3);
-        assert!(!first && ready.is_set(), "later cores see the same flag");
-        assert_eq!(
-            t.get("news").unwrap().1.iter().collect::<Vec<_>>(),
-            vec![0, 3]
-        );
-        assert!(!t.remove("news", 0));
-        assert!(t.remove("news", 3));
-        assert!(t.get("news").is_none());
+    fn core_set_iterates_members() {
+        let mut s = CoreSet::default();
+        assert!(s.is_empty());
+        for c in [0, 3, 64, 255] {
+            s.insert(c);
+        }
+        s.remove(3);
+        assert_eq!(s.iter().collect::<Vec<_>>(), vec![0, 64, 255]);
+        s.remove(0);
+        s.remove(64);
+        s.remove(255);
+        assert!(s.is_empty());
     }
 }

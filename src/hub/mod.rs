@@ -1,163 +1,341 @@
-//! The per-core subscription index and the owner side of interest tracking.
+//! The per-core subscription index and the whole interest protocol.
 //!
-//! Local side: channel -> this core's subscribed sessions. The first local
-//! subscriber of a channel makes the core announce its interest to the
-//! channel's owner core; the last one leaving withdraws it.
+//! Local side (this file): channel -> this core's subscribers. The first local
+//! subscriber of a channel makes the core announce its interest to the channel's
+//! owner core; the last one leaving withdraws it. A joining subscriber is
+//! *pending*: publications for it are buffered until its subscribe reply has been
+//! queued ([`Hub::activate`]), then those already covered by the reply (offset ≤
+//! the reply's offset) are dropped and the rest delivered, so a client never sees a
+//! publication before its subscribe reply, nor one twice.
 //!
-//! Owner side ([`interest`]): channel -> set of interested cores. As the
-//! engine's [`PublicationSink`], the hub encodes each publication into its
-//! final WebSocket frame once and sends the same refcounted bytes to every
-//! interested core (itself included), never to cores without subscribers.
+//! Owner side ([`owner`]): channel -> interested cores, and the node's engine
+//! subscription with a per-channel state machine (subscribe/unsubscribe are
+//! serialized per channel; readiness is `Result`-valued and a failure rolls every
+//! waiting join back). As the engine's [`PublicationSink`], the owner encodes each
+//! event into its final WebSocket frame once and sends the same refcounted bytes
+//! to every interested core (itself included), never to cores without subscribers.
+//!
+//! The hub knows subscribers only through [`Subscriber`]; sessions implement it.
+//! Every wait for the owner core has the mesh's deadline.
 
 pub mod interest;
-mod ready;
-
-pub use ready::Ready;
+mod owner;
 
 use bytes::Bytes;
-use std::cell::RefCell;
+use std::cell::{OnceCell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::engine::{Publication, PublicationSink};
-use crate::mesh::{CoreMsg, Mesh};
+use crate::engine::{Engine, EngineError};
+use crate::exec::Ready;
+use crate::mesh::{owner_of, CoreMsg, Mesh};
 use crate::metrics::CoreMetrics;
-use crate::protocol::reply;
-use crate::session::{Flusher, Session};
+use crate::protocol::push::{unsubscribe_push, Unsubscribe};
 use crate::ws::frame;
 use interest::InterestTable;
 
-struct LocalChannel {
+/// What the hub needs of a subscriber.
+pub trait Subscriber: 'static {
+    /// Where frames go (the core's flusher, for sessions).
+    type Out: 'static;
+    fn id(&self) -> u64;
+    /// Queues a frame for the client; false when it was not taken (closing, overflow).
+    fn push(self: &Rc<Self>, frame: Bytes, out: &Self::Out) -> bool;
+    /// The server ended the subscription to `channel`: forget it.
+    fn forget(&self, channel: &str);
+    /// Too much was buffered for it while it subscribed: cut it off as slow.
+    fn cut_off(&self);
+}
+
+enum State {
+    /// Subscribe in progress: frames wait here (offset, frame); `reset` when the stream
+    /// was reset meanwhile (the client is told to resubscribe right after its reply).
+    Pending { buf: Vec<(u64, Bytes)>, reset: bool },
+    /// Delivering; frames with `0 < offset <= after` are duplicates of the reply.
+    Live { after: u64 },
+}
+
+struct Sub<S> {
+    s: Rc<S>,
+    state: State,
+}
+
+struct LocalChannel<S> {
     key: Arc<str>,
-    subscribers: HashMap<u64, Rc<Session>, ahash::RandomState>,
-    ready: Rc<Ready>,
+    subs: HashMap<u64, Sub<S>, ahash::RandomState>,
+    ready: Rc<Ready<EngineError>>,
 }
 
-/// Outcome of adding a local subscriber.
-pub enum Joined {
-    /// Others on this core already subscribe; wait for `Ready` (usually already set).
-    Existing(Arc<str>, Rc<Ready>),
-    /// First on this core: the caller announces interest to the owner and sets `Ready` on ack.
-    First(Arc<str>, Rc<Ready>),
-}
-
-pub struct Hub {
+pub struct Hub<S: Subscriber> {
+    /// Itself, for the owner side's engine tasks.
+    this: std::rc::Weak<Hub<S>>,
     me: usize,
-    local: RefCell<HashMap<Arc<str>, LocalChannel, ahash::RandomState>>,
-    interest: RefCell<InterestTable>,
+    local: RefCell<HashMap<Arc<str>, LocalChannel<S>, ahash::RandomState>>,
+    owned: RefCell<InterestTable>,
     mesh: Rc<Mesh>,
-    flusher: Rc<Flusher>,
+    engine: OnceCell<Rc<dyn Engine>>,
+    out: Rc<S::Out>,
     metrics: Arc<CoreMetrics>,
+    /// Frames buffered at most for one subscribing subscriber.
+    pending_cap: usize,
 }
 
-impl Hub {
-    pub fn new(mesh: Rc<Mesh>, flusher: Rc<Flusher>, metrics: Arc<CoreMetrics>) -> Self {
-        Hub {
+impl<S: Subscriber> Hub<S> {
+    pub fn new(
+        mesh: Rc<Mesh>,
+        out: Rc<S::Out>,
+        metrics: Arc<CoreMetrics>,
+        pending_cap: usize,
+    ) -> Rc<Self> {
+        Rc::new_cyclic(|this| Hub {
+            this: this.clone(),
             me: mesh.me(),
-            local: RefCell::new(HashMap::default()),
-            interest: RefCell::new(InterestTable::default()),
+            local: RefCell::default(),
+            owned: RefCell::default(),
             mesh,
-            flusher,
+            engine: OnceCell::new(),
+            out,
             metrics,
-        }
+            pending_cap: pending_cap.max(1),
+        })
     }
 
-    /// Adds `session` as a local subscriber of `channel`.
-    pub fn join(&self, channel: &str, session: &Rc<Session>) -> Joined {
-        let mut local = self.local.borrow_mut();
-        CoreMetrics::gauge(&self.metrics.subscriptions, 1);
-        if let Some(ch) = local.get_mut(channel) {
-            ch.subscribers.insert(session.id, session.clone());
-            return Joined::Existing(ch.key.clone(), ch.ready.clone());
-        }
-        let key: Arc<str> = Arc::from(channel);
-        let ready = Rc::new(Ready::default());
-        let mut subscribers = HashMap::default();
-        subscribers.insert(session.id, session.clone());
-        local.insert(
-            key.clone(),
-            LocalChannel {
-                key: key.clone(),
-                subscribers,
-                ready: ready.clone(),
-            },
-        );
-        CoreMetrics::gauge(&self.metrics.channels, 1);
-        Joined::First(key, ready)
+    /// Completes construction: the engine is built with this hub as its sink.
+    pub fn set_engine(&self, engine: Rc<dyn Engine>) {
+        let _ = self.engine.set(engine);
     }
 
-    /// Removes a local subscriber; returns the channel key when it was the last one on this core.
-    pub fn leave(&self, channel: &str, session_id: u64) -> Option<Arc<str>> {
-        let mut local = self.local.borrow_mut();
-        let ch = local.get_mut(channel)?;
-        ch.subscribers.remove(&session_id)?;
-        CoreMetrics::gauge(&self.metrics.subscriptions, -1);
-        if !ch.subscribers.is_empty() {
-            return None;
-        }
-        let key = ch.key.clone();
-        local.remove(channel);
-        CoreMetrics::gauge(&self.metrics.channels, -1);
-        Some(key)
+    fn engine(&self) -> Rc<dyn Engine> {
+        self.engine.get().expect("hub engine set at start").clone()
     }
 
-    /// Owner side: core `from` is interested. Returns whether it is the node's first, and
-    /// the flag set once the engine subscription is complete.
-    pub fn interest_add(&self, channel: &Arc<str>, from: usize) -> (bool, Rc<Ready>) {
-        self.interest.borrow_mut().add(channel, from)
-    }
-
-    /// Owner side: core `from` lost interest. Returns true when no core is left.
-    pub fn interest_remove(&self, channel: &str, from: usize) -> bool {
-        self.interest.borrow_mut().remove(channel, from)
-    }
-
-    /// Queues `frame` to every local subscriber of `channel`.
-    pub fn fanout(&self, channel: &str, frame: &Bytes, published_at: Instant) {
-        let local = self.local.borrow();
-        let Some(ch) = local.get(channel) else { return };
-        for session in ch.subscribers.values() {
-            session.enqueue(frame.clone(), &self.flusher);
-        }
-        let n = ch.subscribers.len() as u64;
-        CoreMetrics::add(&self.metrics.deliveries, n);
-        let us = published_at.elapsed().as_micros() as u64;
-        for _ in 0..n.min(64) {
-            // one sample per subscriber up to 64: big fan-outs would otherwise dominate the histogram
-            self.metrics.deliver_latency.record_us(us);
-        }
-    }
-}
-
-impl PublicationSink for Hub {
-    fn deliver(&self, channel: &str, publication: &Publication, published_at: Instant) {
-        CoreMetrics::inc(&self.metrics.publishes);
-        let interest = self.interest.borrow();
-        let Some((key, cores)) = interest.get(channel) else {
-            return;
+    /// Adds `s` as a pending subscriber of `channel` and waits until publications to it
+    /// reach this core. On error the join is rolled back.
+    pub async fn join(self: &Rc<Self>, channel: &str, s: &Rc<S>) -> Result<Arc<str>, EngineError> {
+        let (key, ready, first) = {
+            let mut local = self.local.borrow_mut();
+            CoreMetrics::gauge(&self.metrics.subscriptions, 1);
+            let pending = || Sub {
+                s: s.clone(),
+                state: State::Pending {
+                    buf: Vec::new(),
+                    reset: false,
+                },
+            };
+            match local.get_mut(channel) {
+                Some(ch) => {
+                    ch.subs.insert(s.id(), pending());
+                    (ch.key.clone(), ch.ready.clone(), false)
+                }
+                None => {
+                    let key: Arc<str> = Arc::from(channel);
+                    let ready = Rc::new(Ready::default());
+                    let mut subs = HashMap::default();
+                    subs.insert(s.id(), pending());
+                    local.insert(
+                        key.clone(),
+                        LocalChannel {
+                            key: key.clone(),
+                            subs,
+                            ready: ready.clone(),
+                        },
+                    );
+                    CoreMetrics::gauge(&self.metrics.channels, 1);
+                    (key, ready, true)
+                }
+            }
         };
-        let payload = reply::pub_push(
-            channel,
-            &publication.data,
-            publication.offset,
-            publication.info.as_deref(),
-        );
-        let frame = frame::text(&payload);
-        for core in cores.iter() {
-            if core == self.me {
-                self.fanout(channel, &frame, published_at);
-            } else {
-                self.mesh.send(
-                    core,
-                    CoreMsg::Deliver {
-                        channel: key.clone(),
-                        frame: frame.clone(),
-                        published_at,
-                    },
-                );
+        if first {
+            self.announce(key.clone(), true, Some(ready.clone()));
+        }
+        let outcome = match ready.outcome() {
+            Some(o) => o,
+            None => match crate::exec::timeout(self.mesh.call_timeout(), ready.wait()).await {
+                Some(o) => o,
+                None => {
+                    CoreMetrics::inc(&self.metrics.mesh_call_timeouts);
+                    Err(EngineError::Internal(
+                        "the channel's owner core did not answer in time".into(),
+                    ))
+                }
+            },
+        };
+        match outcome {
+            Ok(()) => Ok(key),
+            Err(e) => {
+                self.leave(&key, s.id());
+                Err(e)
             }
         }
     }
+
+    /// Makes a pending subscriber live once its subscribe reply is queued: buffered frames
+    /// with `offset <= after` (already in the reply) are dropped, the rest delivered.
+    pub fn activate(&self, channel: &str, id: u64, after: u64) {
+        let reset_key = {
+            let mut local = self.local.borrow_mut();
+            let Some(ch) = local.get_mut(channel) else {
+                return;
+            };
+            let Some(sub) = ch.subs.get_mut(&id) else {
+                return;
+            };
+            match std::mem::replace(&mut sub.state, State::Live { after }) {
+                State::Live { .. } => return,
+                State::Pending { reset: true, .. } => Some(ch.key.clone()),
+                State::Pending { buf, reset: false } => {
+                    for (offset, frame) in buf {
+                        if offset == 0 || offset > after {
+                            sub.s.push(frame, &self.out);
+                        }
+                    }
+                    None
+                }
+            }
+        };
+        if let Some(key) = reset_key {
+            self.drop_subscriber(&key, id, Unsubscribe::INSUFFICIENT_STATE);
+        }
+    }
+
+    /// Removes a subscriber, withdrawing this core's interest when it was the last one.
+    pub fn leave(&self, channel: &str, id: u64) {
+        let last = {
+            let mut local = self.local.borrow_mut();
+            let Some(ch) = local.get_mut(channel) else {
+                return;
+            };
+            if ch.subs.remove(&id).is_none() {
+                return;
+            }
+            CoreMetrics::gauge(&self.metrics.subscriptions, -1);
+            if !ch.subs.is_empty() {
+                return;
+            }
+            let key = ch.key.clone();
+            local.remove(channel);
+            CoreMetrics::gauge(&self.metrics.channels, -1);
+            key
+        };
+        self.announce(last, false, None);
+    }
+
+    /// Tells one subscriber it is unsubscribed (`u`) and removes it.
+    pub fn drop_subscriber(&self, channel: &str, id: u64, u: Unsubscribe) {
+        let sub = {
+            let local = self.local.borrow();
+            local
+                .get(channel)
+                .and_then(|ch| ch.subs.get(&id))
+                .map(|sub| sub.s.clone())
+        };
+        if let Some(s) = sub {
+            s.push(frame::text(&unsubscribe_push(channel, u)), &self.out);
+            s.forget(channel);
+            self.leave(channel, id);
+        }
+    }
+
+    /// Queues `frame` to every local subscriber of `channel` (buffers it for pending ones).
+    pub fn fanout(&self, channel: &str, frame: &Bytes, offset: u64, published_at: Instant) {
+        let mut local = self.local.borrow_mut();
+        let Some(ch) = local.get_mut(channel) else {
+            return;
+        };
+        let mut delivered = 0u64;
+        for sub in ch.subs.values_mut() {
+            match &mut sub.state {
+                State::Pending { buf, .. } => {
+                    if buf.len() >= self.pending_cap {
+                        sub.s.cut_off();
+                    } else {
+                        buf.push((offset, frame.clone()));
+                    }
+                }
+                State::Live { after } => {
+                    if offset != 0 && offset <= *after {
+                        continue; // already in this subscriber's subscribe reply
+                    }
+                    if offset > *after {
+                        *after = 0; // the stream moved past the reply: stop filtering
+                    }
+                    sub.s.push(frame.clone(), &self.out);
+                    delivered += 1;
+                }
+            }
+        }
+        CoreMetrics::add(&self.metrics.deliveries, delivered);
+        let us = published_at.elapsed().as_micros() as u64;
+        for _ in 0..delivered.min(64) {
+            // one sample per subscriber up to 64: big fan-outs would otherwise dominate
+            self.metrics.deliver_latency.record_us(us);
+        }
+    }
+
+    /// The channel's stream was reset: live subscribers get an "insufficient state"
+    /// unsubscribe (the SDK resubscribes and recovers); pending ones get it after their reply.
+    pub fn reset_local(&self, channel: &str) {
+        let live: Vec<u64> = {
+            let mut local = self.local.borrow_mut();
+            let Some(ch) = local.get_mut(channel) else {
+                return;
+            };
+            let mut live = Vec::new();
+            for (id, sub) in ch.subs.iter_mut() {
+                match &mut sub.state {
+                    State::Pending { buf, reset } => {
+                        buf.clear();
+                        *reset = true;
+                    }
+                    State::Live { .. } => live.push(*id),
+                }
+            }
+            live
+        };
+        CoreMetrics::inc(&self.metrics.stream_resets);
+        for id in live {
+            self.drop_subscriber(channel, id, Unsubscribe::INSUFFICIENT_STATE);
+        }
+    }
+
+    /// Subscribers on this core, per channel (for tests and introspection).
+    pub fn local_subscribers(&self, channel: &str) -> usize {
+        self.local.borrow().get(channel).map_or(0, |c| c.subs.len())
+    }
+
+    fn announce(&self, channel: Arc<str>, on: bool, ready: Option<Rc<Ready<EngineError>>>) {
+        let owner = owner_of(&channel, self.mesh.ncores());
+        let ack = ready.map(|ready| {
+            let (tx, rx) = futures_channel::oneshot::channel::<Result<(), String>>();
+            crate::exec::spawn(async move {
+                let outcome = match rx.await {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(e)) => Err(EngineError::Internal(e)),
+                    Err(_) => Err(EngineError::Internal(
+                        "owner core dropped the request".into(),
+                    )),
+                };
+                ready.set(outcome);
+            });
+            tx
+        });
+        if owner == self.me {
+            self.on_interest(channel, self.me, on, ack);
+        } else {
+            self.mesh.send(
+                owner,
+                CoreMsg::Interest {
+                    channel,
+                    from: self.me,
+                    on,
+                    ack,
+                },
+            );
+        }
+    }
 }
+
+#[cfg(test)]
+mod tests;

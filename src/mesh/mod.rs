@@ -1,12 +1,18 @@
 //! Cross-core messaging. [`CoreMsg`] lists every message one core sends
 //! another; [`Mesh`] carries them over glommio's lock-free SPSC channel mesh.
 //!
+//! The mesh is generic: it knows channels (interest, frames to deliver, stream
+//! resets) and "run this `Send` closure on core N" ([`Mesh::call`]), never an
+//! engine. An engine that shards its state across cores (the memory engine)
+//! ships closures that find the target core's shard there.
+//!
 //! Sending never blocks the caller: when a peer's ring is full, messages wait
 //! in a per-peer FIFO drained by a forwarder task, so per-pair order is kept
 //! and two cores can never deadlock sending to each other. That FIFO is
-//! bounded by admission: publishes are refused (error 111) while any FIFO is
-//! over `mesh.pending_limit` ([`Mesh::congested`]); the messages a publish
-//! produces are then always accepted.
+//! bounded by admission: calls and publishes are refused (error 111) while the
+//! FIFO towards their target is over `mesh.pending_limit` ([`Mesh::congested`]).
+//! Every wait for another core ([`Mesh::call`]) has a deadline
+//! (`mesh.call_timeout_ms`) and a metric.
 //!
 //! Core indexes are mesh peer ids; [`owner_of`] maps a channel to the core
 //! that owns its stream and its node-level interest.
@@ -21,29 +27,50 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::engine::memory::ShardRequest;
+use crate::exec::Notify;
 use crate::metrics::CoreMetrics;
-use crate::runtime::notify::Notify;
+
+/// Answer to an interest announcement: `Err` carries why the node could not subscribe.
+pub type InterestAck = oneshot::Sender<Result<(), String>>;
+
+/// Work for another core.
+pub type Task = Box<dyn FnOnce() + Send>;
 
 /// Every cross-core message.
-#[derive(Debug)]
 pub enum CoreMsg {
     /// Core `from` gained (`on`) or lost its first/last local subscriber of `channel`.
-    /// The owner answers `ack` once the node is subscribed in the engine.
+    /// The owner answers `ack` once the node is subscribed in the engine (or failed to).
     Interest {
         channel: Arc<str>,
         from: usize,
         on: bool,
-        ack: Option<oneshot::Sender<()>>,
+        ack: Option<InterestAck>,
     },
-    /// A publication frame, encoded once by the owner, for this core's local subscribers.
+    /// A frame encoded once by the owner for this core's local subscribers. `offset` is the
+    /// publication's stream offset (0 for frames outside the stream: join/leave).
     Deliver {
         channel: Arc<str>,
         frame: Bytes,
+        offset: u64,
         published_at: Instant,
     },
-    /// Engine work for the channel's owner (memory engine shards).
-    Engine(ShardRequest),
+    /// The channel's stream lost its continuity: local subscribers must resubscribe.
+    Reset { channel: Arc<str> },
+    /// Run on the receiving core.
+    Run(Task),
+}
+
+impl std::fmt::Debug for CoreMsg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CoreMsg::Interest { channel, on, .. } => write!(f, "Interest({channel}, {on})"),
+            CoreMsg::Deliver {
+                channel, offset, ..
+            } => write!(f, "Deliver({channel}, {offset})"),
+            CoreMsg::Reset { channel } => write!(f, "Reset({channel})"),
+            CoreMsg::Run(_) => f.write_str("Run"),
+        }
+    }
 }
 
 /// The mesh builder every executor joins (cloned into each).
@@ -62,10 +89,16 @@ pub fn owner_of(channel: &str, ncores: usize) -> usize {
     (h % ncores as u64) as usize
 }
 
-/// A peer's waiting FIFO is over `mesh.pending_limit`.
-#[derive(Debug, thiserror::Error)]
-#[error("cross-core queue full")]
-pub struct MeshFull;
+/// Why a cross-core call did not answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallError {
+    #[error("cross-core queue full")]
+    Full,
+    #[error("core {0} did not answer in time")]
+    Timeout(usize),
+    #[error("core {0} is gone")]
+    Gone(usize),
+}
 
 /// This core's end of the mesh.
 pub struct Mesh {
@@ -75,25 +108,33 @@ pub struct Mesh {
     pending: RefCell<Vec<VecDeque<CoreMsg>>>,
     wake: Vec<Notify>,
     limit: usize,
+    call_timeout: Duration,
     metrics: Arc<CoreMetrics>,
 }
 
 /// Per-peer receive ends, for the runtime's dispatch loops.
 pub type Inbox = Receivers<CoreMsg>;
 
+/// Mesh settings (from `[mesh]`).
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub pending: usize,
+    pub call_timeout: Duration,
+}
+
 impl Mesh {
     /// Joins the mesh (waits for every core) and starts one forwarder task per peer.
     /// Returns this core's index, its sending end and its receiving ends.
     pub async fn join(
         builder: Option<Builder>,
-        limit: usize,
+        limits: Limits,
         metrics_for: impl FnOnce(usize) -> Arc<CoreMetrics>,
     ) -> (Rc<Mesh>, Option<Inbox>) {
         let (me, ncores, senders, receivers) = match builder {
             None => (0, 1, None, None),
             Some(b) => {
                 let n = b.nr_peers();
-                let join = crate::runtime::poll_at_least_every(Duration::from_millis(10), b.join());
+                let join = crate::exec::poll_at_least_every(Duration::from_millis(10), b.join());
                 let (s, r) = join.await.expect("joining the core mesh");
                 (s.peer_id(), n, Some(s), Some(r))
             }
@@ -104,13 +145,28 @@ impl Mesh {
             senders,
             pending: RefCell::new((0..ncores).map(|_| VecDeque::new()).collect()),
             wake: (0..ncores).map(|_| Notify::default()).collect(),
-            limit,
+            limit: limits.pending,
+            call_timeout: limits.call_timeout,
             metrics: metrics_for(me),
         });
         for peer in (0..ncores).filter(|&p| p != me) {
-            glommio::spawn_local(forward(mesh.clone(), peer)).detach();
+            crate::exec::spawn(forward(mesh.clone(), peer));
         }
         (mesh, receivers)
+    }
+
+    /// A single-core mesh (no peers), for tests of the rooms above it.
+    pub fn single(metrics: Arc<CoreMetrics>) -> Rc<Mesh> {
+        Rc::new(Mesh {
+            me: 0,
+            ncores: 1,
+            senders: None,
+            pending: RefCell::new(vec![VecDeque::new()]),
+            wake: vec![Notify::default()],
+            limit: usize::MAX,
+            call_timeout: Duration::from_secs(5),
+            metrics,
+        })
     }
 
     pub fn me(&self) -> usize {
@@ -124,10 +180,9 @@ impl Mesh {
     /// Queues `msg` for core `to` (never this core). Never blocks, never refuses.
     pub fn send(&self, to: usize, msg: CoreMsg) {
         debug_assert_ne!(to, self.me);
-        let senders = self
-            .senders
-            .as_ref()
-            .expect("single-core mesh has no peers");
+        let Some(senders) = self.senders.as_ref() else {
+            return; // single core: there is nobody to send to
+        };
         let mut pending = self.pending.borrow_mut();
         let queue = &mut pending[to];
         let msg = if queue.is_empty() {
@@ -144,18 +199,51 @@ impl Mesh {
         self.wake[to].notify();
     }
 
-    /// Like [`Mesh::send`], but refuses (dropping `msg`) when `to`'s waiting FIFO is over the limit.
-    pub fn try_send(&self, to: usize, msg: CoreMsg) -> Result<(), MeshFull> {
-        if self.pending.borrow()[to].len() >= self.limit {
-            return Err(MeshFull);
-        }
-        self.send(to, msg);
-        Ok(())
+    /// Whether the FIFO towards `to` is over the limit.
+    pub fn congested_towards(&self, to: usize) -> bool {
+        to != self.me && self.pending.borrow()[to].len() >= self.limit
     }
 
-    /// Whether any peer FIFO is over the limit (publishes are then refused with 111).
+    /// Whether any peer FIFO is over the limit (an owner refuses publishes then: its
+    /// deliveries to a slow core would otherwise queue without bound).
     pub fn congested(&self) -> bool {
         self.pending.borrow().iter().any(|q| q.len() >= self.limit)
+    }
+
+    /// Runs `f` on core `to` and returns its result, within `mesh.call_timeout_ms`.
+    /// Refused at once while the FIFO towards `to` is over the limit.
+    pub async fn call<T: Send + 'static>(
+        &self,
+        to: usize,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, CallError> {
+        if to == self.me {
+            return Ok(f());
+        }
+        if self.congested_towards(to) {
+            CoreMetrics::inc(&self.metrics.mesh_refused);
+            return Err(CallError::Full);
+        }
+        let (tx, rx) = oneshot::channel();
+        self.send(
+            to,
+            CoreMsg::Run(Box::new(move || {
+                let _ = tx.send(f());
+            })),
+        );
+        match crate::exec::timeout(self.call_timeout, rx).await {
+            Some(Ok(v)) => Ok(v),
+            Some(Err(_)) => Err(CallError::Gone(to)),
+            None => {
+                CoreMetrics::inc(&self.metrics.mesh_call_timeouts);
+                Err(CallError::Timeout(to))
+            }
+        }
+    }
+
+    /// The deadline of every wait for another core.
+    pub fn call_timeout(&self) -> Duration {
+        self.call_timeout
     }
 }
 

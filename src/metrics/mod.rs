@@ -40,6 +40,15 @@ pub struct CoreMetrics {
     pub api_requests: AtomicU64,
     pub mesh_pending: AtomicI64,
     pub publish_rejected: AtomicU64,
+    pub mesh_refused: AtomicU64,
+    pub mesh_call_timeouts: AtomicU64,
+    pub engine_channel_refusals: AtomicU64,
+    pub stream_resets: AtomicU64,
+    pub engine_subscribe_errors: AtomicU64,
+    pub session_panics: AtomicU64,
+    pub commands_rate_limited: AtomicU64,
+    /// Channel streams held by this core's engine shard.
+    pub engine_streams: AtomicI64,
     /// Publish accepted -> frame queued for a subscriber, in microseconds.
     pub deliver_latency: Histogram,
 }
@@ -66,6 +75,14 @@ impl CoreMetrics {
             api_requests: AtomicU64::new(0),
             mesh_pending: AtomicI64::new(0),
             publish_rejected: AtomicU64::new(0),
+            mesh_refused: AtomicU64::new(0),
+            mesh_call_timeouts: AtomicU64::new(0),
+            engine_channel_refusals: AtomicU64::new(0),
+            stream_resets: AtomicU64::new(0),
+            engine_subscribe_errors: AtomicU64::new(0),
+            session_panics: AtomicU64::new(0),
+            commands_rate_limited: AtomicU64::new(0),
+            engine_streams: AtomicI64::new(0),
             deliver_latency: Histogram::new(),
         }
     }

@@ -182,7 +182,12 @@ async fn upgrade(
     let _ = stream.set_read_timeout(None);
     // A task of its own: this HTTP task (several KiB of parsing state) ends here,
     // and the session lives on in the small driver task.
-    let fut = driver::run(core, stream, early, handler);
+    let fut = driver::run(
+        core.env.clone(),
+        crate::net::socket::Socket::new(stream),
+        early,
+        handler,
+    );
     tracing::debug!(
         task = std::mem::size_of_val(&fut),
         session = std::mem::size_of::<crate::session::Session>(),

@@ -22,6 +22,8 @@ pub enum Method {
     Connect {
         token: String,
         data: Option<Vec<u8>>,
+        /// Server-side subscriptions the client held, with the position to recover from.
+        subs: Vec<(String, Since)>,
     },
     Subscribe {
         channel: String,
@@ -29,6 +31,9 @@ pub enum Method {
         recover: bool,
         epoch: String,
         offset: u64,
+        /// Bit flags; [`FLAG_REJECT_UNRECOVERED`]: answer 112 instead of `recovered: false`.
+        flag: u64,
+        join_leave: bool,
     },
     Unsubscribe {
         channel: String,
@@ -61,6 +66,18 @@ pub enum Method {
     Unknown,
 }
 
+/// `subscribe.flag` bit the JS SDK sets with `getState`: an unrecoverable position is an
+/// error (112), so the application reloads its state.
+pub const FLAG_REJECT_UNRECOVERED: u64 = 2;
+
+/// A position a client wants to recover from (`recover`, `epoch`, `offset`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Since {
+    pub recover: bool,
+    pub epoch: String,
+    pub offset: u64,
+}
+
 /// The line is not a JSON object (the client is told 3501 bad request).
 #[derive(Debug, thiserror::Error, PartialEq)]
 #[error("malformed command: {0}")]
@@ -81,9 +98,26 @@ pub fn parse(line: &mut [u8]) -> Result<Command, MalformedCommand> {
     let method = if obj.is_empty() {
         Method::Pong
     } else if let Some(p) = obj.get("connect") {
+        let subs = p
+            .get("subs")
+            .and_then(|v| v.as_object())
+            .map(|m| {
+                m.iter()
+                    .map(|(ch, v)| {
+                        let since = Since {
+                            recover: v.get("recover").and_then(|r| r.as_bool()).unwrap_or(false),
+                            epoch: s(v, "epoch"),
+                            offset: v.get("offset").and_then(|o| o.as_u64()).unwrap_or(0),
+                        };
+                        (ch.to_string(), since)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
         Method::Connect {
             token: s(p, "token"),
             data: p.get("data").map(json_bytes),
+            subs,
         }
     } else if let Some(p) = obj.get("subscribe") {
         Method::Subscribe {
@@ -92,6 +126,11 @@ pub fn parse(line: &mut [u8]) -> Result<Command, MalformedCommand> {
             recover: p.get("recover").and_then(|v| v.as_bool()).unwrap_or(false),
             epoch: s(p, "epoch"),
             offset: p.get("offset").and_then(|v| v.as_u64()).unwrap_or(0),
+            flag: p.get("flag").and_then(|v| v.as_u64()).unwrap_or(0),
+            join_leave: p
+                .get("join_leave")
+                .and_then(|v| v.as_bool())
+                .unwrap_or(false),
         }
     } else if let Some(p) = obj.get("unsubscribe") {
         Method::Unsubscribe {
@@ -181,11 +220,17 @@ mod tests {
             c.method,
             Method::Connect {
                 token: "t".into(),
-                data: Some(br#"{"a":[1,2]}"#.to_vec())
+                data: Some(br#"{"a":[1,2]}"#.to_vec()),
+                subs: vec![]
             }
         );
         let c =
-            p(r#"{"id":2,"subscribe":{"channel":"news","recover":true,"offset":5,"epoch":"e"}}"#);
+            p(r#"{"id":9,"connect":{"subs":{"news":{"recover":true,"epoch":"e","offset":7}}}}"#);
+        assert!(matches!(c.method, Method::Connect { ref subs, .. }
+            if subs == &vec![("news".to_string(), Since { recover: true, epoch: "e".into(), offset: 7 })]));
+        let c = p(
+            r#"{"id":2,"subscribe":{"channel":"news","recover":true,"offset":5,"epoch":"e","flag":3}}"#,
+        );
         assert_eq!(
             c.method,
             Method::Subscribe {
@@ -193,7 +238,9 @@ mod tests {
                 token: "".into(),
                 recover: true,
                 epoch: "e".into(),
-                offset: 5
+                offset: 5,
+                flag: 3,
+                join_leave: false,
             }
         );
         let c = p(r#"{"id":3,"publish":{"channel":"news","data":"x"},"extra":1}"#);

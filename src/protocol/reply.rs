@@ -6,7 +6,6 @@
 //! once-per-publication frame built by the hub.
 
 use super::error::ErrorCode;
-use crate::ws::close::Disconnect;
 
 /// A JSON object being written; `end()` closes it.
 pub struct Obj<'a> {
@@ -102,56 +101,53 @@ pub fn error(out: &mut Vec<u8>, id: u32, e: ErrorCode) {
     o.end();
 }
 
-/// A publication object: `{"data":..,"offset":N,"info":{..}}` (offset/info when present).
-pub fn publication(o: &mut Obj<'_>, data: &[u8], offset: u64, info: Option<&[u8]>) {
-    o.raw("data", data);
-    if offset > 0 {
-        o.num("offset", offset);
+/// A publication object: `{"data":..,"offset":N,"info":{..},"tags":{..}}` (each when present).
+pub fn publication(o: &mut Obj<'_>, p: &PublicationJson<'_>) {
+    o.raw("data", p.data);
+    if p.offset > 0 {
+        o.num("offset", p.offset);
     }
-    if let Some(info) = info {
+    if let Some(info) = p.info {
         o.raw("info", info);
     }
+    if let Some(tags) = p.tags {
+        o.raw("tags", tags);
+    }
 }
 
-/// `{"push":{"channel":C,"pub":{..}}}` — the payload of the once-per-publication frame.
-pub fn pub_push(channel: &str, data: &[u8], offset: u64, info: Option<&[u8]>) -> Vec<u8> {
-    let mut out = Vec::with_capacity(48 + channel.len() + data.len() + info.map_or(0, |i| i.len()));
-    let mut o = Obj::new(&mut out);
-    let mut push = o.obj("push");
-    push.str("channel", channel);
-    let mut p = push.obj("pub");
-    publication(&mut p, data, offset, info);
-    p.end();
-    push.end();
-    o.end();
-    out
-}
-
-/// `{"push":{"disconnect":{"code":N,"reason":R,"reconnect":B}}}`.
-pub fn disconnect_push(d: Disconnect) -> Vec<u8> {
-    let mut out = Vec::with_capacity(96);
-    let mut o = Obj::new(&mut out);
-    let mut push = o.obj("push");
-    let mut dis = push.obj("disconnect");
-    dis.num("code", d.code as u64)
-        .str("reason", d.reason)
-        .bool("reconnect", d.reconnect);
-    dis.end();
-    push.end();
-    o.end();
-    out
+/// The parts of a publication as already-encoded JSON.
+#[derive(Debug, Clone, Copy)]
+pub struct PublicationJson<'a> {
+    pub data: &'a [u8],
+    pub offset: u64,
+    pub info: Option<&'a [u8]>,
+    pub tags: Option<&'a [u8]>,
 }
 
 /// ClientInfo JSON: `{"user":..,"client":..,"conn_info":..}`.
 pub fn client_info(user: &str, client: &str, conn_info: Option<&[u8]>) -> Vec<u8> {
     let mut out = Vec::with_capacity(64);
     let mut o = Obj::new(&mut out);
+    client_info_obj(&mut o, user, client, conn_info, None);
+    o.end();
+    out
+}
+
+/// Writes ClientInfo fields into an open object.
+pub fn client_info_obj(
+    o: &mut Obj<'_>,
+    user: &str,
+    client: &str,
+    conn_info: Option<&[u8]>,
+    chan_info: Option<&[u8]>,
+) {
     o.str("user", user).str("client", client);
     if let Some(ci) = conn_info {
         o.raw("conn_info", ci);
     }
-    o.end();
-    out
+    if let Some(ci) = chan_info {
+        o.raw("chan_info", ci);
+    }
 }
 
 #[cfg(test)]
@@ -176,17 +172,5 @@ mod tests {
         error(&mut out, 3, ErrorCode::TOO_MANY_REQUESTS);
         assert_eq!(json(&out)["error"]["code"], 111);
         assert_eq!(json(&out)["error"]["temporary"], true);
-    }
-
-    #[test]
-    fn writes_pushes() {
-        let p = pub_push("news", br#"{"x":1}"#, 4, Some(br#"{"user":"u"}"#));
-        assert_eq!(
-            json(&p),
-            serde_json::json!({"push":{"channel":"news","pub":{"data":{"x":1},"offset":4,"info":{"user":"u"}}}})
-        );
-        let d = disconnect_push(Disconnect::SHUTDOWN);
-        assert_eq!(json(&d)["push"]["disconnect"]["code"], 3001);
-        assert_eq!(json(&d)["push"]["disconnect"]["reconnect"], true);
     }
 }

@@ -73,12 +73,7 @@ pub async fn wait_for_drain(core: &Core) {
 pub async fn drain_sessions(core: &Rc<Core>) {
     let window = Duration::from_millis(core.cfg.server.drain_window_ms);
     let start = Instant::now();
-    let sessions: Vec<_> = core
-        .sessions
-        .borrow()
-        .iter()
-        .map(|(_, s)| s.clone())
-        .collect();
+    let sessions = core.sessions.snapshot();
     let n = sessions.len().max(1) as u32;
     for (i, s) in sessions.iter().enumerate() {
         let due = start + window * i as u32 / n;
@@ -89,11 +84,10 @@ pub async fn drain_sessions(core: &Rc<Core>) {
     }
     drop(sessions);
     let deadline = start + window + GRACE;
-    while !core.sessions.borrow().is_empty() && Instant::now() < deadline {
+    while !core.sessions.is_empty() && Instant::now() < deadline {
         // sessions opened during the window (handshakes in flight) are closed too
-        for (_, s) in core.sessions.borrow().iter() {
-            s.request_close(Disconnect::SHUTDOWN);
-        }
+        core.sessions
+            .for_each(|s| s.request_close(Disconnect::SHUTDOWN));
         super::sleep(POLL).await;
     }
     // Keep this core's listener open (health answers 503, upgrades are refused) until every

@@ -10,18 +10,19 @@
 //! 503, `disconnect` 3001 to every client spread over `drain_window_ms`, then
 //! exit 0); a second one exits at once with status 1.
 //!
-//! glommio stays inside `runtime`, `net` and `mesh`: other modules use the
-//! small helpers here ([`spawn`], [`sleep`], [`timeout`], [`yield_if_needed`]).
+//! A core that stops while the node is not draining (a panic outside a
+//! session) takes the node down with status 1 at once, so `/health` never
+//! keeps answering 200 for a node with a dead core.
+//!
+//! glommio stays inside `runtime`, `exec`, `net` and `mesh`; the executor
+//! helpers (`spawn`, `sleep`, …) live in [`crate::exec`] and are re-exported here.
 
 pub mod core;
 mod drain;
 pub mod node;
-pub mod notify;
-pub mod pool;
 pub mod preflight;
 
 use anyhow::Context as _;
-use std::future::Future;
 use std::io::Write as _;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -56,6 +57,9 @@ pub fn serve(cfg: Config, origin: ConfigOrigin) -> anyhow::Result<()> {
     let cfg = Arc::new(cfg);
     let node = Arc::new(NodeState::new(cfg.server.max_connections, cpus.len()));
     let registry = Registry::new(cpus.len());
+    let limits = crate::engine::memory::Limits::new(&cfg.engine);
+    let node_name: Arc<str> = node_name(&cfg, addr).into();
+    let (exit_tx, exit_rx) = std::sync::mpsc::channel::<usize>();
     let mesh =
         (cpus.len() > 1).then(|| crate::mesh::builder(cpus.len(), cfg.mesh.channel_capacity));
     drain::install_signal_handlers(node.clone())?;
@@ -70,14 +74,25 @@ pub fn serve(cfg: Config, origin: ConfigOrigin) -> anyhow::Result<()> {
             mesh.clone(),
             ready_tx.clone(),
         );
+        let (limits, node_name) = (limits.clone(), node_name.clone());
+        let exited = CoreExit(i, exit_tx.clone());
         let handle = glommio::LocalExecutorBuilder::new(glommio::Placement::Fixed(*cpu))
             .name(&format!("core-{i}"))
             .ring_depth(cfg.server.ring_depth)
             .io_memory(IO_MEMORY)
             .preempt_timer(PREEMPT)
-            .spawn(
-                move || async move { run_core(cfg, node, registry, mesh, listener, ready).await },
-            )
+            .spawn(move || async move {
+                let _exited = exited; // reports the end of this core, even by a panic
+                let shared = Shared {
+                    cfg,
+                    node,
+                    registry,
+                    mesh,
+                    limits,
+                    node_name,
+                };
+                run_core(shared, listener, ready).await
+            })
             .map_err(|e| anyhow::anyhow!("starting the executor for CPU {cpu}: {e}"))?;
         handles.push(handle);
     }
@@ -106,6 +121,17 @@ pub fn serve(cfg: Config, origin: ConfigOrigin) -> anyhow::Result<()> {
             tracing::info!("{line}");
         }
     }
+    drop(exit_tx);
+    // the first core to end: a drain ends them all; anything else is a dead core
+    if let Ok(core) = exit_rx.recv() {
+        if !node.draining() {
+            tracing::error!(
+                core,
+                "a core stopped unexpectedly; exiting so the node is replaced"
+            );
+            std::process::exit(1);
+        }
+    }
     let mut failed = false;
     for h in handles {
         failed |= h.join().is_err();
@@ -115,44 +141,50 @@ pub fn serve(cfg: Config, origin: ConfigOrigin) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn run_core(
+/// What every core receives from the main thread.
+struct Shared {
     cfg: Arc<Config>,
     node: Arc<NodeState>,
     registry: Registry,
     mesh: Option<crate::mesh::Builder>,
-    listener: socket2::Socket,
-    ready: std::sync::mpsc::Sender<()>,
-) {
-    let (mesh, inbox) =
-        crate::mesh::Mesh::join(mesh, cfg.mesh.pending_limit, |me| registry.core(me)).await;
-    let me = mesh.me();
-    let metrics = registry.core(me);
-    let flusher = Rc::new(crate::session::Flusher::new(
-        cfg.websocket.outbound_queue_bytes,
-        metrics.clone(),
-    ));
-    let hub = Rc::new(crate::hub::Hub::new(
-        mesh.clone(),
-        flusher.clone(),
-        metrics.clone(),
-    ));
-    let engine: Rc<dyn crate::engine::Engine> = Rc::new(crate::engine::memory::MemoryEngine::new(
-        me,
-        mesh.ncores(),
-        mesh.clone(),
-        hub.clone(),
-        &cfg.engine,
-    ));
-    let verifier = crate::auth::Verifier::new(&cfg.auth).expect("auth config was validated");
-    let core = Rc::new(core::Core::new(
+    limits: Arc<crate::engine::memory::Limits>,
+    node_name: Arc<str>,
+}
+
+/// Sends the core's index when dropped (its executor ended, normally or by a panic).
+struct CoreExit(usize, std::sync::mpsc::Sender<usize>);
+
+impl Drop for CoreExit {
+    fn drop(&mut self) {
+        let _ = self.1.send(self.0);
+    }
+}
+
+/// `server.node_name`, or `hostname:port`.
+fn node_name(cfg: &Config, addr: std::net::SocketAddr) -> String {
+    if let Some(name) = cfg.server.node_name.as_deref().filter(|n| !n.is_empty()) {
+        return name.to_owned();
+    }
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "localhost".into());
+    format!("{host}:{}", addr.port())
+}
+
+async fn run_core(shared: Shared, listener: socket2::Socket, ready: std::sync::mpsc::Sender<()>) {
+    let Shared {
         cfg,
         node,
         registry,
         mesh,
-        hub,
-        engine,
-        flusher.clone(),
-        verifier,
+        limits,
+        node_name,
+    } = shared;
+    let (mesh, inbox) =
+        crate::mesh::Mesh::join(mesh, core::mesh_limits(&cfg), |me| registry.core(me)).await;
+    let me = mesh.me();
+    let core = Rc::new(core::Core::new(
+        cfg, node, registry, mesh, limits, node_name,
     ));
 
     if let Some(mut inbox) = inbox {
@@ -165,8 +197,8 @@ async fn run_core(
             });
         }
     }
-    spawn(flusher.run());
-    spawn(crate::session::heartbeat::run(core.clone()));
+    spawn(core.flusher.clone().run());
+    spawn(crate::session::heartbeat::run(core.env.clone()));
     let listener = listener_from(listener);
     let _ = ready.send(());
     spawn(drain::accept(core.clone(), listener));
@@ -181,60 +213,6 @@ fn listener_from(s: socket2::Socket) -> glommio::net::TcpListener {
     unsafe { glommio::net::TcpListener::from_raw_fd(s.into_raw_fd()) }
 }
 
-/// Spawns a task on this core, detached.
-pub fn spawn(fut: impl Future<Output = ()> + 'static) {
-    glommio::spawn_local(fut).detach();
-}
-
-pub async fn sleep(d: Duration) {
-    glommio::timer::sleep(d).await;
-}
-
-/// Polls `fut` at least every `period`, whether or not it woke itself: a guard against a lost
-/// cross-executor wake-up. glommio's mesh join (shared channels between executors) sometimes
-/// never completed at startup when several servers started at once (about 1 start in 15 in a
-/// 6-parallel-starts loop; cf. glommio issues #261, #555).
-pub async fn poll_at_least_every<F: Future>(period: Duration, fut: F) -> F::Output {
-    let mut fut = std::pin::pin!(fut);
-    loop {
-        let tick = async {
-            sleep(period).await;
-            None
-        };
-        if let Some(v) = futures_lite::future::or(async { Some(fut.as_mut().await) }, tick).await {
-            return v;
-        }
-    }
-}
-
-/// Runs `fut` for at most `d`; `None` on timeout.
-pub async fn timeout<T>(d: Duration, fut: impl Future<Output = T>) -> Option<T> {
-    futures_lite::future::or(async { Some(fut.await) }, async {
-        sleep(d).await;
-        None
-    })
-    .await
-}
-
-/// Lets other tasks and I/O on this core run if this task has used its time slice
-/// ([`PREEMPT`]); otherwise returns at once.
-pub async fn yield_if_needed() {
-    glommio::yield_if_needed().await;
-}
-
-/// Milliseconds on the process's monotonic clock (the session timers' unit).
-pub fn now_ms() -> u64 {
-    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-    START
-        .get_or_init(std::time::Instant::now)
-        .elapsed()
-        .as_millis() as u64
-        + 1
-}
-
-/// Seconds since the Unix epoch.
-pub fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
+pub use crate::exec::{
+    now_ms, poll_at_least_every, sleep, spawn, timeout, unix_now, yield_if_needed,
+};

@@ -1,29 +1,39 @@
 //! Executes the client commands of one text message (several when batched
 //! with newlines) and sends all their replies back in one frame.
 //!
-//! Order of checks per command: a `connect` must come first (else 3501); a
-//! command without an id is a bad request, except `send` and the pong `{}`;
+//! Order of checks per command: the per-connection rate limit (error 111, then
+//! 3013 when the client keeps going); a `connect` must come first (else 3501);
+//! a command without an id is a bad request, except `send` and the pong `{}`;
 //! then method-specific validation, permission, limits, and the engine call.
-//! Client-visible failures use the codes of `protocol::error` and
-//! `ws::close` only.
+//! Client-visible failures use the codes of `protocol::error` and `ws::close`
+//! only.
+//!
+//! Subscriptions made by the batch become live only after the batch's reply
+//! frame is queued ([`Batch::activate`] → `Hub::activate`), so a client reads its
+//! subscribe reply before any publication of the channel, and none twice.
 
 use bytes::Bytes;
 use std::rc::Rc;
+use std::sync::Arc;
 
 pub use subscribe::check_channel;
 
-use super::{Phase, Session};
+use super::limiter::{Rate, Verdict};
+use super::{Env, Phase, Session};
 use crate::auth::AuthError;
 use crate::engine::{EngineError, HistoryQuery, PublishOptions, StreamPosition};
 use crate::metrics::CoreMetrics;
 use crate::protocol::command::{parse, split_batch};
 use crate::protocol::reply;
 use crate::protocol::{ErrorCode, Method};
-use crate::runtime::core::Core;
 use crate::ws::close::Disconnect;
 
 mod connect;
+mod options;
+mod presence;
 mod subscribe;
+
+pub use options::{channel_options, ChannelOptions};
 
 /// Server version reported in `connect` and `refresh` results.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -35,13 +45,21 @@ pub(crate) enum Outcome {
     Disconnect(Disconnect),
 }
 
-pub async fn on_message(
-    core: &Rc<Core>,
-    s: &Rc<Session>,
-    msg: &mut [u8],
-) -> Result<(), Disconnect> {
-    let mut out = Vec::new();
+/// The replies of one message, and the subscriptions to make live once they are queued.
+#[derive(Default)]
+pub(crate) struct Batch {
+    pub out: Vec<u8>,
+    /// (channel, offset covered by the reply).
+    pub activate: Vec<(Arc<str>, u64)>,
+}
+
+pub async fn on_message(env: &Rc<Env>, s: &Rc<Session>, msg: &mut [u8]) -> Result<(), Disconnect> {
+    let mut b = Batch::default();
     let mut result = Ok(());
+    let rate = Rate {
+        per_s: env.cfg.websocket.command_rate_per_s as f32,
+        burst: env.cfg.websocket.command_burst as f32,
+    };
     for line in split_batch(msg) {
         let cmd = match parse(line) {
             Ok(cmd) => cmd,
@@ -51,6 +69,25 @@ pub async fn on_message(
                 break;
             }
         };
+        let mut bucket = s.limiter.get();
+        let verdict = bucket.take(crate::exec::now_ms(), rate);
+        s.limiter.set(bucket);
+        match verdict {
+            Verdict::Allow => {}
+            Verdict::Refuse => {
+                CoreMetrics::inc(&env.metrics.commands_rate_limited);
+                if cmd.id != 0 {
+                    separate(&mut b.out);
+                    reply::error(&mut b.out, cmd.id, ErrorCode::TOO_MANY_REQUESTS);
+                }
+                continue;
+            }
+            Verdict::Disconnect => {
+                CoreMetrics::inc(&env.metrics.commands_rate_limited);
+                result = Err(Disconnect::TOO_MANY_REQUESTS);
+                break;
+            }
+        }
         if cmd.method == Method::Pong || cmd.method == Method::Send {
             continue;
         }
@@ -60,14 +97,12 @@ pub async fn on_message(
             result = Err(Disconnect::BAD_REQUEST);
             break;
         }
-        if !out.is_empty() {
-            out.push(b'\n');
-        }
-        match execute(core, s, cmd.id, cmd.method, &mut out).await {
+        separate(&mut b.out);
+        match execute(env, s, cmd.id, cmd.method, &mut b).await {
             Outcome::Replied => {}
             Outcome::Error(e) => {
-                CoreMetrics::inc(&core.metrics.command_errors);
-                reply::error(&mut out, cmd.id, e);
+                CoreMetrics::inc(&env.metrics.command_errors);
+                reply::error(&mut b.out, cmd.id, e);
             }
             Outcome::Disconnect(d) => {
                 result = Err(d);
@@ -75,119 +110,146 @@ pub async fn on_message(
             }
         }
     }
-    if out.last() == Some(&b'\n') {
-        out.pop();
+    if b.out.last() == Some(&b'\n') {
+        b.out.pop();
     }
-    if !out.is_empty() {
-        s.enqueue(crate::ws::frame::text(&out), &core.flusher);
+    if !b.out.is_empty() {
+        s.enqueue(crate::ws::frame::text(&b.out));
+    }
+    for (channel, after) in b.activate {
+        env.hub.activate(&channel, s.id, after);
     }
     result
 }
 
+fn separate(out: &mut Vec<u8>) {
+    if !out.is_empty() && out.last() != Some(&b'\n') {
+        out.push(b'\n');
+    }
+}
+
 async fn execute(
-    core: &Rc<Core>,
+    env: &Rc<Env>,
     s: &Rc<Session>,
     id: u32,
     method: Method,
-    out: &mut Vec<u8>,
+    b: &mut Batch,
 ) -> Outcome {
     match method {
-        Method::Connect { token, .. } => connect::connect(core, s, id, &token, out).await,
-        Method::Refresh { token } => connect::refresh(core, s, id, &token, out),
+        Method::Connect { token, subs, .. } => connect::connect(env, s, id, &token, subs, b).await,
+        Method::Refresh { token } => connect::refresh(env, s, id, &token, &mut b.out),
         Method::Subscribe {
             channel,
             token,
             recover,
             epoch,
             offset,
+            flag,
+            ..
         } => {
-            let since = recover.then(|| StreamPosition {
-                offset,
-                epoch: epoch.into(),
-            });
-            subscribe::subscribe(core, s, id, &channel, &token, since, out).await
+            let req = subscribe::Request {
+                channel: &channel,
+                token: &token,
+                since: recover.then(|| StreamPosition {
+                    offset,
+                    epoch: epoch.into(),
+                }),
+                reject_unrecovered: flag & crate::protocol::command::FLAG_REJECT_UNRECOVERED != 0,
+            };
+            subscribe::subscribe(env, s, id, req, b).await
         }
         Method::Unsubscribe { channel } => {
-            if s.remove_subscription(&channel) {
-                core.leave(&channel, s.id);
+            if let Some(sub) = s.subscriptions().remove(&channel) {
+                env.release_subscription(s, &sub);
             }
-            reply::result(out, id, "unsubscribe", |_| {});
+            reply::result(&mut b.out, id, "unsubscribe", |_| {});
             Outcome::Replied
         }
-        Method::Publish { channel, data } => publish(core, s, id, &channel, data, out).await,
+        Method::SubRefresh { channel, token } => {
+            subscribe::sub_refresh(env, s, id, &channel, &token, &mut b.out)
+        }
+        Method::Publish { channel, data } => publish(env, s, id, &channel, data, &mut b.out).await,
         Method::History {
             channel,
             limit,
             since,
             reverse,
-        } => {
-            if let Err(e) = subscribe::check_channel(core, &channel) {
-                return Outcome::Error(e);
-            }
-            let query = HistoryQuery {
-                limit: if limit < 0 {
-                    usize::MAX
-                } else {
-                    limit as usize
-                },
-                since: since.map(|(offset, epoch)| StreamPosition {
-                    offset,
-                    epoch: epoch.into(),
-                }),
-                reverse,
-            };
-            match core.engine.history(&channel, query).await {
-                Ok(h) => {
-                    reply::result(out, id, "history", |r| {
-                        subscribe::write_publications(r, &h.publications);
-                        r.str("epoch", &h.position.epoch)
-                            .num("offset", h.position.offset);
-                    });
-                    Outcome::Replied
-                }
-                Err(e) => Outcome::Error(e.code()),
-            }
+        } => history(env, id, &channel, limit, since, reverse, &mut b.out).await,
+        Method::Presence { channel } => presence::presence(env, s, id, &channel, &mut b.out).await,
+        Method::PresenceStats { channel } => {
+            presence::presence_stats(env, s, id, &channel, &mut b.out).await
         }
-        Method::Presence { channel } | Method::PresenceStats { channel } => {
-            match core.engine.presence(&channel).await {
-                Ok(_) | Err(EngineError::NotAvailable) => Outcome::Error(ErrorCode::NOT_AVAILABLE),
-                Err(e) => Outcome::Error(e.code()),
-            }
-        }
-        Method::SubRefresh { .. } | Method::Rpc => Outcome::Error(ErrorCode::NOT_AVAILABLE),
+        Method::Rpc => Outcome::Error(ErrorCode::NOT_AVAILABLE),
         Method::Unknown => Outcome::Error(ErrorCode::METHOD_NOT_FOUND),
         Method::Pong | Method::Send => Outcome::Replied,
     }
 }
 
+async fn history(
+    env: &Rc<Env>,
+    id: u32,
+    channel: &str,
+    limit: i64,
+    since: Option<(u64, String)>,
+    reverse: bool,
+    out: &mut Vec<u8>,
+) -> Outcome {
+    if let Err(e) = check_channel(env, channel) {
+        return Outcome::Error(e);
+    }
+    let opts = channel_options(env, channel);
+    let query = HistoryQuery {
+        limit: if limit < 0 {
+            usize::MAX
+        } else {
+            limit as usize
+        },
+        since: since.map(|(offset, epoch)| StreamPosition {
+            offset,
+            epoch: epoch.into(),
+        }),
+        reverse,
+    };
+    match env.engine.history(channel, query, opts.history).await {
+        Ok(h) => {
+            reply::result(out, id, "history", |r| {
+                subscribe::write_publications(r, &h.publications);
+                r.str("epoch", &h.position.epoch)
+                    .num("offset", h.position.offset);
+            });
+            Outcome::Replied
+        }
+        Err(e) => Outcome::Error(e.code()),
+    }
+}
+
 async fn publish(
-    core: &Rc<Core>,
+    env: &Rc<Env>,
     s: &Rc<Session>,
     id: u32,
     channel: &str,
     data: Vec<u8>,
     out: &mut Vec<u8>,
 ) -> Outcome {
-    if let Err(e) = subscribe::check_channel(core, channel) {
+    if let Err(e) = check_channel(env, channel) {
         return Outcome::Error(e);
     }
-    let private = channel.starts_with(core.cfg.channels.private_prefix.as_str())
-        && !core.cfg.channels.private_prefix.is_empty();
-    let subscribed = s.is_subscribed(channel);
-    if !core.cfg.channels.allow_client_publish || (private && !subscribed) {
+    let private = channel.starts_with(env.cfg.channels.private_prefix.as_str())
+        && !env.cfg.channels.private_prefix.is_empty();
+    let subscribed = s.subscriptions().contains(channel);
+    if !env.cfg.channels.allow_client_publish || (private && !subscribed) {
         return Outcome::Error(ErrorCode::PERMISSION_DENIED);
     }
+    let opts = channel_options(env, channel);
     let info = Some(s.identity.borrow().client_info(&s.client_id()));
-    match core
+    let publish = PublishOptions {
+        info,
+        history: opts.history,
+        ..Default::default()
+    };
+    match env
         .engine
-        .publish(
-            channel,
-            Bytes::from(data),
-            PublishOptions {
-                info,
-                ..Default::default()
-            },
-        )
+        .publish(channel, Bytes::from(data), publish)
         .await
     {
         Ok(_) => {
@@ -208,5 +270,11 @@ pub(crate) fn token_failure(e: &AuthError) -> Outcome {
 
 /// Seconds left until `at` (unix seconds), for `ttl` fields.
 pub(crate) fn ttl_until(at: u64) -> u64 {
-    at.saturating_sub(crate::runtime::unix_now())
+    at.saturating_sub(crate::exec::unix_now())
+}
+
+impl From<EngineError> for Outcome {
+    fn from(e: EngineError) -> Self {
+        Outcome::Error(e.code())
+    }
 }

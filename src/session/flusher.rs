@@ -2,7 +2,8 @@
 //! and one task per core writes them all after the current burst of work, so
 //! several publications ready together leave in one syscall per client.
 //! A session whose socket is full is handed to its own driver, which waits for
-//! writability.
+//! writability; a session that is closing or closed is skipped (its driver
+//! owns the last writes, and a closed session's socket is shut down).
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -10,15 +11,15 @@ use std::sync::Arc;
 
 use crate::metrics::CoreMetrics;
 
-use super::{FlushOutcome, Session};
-use crate::runtime::notify::Notify;
+use super::{FlushOutcome, Phase, Session};
+use crate::exec::Notify;
 use crate::ws::close::Disconnect;
 
 pub struct Flusher {
     dirty: RefCell<Vec<Rc<Session>>>,
     notify: Notify,
     /// `websocket.outbound_queue_bytes`: the per-session queue cap enforced at enqueue.
-    pub queue_limit: usize,
+    pub queue_limit: u64,
     /// The core's counters (frames queued, bytes written).
     pub metrics: Arc<CoreMetrics>,
 }
@@ -28,7 +29,7 @@ impl Flusher {
         Flusher {
             dirty: RefCell::default(),
             notify: Notify::default(),
-            queue_limit,
+            queue_limit: queue_limit as u64,
             metrics,
         }
     }
@@ -46,10 +47,14 @@ impl Flusher {
             std::mem::swap(&mut batch, &mut *self.dirty.borrow_mut());
             for (i, s) in batch.drain(..).enumerate() {
                 s.clear_dirty();
-                if s.is_blocked() || s.close_requested().is_some() {
+                // a closing session is written by its driver only; a closed one never
+                if s.is_blocked()
+                    || s.close_requested().is_some()
+                    || matches!(s.phase.get(), Phase::Closing | Phase::Closed)
+                {
                     continue;
                 }
-                match s.flush(&self.metrics) {
+                match s.flush() {
                     FlushOutcome::Done => {}
                     FlushOutcome::Blocked => {
                         s.set_blocked(true);
@@ -59,7 +64,7 @@ impl Flusher {
                 }
                 if i % 64 == 63 {
                     // a flush to thousands of sockets must not hold up reads and the API
-                    crate::runtime::yield_if_needed().await;
+                    crate::exec::yield_if_needed().await;
                 }
             }
         }

@@ -1,21 +1,23 @@
 //! The per-core timer sweep that replaces per-connection timers: once a tick
-//! it sends the heartbeat `{}` to connected sessions that are due, and closes
+//! it sends the heartbeat `{}` to connected sessions that are due, closes
 //! sessions that missed their pong (3012), never sent `connect` (3502), let
 //! their token expire without refresh (3005), or stopped reading while frames
-//! were queued for longer than the write timeout (3008).
+//! were queued for longer than the write timeout (3008), and unsubscribes
+//! subscriptions whose subscription token expired without `sub_refresh`
+//! (unsubscribe push 2501, as Centrifugo: the SDK resubscribes with a new token).
 //!
 //! One pass costs a few nanoseconds per session and no memory per session.
 
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use super::{ping_frame, Phase};
-use crate::runtime::core::Core;
+use super::{ping_frame, Env, Phase, Session};
+use crate::protocol::push::Unsubscribe;
 use crate::ws::close::Disconnect;
 
 /// How often the sweep runs for the configured intervals (50 ms .. 1 s).
-pub fn tick(core: &Core) -> Duration {
-    let ws = &core.cfg.websocket;
+pub fn tick(env: &Env) -> Duration {
+    let ws = &env.cfg.websocket;
     let shortest = ws
         .ping_interval_ms
         .min(ws.pong_timeout_ms)
@@ -23,28 +25,44 @@ pub fn tick(core: &Core) -> Duration {
     Duration::from_millis((shortest / 4).clamp(50, 1000))
 }
 
-pub async fn run(core: Rc<Core>) {
-    let period = tick(&core);
+pub async fn run(env: Rc<Env>) {
+    let period = tick(&env);
     loop {
-        crate::runtime::sleep(period).await;
-        sweep(&core, crate::runtime::now_ms());
-        core.engine.housekeeping(Instant::now());
+        crate::exec::sleep(period).await;
+        let expired = sweep(&env, crate::exec::now_ms());
+        let unix = expiry_clock(&env);
+        for s in expired {
+            for channel in s.subscriptions().expired(unix) {
+                if let Some(sub) = s.subscriptions().get(&channel) {
+                    env.hub
+                        .drop_subscriber(&channel, s.id, Unsubscribe::EXPIRED);
+                    env.release_subscription(&s, &sub);
+                }
+            }
+        }
+        env.engine.housekeeping(Instant::now());
     }
 }
 
-fn sweep(core: &Core, now: u64) {
-    let ws = &core.cfg.websocket;
-    let unix = crate::runtime::unix_now();
-    let sessions = core.sessions.borrow();
-    for (_, s) in sessions.iter() {
+/// Now minus the expiry grace: tokens count as expired only past it.
+fn expiry_clock(env: &Env) -> u64 {
+    crate::exec::unix_now().saturating_sub(env.cfg.websocket.expiry_grace_s)
+}
+
+/// One pass over the core's sessions; returns those with expired subscriptions.
+fn sweep(env: &Env, now: u64) -> Vec<Rc<Session>> {
+    let ws = &env.cfg.websocket;
+    let unix = expiry_clock(env);
+    let mut expired_subs = Vec::new();
+    env.sessions.for_each(|s| {
         if s.close_requested().is_some() {
-            continue;
+            return;
         }
         if s.stalled_for_ms(now)
             .is_some_and(|d| d > ws.write_timeout_ms)
         {
             s.request_close(Disconnect::SLOW);
-            continue;
+            return;
         }
         match s.phase.get() {
             Phase::Open if now > s.next_ping_ms.get() => s.request_close(Disconnect::STALE),
@@ -59,10 +77,14 @@ fn sweep(core: &Core, now: u64) {
                     if pong_due == 0 {
                         s.pong_deadline_ms.set(now + ws.pong_timeout_ms);
                     }
-                    s.send_or_enqueue(ping_frame(), &core.flusher);
+                    s.send_or_enqueue(ping_frame());
+                }
+                if s.subscriptions().any_expired(unix) {
+                    expired_subs.push(s.clone());
                 }
             }
             _ => {}
         }
-    }
+    });
+    expired_subs
 }

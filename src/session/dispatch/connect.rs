@@ -1,29 +1,36 @@
 //! `connect` and `refresh`: token verification, identity, connection expiry,
-//! and the server-side subscriptions named in the token's `channels` claim.
+//! and the server-side subscriptions named in the token's `channels` claim —
+//! made with [`super::subscribe::establish`], recovered from the positions the
+//! client sends in `connect.subs` after a reconnect, and reported in the
+//! reply's `subs` with `recoverable`, `epoch` and `offset`, so a publication made
+//! during a reconnect gap is recovered (or flagged `recovered: false`), never
+//! silently lost.
 
 use std::rc::Rc;
 
-use super::{token_failure, ttl_until, Outcome, VERSION};
+use super::subscribe::{check_channel, establish, Established};
+use super::{channel_options, token_failure, ttl_until, Batch, Outcome, VERSION};
+use crate::engine::StreamPosition;
+use crate::protocol::command::Since;
 use crate::protocol::reply::{self, Obj};
-
-use crate::runtime::core::Core;
-use crate::session::{Identity, Phase, Session};
+use crate::session::{Env, Identity, Phase, Session};
 use crate::ws::close::Disconnect;
 
 pub(super) async fn connect(
-    core: &Rc<Core>,
+    env: &Rc<Env>,
     s: &Rc<Session>,
     id: u32,
     token: &str,
-    out: &mut Vec<u8>,
+    client_subs: Vec<(String, Since)>,
+    b: &mut Batch,
 ) -> Outcome {
     let (expires_at, user, info, channels) = if token.is_empty() {
-        if !core.cfg.auth.allow_anonymous {
+        if !env.cfg.auth.allow_anonymous {
             return Outcome::Disconnect(Disconnect::INVALID_TOKEN);
         }
         (None, String::new(), None, Vec::new())
     } else {
-        match core.verifier.verify_connect(token) {
+        match env.verifier.verify_connect(token) {
             Ok(c) => (c.expires_at(), c.user, c.info, c.channels),
             Err(e) => return token_failure(&e),
         }
@@ -36,47 +43,59 @@ pub(super) async fn connect(
     s.expires_at.set(expiry_u32(expires_at));
     // until now this slot held the connect deadline
     s.next_ping_ms
-        .set(crate::runtime::now_ms() + core.cfg.websocket.ping_interval_ms);
+        .set(crate::exec::now_ms() + env.cfg.websocket.ping_interval_ms);
     s.phase.set(Phase::Connected);
 
     // server-side subscriptions from the token
-    let mut subs = Vec::new();
+    let mut subs: Vec<(String, Established)> = Vec::new();
     for channel in channels
         .iter()
-        .take(core.cfg.channels.max_subscriptions_per_client)
+        .take(env.cfg.channels.max_subscriptions_per_client)
     {
-        if super::subscribe::check_channel(core, channel).is_ok() && !s.is_subscribed(channel) {
-            let key = core.join(channel, s).await;
-            s.add_subscription(key);
-            subs.push(channel.clone());
+        if check_channel(env, channel).is_err() || s.subscriptions().contains(channel) {
+            continue;
+        }
+        let since = client_subs
+            .iter()
+            .find(|(c, since)| c == channel && since.recover)
+            .map(|(_, since)| StreamPosition {
+                offset: since.offset,
+                epoch: since.epoch.as_str().into(),
+            });
+        let opts = channel_options(env, channel);
+        match establish(env, s, channel, opts, since, false, None).await {
+            Ok(est) => subs.push((channel.clone(), est)),
+            Err(e) => {
+                tracing::warn!(session = s.id, %channel, error = %e, "server-side subscription failed");
+            }
         }
     }
-    let ping_s = core.cfg.websocket.ping_interval_ms.div_ceil(1000).max(1);
-    reply::result(out, id, "connect", |r| {
+    let ping_s = env.cfg.websocket.ping_interval_ms.div_ceil(1000).max(1);
+    reply::result(&mut b.out, id, "connect", |r| {
         r.str("client", &client)
             .str("version", VERSION)
             .num("ping", ping_s)
-            .bool("pong", true);
+            .bool("pong", true)
+            .str("node", &env.node_name);
         write_expiry(r, expires_at);
         if !subs.is_empty() {
             let mut m = r.obj("subs");
-            for ch in &subs {
-                m.obj(ch).end();
+            for (ch, est) in &subs {
+                let mut o = m.obj(ch);
+                est.write(&mut o);
+                o.end();
             }
             m.end();
         }
     });
+    for (_, est) in subs {
+        b.activate.push((est.key.clone(), est.covered()));
+    }
     Outcome::Replied
 }
 
-pub(super) fn refresh(
-    core: &Rc<Core>,
-    s: &Rc<Session>,
-    id: u32,
-    token: &str,
-    out: &mut Vec<u8>,
-) -> Outcome {
-    let claims = match core.verifier.verify_connect(token) {
+pub(super) fn refresh(env: &Env, s: &Session, id: u32, token: &str, out: &mut Vec<u8>) -> Outcome {
+    let claims = match env.verifier.verify_connect(token) {
         Ok(c) => c,
         Err(e) => return token_failure(&e),
     };

@@ -1,0 +1,75 @@
+//! Executor helpers every room may use: spawning, timers, deadlines, cooperative
+//! yielding, the process clocks, and two single-core wake-up primitives
+//! ([`Notify`], [`Ready`]).
+//!
+//! This is a leaf: it imports nothing of the crate, so `session`, `hub`, `engine`
+//! and `mesh` use it without depending on `runtime` (which wires them all
+//! together). glommio appears here only as the executor of the calling thread;
+//! the rest of the crate never names it (principle 8 of ARCHITECTURE.md).
+
+mod notify;
+mod ready;
+
+pub use notify::Notify;
+pub use ready::Ready;
+
+use std::future::Future;
+use std::time::Duration;
+
+/// Spawns a task on this core, detached.
+pub fn spawn(fut: impl Future<Output = ()> + 'static) {
+    glommio::spawn_local(fut).detach();
+}
+
+pub async fn sleep(d: Duration) {
+    glommio::timer::sleep(d).await;
+}
+
+/// Runs `fut` for at most `d`; `None` on timeout.
+pub async fn timeout<T>(d: Duration, fut: impl Future<Output = T>) -> Option<T> {
+    futures_lite::future::or(async { Some(fut.await) }, async {
+        sleep(d).await;
+        None
+    })
+    .await
+}
+
+/// Polls `fut` at least every `period`, whether or not it woke itself: a guard against a lost
+/// cross-executor wake-up. glommio's mesh join (shared channels between executors) sometimes
+/// never completed at startup when several servers started at once (about 1 start in 15 in a
+/// 6-parallel-starts loop; cf. glommio issues #261, #555).
+pub async fn poll_at_least_every<F: Future>(period: Duration, fut: F) -> F::Output {
+    let mut fut = std::pin::pin!(fut);
+    loop {
+        let tick = async {
+            sleep(period).await;
+            None
+        };
+        if let Some(v) = futures_lite::future::or(async { Some(fut.as_mut().await) }, tick).await {
+            return v;
+        }
+    }
+}
+
+/// Lets other tasks and I/O on this core run if this task has used its time slice
+/// (the executor's preemption timer); otherwise returns at once.
+pub async fn yield_if_needed() {
+    glommio::yield_if_needed().await;
+}
+
+/// Milliseconds on the process's monotonic clock (the session timers' unit; never 0).
+pub fn now_ms() -> u64 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    START
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_millis() as u64
+        + 1
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}

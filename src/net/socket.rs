@@ -1,0 +1,67 @@
+//! The socket of one WebSocket session, owned by the session for its whole life.
+//!
+//! Why: the flusher writes queued frames with non-blocking `sendmsg` from outside the
+//! session's driver task. When the driver owned the stream and the session kept a bare
+//! `RawFd` copy, a session closed by its driver could still sit in the flusher's dirty
+//! list and write into a descriptor the kernel had already reused for a newly accepted
+//! connection (other clients' publications were seen in `/health` responses). Here the
+//! descriptor is closed only when the [`Socket`] is dropped, i.e. when the last `Rc` of
+//! its session goes; [`Socket::shutdown`] ends the connection without releasing the
+//! descriptor, so a late write fails with EPIPE instead of reaching a stranger.
+//!
+//! Invariant: the raw descriptor never leaves this type except as a [`BorrowedFd`] tied
+//! to a borrow of the socket. Reads and writability polls go through glommio's stream
+//! (borrowed only for the duration of one synchronous poll, never across an await).
+
+use std::cell::{Cell, RefCell};
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use futures_lite::io::{AsyncRead, AsyncWrite};
+use glommio::net::TcpStream;
+
+pub struct Socket {
+    stream: RefCell<TcpStream>,
+    fd: RawFd,
+    shut: Cell<bool>,
+}
+
+impl Socket {
+    pub fn new(stream: TcpStream) -> Self {
+        let fd = stream.as_raw_fd();
+        Socket {
+            stream: RefCell::new(stream),
+            fd,
+            shut: Cell::new(false),
+        }
+    }
+
+    /// The descriptor, for a synchronous non-blocking syscall while `self` is borrowed.
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        // SAFETY: `fd` belongs to `stream`, which lives (open) as long as `self`.
+        unsafe { BorrowedFd::borrow_raw(self.fd) }
+    }
+
+    pub fn poll_read(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut *self.stream.borrow_mut()).poll_read(cx, buf)
+    }
+
+    pub fn poll_write(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut *self.stream.borrow_mut()).poll_write(cx, buf)
+    }
+
+    /// Ends the connection both ways; the descriptor stays ours until drop, so nothing
+    /// written afterwards can reach another connection. Idempotent.
+    pub fn shutdown(&self) {
+        if !self.shut.replace(true) {
+            // SAFETY: plain syscall on our own open descriptor.
+            unsafe { libc::shutdown(self.fd, libc::SHUT_RDWR) };
+        }
+    }
+
+    pub fn is_shut(&self) -> bool {
+        self.shut.get()
+    }
+}

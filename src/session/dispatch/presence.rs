@@ -1,0 +1,74 @@
+//! `presence` and `presence_stats`: who is subscribed to a channel, answered by
+//! the engine when the channel's namespace enables presence (else 108). Only
+//! subscribers may ask unless the namespace allows everyone.
+
+use super::{channel_options, check_channel, Outcome};
+use crate::protocol::reply::{self, client_info_obj};
+use crate::protocol::ErrorCode;
+use crate::session::{Env, Session};
+
+fn allowed(env: &Env, s: &Session, channel: &str) -> Result<(), ErrorCode> {
+    check_channel(env, channel)?;
+    if !channel_options(env, channel).presence {
+        return Err(ErrorCode::NOT_AVAILABLE);
+    }
+    if !s.subscriptions().contains(channel) {
+        return Err(ErrorCode::PERMISSION_DENIED);
+    }
+    Ok(())
+}
+
+pub(super) async fn presence(
+    env: &Env,
+    s: &Session,
+    id: u32,
+    channel: &str,
+    out: &mut Vec<u8>,
+) -> Outcome {
+    if let Err(e) = allowed(env, s, channel) {
+        return Outcome::Error(e);
+    }
+    match env.engine.presence(channel).await {
+        Ok(clients) => {
+            reply::result(out, id, "presence", |r| {
+                let mut m = r.obj("presence");
+                for c in &clients {
+                    let mut o = m.obj(&c.client);
+                    client_info_obj(
+                        &mut o,
+                        &c.user,
+                        &c.client,
+                        c.conn_info.as_deref(),
+                        c.chan_info.as_deref(),
+                    );
+                    o.end();
+                }
+                m.end();
+            });
+            Outcome::Replied
+        }
+        Err(e) => e.into(),
+    }
+}
+
+pub(super) async fn presence_stats(
+    env: &Env,
+    s: &Session,
+    id: u32,
+    channel: &str,
+    out: &mut Vec<u8>,
+) -> Outcome {
+    if let Err(e) = allowed(env, s, channel) {
+        return Outcome::Error(e);
+    }
+    match env.engine.presence_stats(channel).await {
+        Ok(st) => {
+            reply::result(out, id, "presence_stats", |r| {
+                r.num("num_clients", st.num_clients)
+                    .num("num_users", st.num_users);
+            });
+            Outcome::Replied
+        }
+        Err(e) => e.into(),
+    }
+}

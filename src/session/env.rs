@@ -1,0 +1,95 @@
+//! What a session may use of its core: the configuration, the hub (subscribe,
+//! unsubscribe), the engine (publish, history, presence), the flusher, the read
+//! buffer pool, the token verifier, its core's session table and metrics.
+//!
+//! Built once per core by the runtime's wiring and shared as `Rc<Env>`; the
+//! session code depends on nothing above it (no `runtime` import).
+//! [`Env::close`] is the one place a session's resources are released.
+
+use std::rc::Rc;
+use std::sync::Arc;
+
+use super::table::SessionTable;
+use super::{Flusher, Session};
+use crate::auth::Verifier;
+use crate::config::Config;
+use crate::engine::{ChannelEvent, ClientInfo, Engine};
+use crate::hub::Hub;
+use crate::metrics::CoreMetrics;
+use crate::runtime::node::NodeState;
+use crate::ws::readbuf::BufferPool;
+
+pub struct Env {
+    pub cfg: Arc<Config>,
+    pub node: Arc<NodeState>,
+    pub metrics: Arc<CoreMetrics>,
+    pub hub: Rc<Hub<Session>>,
+    pub engine: Rc<dyn Engine>,
+    pub flusher: Rc<Flusher>,
+    pub pool: BufferPool,
+    pub verifier: Verifier,
+    pub sessions: SessionTable,
+    /// This node's name, reported as `node` in connect results.
+    pub node_name: Arc<str>,
+}
+
+impl Env {
+    /// Registers a new session for an accepted WebSocket.
+    pub fn open_session(&self, sock: crate::net::socket::Socket) -> Rc<Session> {
+        let connect_by = crate::exec::now_ms() + self.cfg.server.header_timeout_ms;
+        let s = self.sessions.open(sock, connect_by, self.flusher.clone());
+        CoreMetrics::gauge(&self.metrics.connections, 1);
+        CoreMetrics::inc(&self.metrics.accepted);
+        s
+    }
+
+    /// Releases everything the session holds: its subscriptions (hub, presence, leave
+    /// announcements), its table slot and its connection count. Called once, when the
+    /// driver has ended (the session is already marked closed).
+    pub fn close(&self, s: &Rc<Session>, code: u16) {
+        for sub in s.subscriptions().take_all() {
+            self.release_subscription(s, &sub);
+        }
+        self.sessions.remove(s);
+        CoreMetrics::gauge(&self.metrics.connections, -1);
+        self.metrics.closed(code);
+        self.node.connection_closed();
+    }
+
+    /// Undoes what a subscription holds beyond the hub entry (presence, leave).
+    pub fn release_subscription(&self, s: &Rc<Session>, sub: &super::Subscription) {
+        self.hub.leave(&sub.channel, s.id);
+        if !sub.presence && !sub.join_leave {
+            return;
+        }
+        let engine = self.engine.clone();
+        let channel = sub.channel.clone();
+        let info = sub.join_leave.then(|| self.client_info(s));
+        let client = s.client_id();
+        let presence = sub.presence;
+        crate::exec::spawn(async move {
+            if presence {
+                let _ = engine.presence_remove(&channel, &client).await;
+            }
+            if let Some(info) = info {
+                let _ = engine
+                    .publish_join_leave(&channel, ChannelEvent::Leave(info))
+                    .await;
+            }
+        });
+    }
+
+    /// This client's presence/join/leave entry.
+    pub fn client_info(&self, s: &Session) -> ClientInfo {
+        let id = s.identity.borrow();
+        ClientInfo {
+            user: id.user.to_string(),
+            client: s.client_id(),
+            conn_info: id
+                .conn_info
+                .as_deref()
+                .map(|i| bytes::Bytes::copy_from_slice(i.as_bytes())),
+            chan_info: None,
+        }
+    }
+}
