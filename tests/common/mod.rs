@@ -15,6 +15,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 
+pub mod node;
 mod raw;
 #[allow(unused_imports)]
 pub use raw::{masked_frame, RawWs};
@@ -275,6 +276,23 @@ pub struct Overrides {
     pub auth: String,
     pub channels: String,
     pub env: Vec<(String, String)>,
+}
+
+impl Overrides {
+    /// Overrides with history kept for every channel (`size` publications per channel).
+    pub fn with_history(size: usize) -> Overrides {
+        Overrides {
+            env: vec![history_env(size)],
+            ..Default::default()
+        }
+    }
+}
+
+/// The env override that turns history on for every channel. Today history is the
+/// engine-wide `[engine] history_size`; when it becomes a channel option
+/// (`[channels.default] history_size`), this is the one line to change.
+pub fn history_env(size: usize) -> (String, String) {
+    ("WIRESOCKET_ENGINE__HISTORY_SIZE".into(), size.to_string())
 }
 
 extern "C" {
