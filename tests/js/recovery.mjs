@@ -287,7 +287,10 @@ async function subExpiry() {
   if (uEnd.code !== 1) fail(`U: unsubscribed ${JSON.stringify(uEnd)}, want code 1 (unauthorized)`);
   ok(`U unsubscribed itself: ${JSON.stringify(uEnd)}`);
 
-  // H cannot refresh: the server must unsubscribe it with 2501 once the token expires
+  // H cannot refresh: the server must unsubscribe it with 2501 once the token expires. The SDK
+  // refreshes exactly `ttl` s after the reply (ttl in whole seconds), so the server needs a grace
+  // after exp (Centrifugo: 25 s by default); this wait allows up to ~12 s of it: configure the
+  // test server's grace below that.
   const hLost = await waitFor(
     'H to be unsubscribed by the server with 2501 (subscription expired)',
     (done) => {
