@@ -5,7 +5,10 @@
 //! and that the report, ratios, costs and charts were produced.
 //!
 //! Needs the peers installed (`bench/peers/install.sh`, which `scripts/test.sh` runs) and the
-//! workspace binaries built (`cargo build --workspace`, also done by `scripts/test.sh`).
+//! workspace binaries built (`cargo build --workspace`, also done by `scripts/test.sh`), so it
+//! is built only with the bench crate's `peer-smoke` feature: `cargo test --workspace` skips
+//! it, and `scripts/test.sh` runs it after the main suite with
+//! `cargo test -p wiresocket-bench --features peer-smoke --test compare_smoke`.
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};

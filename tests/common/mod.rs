@@ -15,6 +15,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 
+pub mod node;
 mod raw;
 #[allow(unused_imports)]
 pub use raw::{masked_frame, RawWs};
@@ -50,30 +51,25 @@ impl Server {
         Self::start_with(&Overrides::default())
     }
 
-    /// Starts a server; a start that fails is reported loudly (log and thread states on
-    /// stderr) and tried once more, so one slow start on a loaded CI machine does not hide
-    /// every other result. A second failure fails the test.
+    /// Starts a server. There is no retry: a start that fails fails the test, with the
+    /// server's log and its threads' states in the panic message, also appended to
+    /// `target/test-start-failures.log` (it survives the test harness's output capture).
+    /// A failed start is a bug to fix (see `parallel_starts_all_come_up_first_time`).
     pub fn start_with(o: &Overrides) -> Server {
-        match Self::try_start(o) {
-            Ok(server) => server,
-            Err(report) => {
-                eprintln!("WARNING: server start failed, retrying once. First attempt:\n{report}");
-                // also kept where it survives the test harness's output capture
-                let path = concat!(
-                    env!("CARGO_MANIFEST_DIR"),
-                    "/target/test-start-failures.log"
-                );
-                if let Ok(mut f) = std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(path)
-                {
-                    let _ = writeln!(f, "=== {:?}\n{report}", SystemTime::now());
-                }
-                Self::try_start(o)
-                    .unwrap_or_else(|report| panic!("server did not start twice:\n{report}"))
+        Self::try_start(o).unwrap_or_else(|report| {
+            let path = concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/target/test-start-failures.log"
+            );
+            if let Ok(mut f) = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+            {
+                let _ = writeln!(f, "=== {:?}\n{report}", SystemTime::now());
             }
-        }
+            panic!("server did not start (report also in {path}):\n{report}")
+        })
     }
 
     /// One start attempt, no retry: `Err` holds the log and thread states.
@@ -139,6 +135,8 @@ allow_client_publish = true
                 }
             });
         }
+        // only the pipe readers hold senders now: a server that exits early ends the wait at once
+        drop(tx);
         let mut server = Server {
             addr: "127.0.0.1:1".parse().unwrap(),
             child,
@@ -155,8 +153,12 @@ allow_client_publish = true
                         .collect()
                 })
                 .unwrap_or_default();
+            let exit = match server.wait_exit(Duration::from_millis(500)) {
+                Some(st) => format!("exited: {st}"),
+                None => "still running (no listening line within 40 s)".to_string(),
+            };
             return Err(format!(
-                "log:\n{}\nthreads:\n{}",
+                "server {exit}\nlog:\n{}\nthreads:\n{}",
                 server.log.join("\n"),
                 threads.join("")
             ));
@@ -274,6 +276,23 @@ pub struct Overrides {
     pub auth: String,
     pub channels: String,
     pub env: Vec<(String, String)>,
+}
+
+impl Overrides {
+    /// Overrides with history kept for every channel (`size` publications per channel).
+    pub fn with_history(size: usize) -> Overrides {
+        Overrides {
+            env: vec![history_env(size)],
+            ..Default::default()
+        }
+    }
+}
+
+/// The env override that turns history on for every channel. Today history is the
+/// engine-wide `[engine] history_size`; when it becomes a channel option
+/// (`[channels.default] history_size`), this is the one line to change.
+pub fn history_env(size: usize) -> (String, String) {
+    ("WIRESOCKET_ENGINE__HISTORY_SIZE".into(), size.to_string())
 }
 
 extern "C" {

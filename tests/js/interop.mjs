@@ -14,149 +14,20 @@
 // SIGTERM the server (shutdown scenario); `FAIL: <reason>` on stderr and exit 1 on any
 // failure. A global timeout guarantees the script never hangs.
 
-import { Centrifuge } from 'centrifuge';
-import WebSocket from 'ws';
 import { isDeepStrictEqual } from 'node:util';
+import { apiPublish, connectClient, describe, env, fail, finish, newClient, ok, scenarios, start, waitFor } from './lib.mjs';
 
-const GLOBAL_TIMEOUT_MS = 30_000;
-const STEP_TIMEOUT_MS = 10_000;
+start(30_000);
 
-const env = (name, fallback) => {
-  const v = process.env[name];
-  if (v === undefined || v === '') {
-    if (fallback !== undefined) return fallback;
-    fail(`missing env ${name}`);
-  }
-  return v;
-};
-
-const clients = [];
-// Set once the script is finishing (pass or fail): the clients' own disconnect() then
-// fires events that must not count as failures.
-let closing = false;
-
-function fail(reason) {
-  if (closing) return;
-  closing = true;
-  process.stderr.write(`FAIL: ${reason}\n`);
-  for (const c of clients) {
-    try {
-      c.disconnect();
-    } catch {
-      // exiting anyway
-    }
-  }
-  process.exit(1);
-}
-
-function ok(step) {
-  process.stdout.write(`ok: ${step}\n`);
-}
-
-process.on('unhandledRejection', (e) => fail(`unhandled rejection: ${describe(e)}`));
-process.on('uncaughtException', (e) => fail(`uncaught exception: ${describe(e)}`));
-setTimeout(() => fail(`global timeout ${GLOBAL_TIMEOUT_MS} ms exceeded`), GLOBAL_TIMEOUT_MS);
-
-function describe(e) {
-  if (e instanceof Error) return e.stack || e.message;
-  try {
-    return JSON.stringify(e);
-  } catch {
-    return String(e);
-  }
-}
-
-/** Resolves with the first value `register(resolve)` produces, or fails the script after `ms`. */
-function waitFor(what, register, ms = STEP_TIMEOUT_MS) {
-  return new Promise((resolve) => {
-    const t = setTimeout(() => fail(`timeout after ${ms} ms waiting for ${what}`), ms);
-    register((v) => {
-      clearTimeout(t);
-      resolve(v);
-    });
-  });
-}
-
-const WS_URL = env('WS_URL');
-const API_URL = env('API_URL');
-const API_KEY = env('API_KEY');
 const TOKEN_A = env('TOKEN_A');
 const TOKEN_B = env('TOKEN_B');
-const SCENARIO = env('SCENARIO', 'all');
-const DEBUG = process.env.CENTRIFUGE_DEBUG === '1';
-
-const wanted = new Set(SCENARIO === 'all' ? ['pubsub', 'badtoken', 'shutdown'] : SCENARIO.split(','));
-for (const s of wanted) {
-  if (!['pubsub', 'badtoken', 'shutdown'].includes(s)) fail(`unknown scenario ${s}`);
-}
+const wanted = scenarios(['pubsub', 'badtoken', 'shutdown']);
 if (wanted.has('shutdown') && !wanted.has('pubsub')) fail('scenario shutdown needs pubsub');
-
-/** A client with an event journal; fails the script on any unexpected state change. */
-function newClient(name, token) {
-  const c = new Centrifuge(WS_URL, { websocket: WebSocket, token, debug: DEBUG, timeout: 5000 });
-  c.name = name;
-  c.journal = [];
-  c.expectLoss = false; // set once a server-initiated disconnect is expected
-  for (const ev of ['connecting', 'connected', 'disconnected']) {
-    c.on(ev, (ctx) => {
-      c.journal.push({ ev, ...ctx });
-      if (DEBUG) console.error(`[${name}] ${ev} ${JSON.stringify(ctx)}`);
-    });
-  }
-  c.on('error', (ctx) => {
-    c.journal.push({ ev: 'error', ...ctx });
-    if (DEBUG || !c.expectLoss) console.error(`[${name}] error ${JSON.stringify(ctx)}`);
-  });
-  clients.push(c);
-  return c;
-}
-
-/** Connects `c` and waits for `connected`; any `disconnected` or a reconnect is a failure. */
-async function connectClient(c) {
-  const p = waitFor(`${c.name} connected`, (done) => {
-    c.once('connected', done);
-    c.on('disconnected', (ctx) => {
-      if (!c.expectLoss) fail(`${c.name} disconnected: ${JSON.stringify(ctx)}`);
-    });
-    c.on('connecting', (ctx) => {
-      // code 0 = "connect called" (our own connect()); anything else is an unexpected drop.
-      if (ctx.code !== 0 && !c.expectLoss) fail(`${c.name} lost its connection: ${JSON.stringify(ctx)}`);
-    });
-  });
-  c.connect();
-  return p;
-}
-
-async function apiPublish(channel, data) {
-  let res;
-  try {
-    res = await fetch(`${API_URL}/api/publish`, {
-      method: 'POST',
-      headers: { 'X-API-Key': API_KEY, 'Content-Type': 'application/json' },
-      body: JSON.stringify({ channel, data }),
-      signal: AbortSignal.timeout(STEP_TIMEOUT_MS),
-    });
-  } catch (e) {
-    fail(`HTTP API publish request failed: ${describe(e)}`);
-  }
-  const text = await res.text();
-  if (res.status !== 200) fail(`HTTP API publish: status ${res.status}, body ${text}`);
-  let body;
-  try {
-    body = JSON.parse(text);
-  } catch {
-    fail(`HTTP API publish: body is not JSON: ${text}`);
-  }
-  if (body.error) fail(`HTTP API publish: error reply ${text}`);
-  if (!body.result || typeof body.result !== 'object') fail(`HTTP API publish: no {result: {...}} in ${text}`);
-  if (typeof body.result.offset !== 'number') fail(`HTTP API publish: result.offset is not a number in ${text}`);
-  return body.result;
-}
 
 // ---------------------------------------------------------------------------------------
 
 async function pubsub() {
-  const a = newClient('A', TOKEN_A);
+  const a = newClient('A', { token: TOKEN_A });
   const pubs = [];
   let onPub = () => {};
   const sub = a.newSubscription('news');
@@ -181,7 +52,7 @@ async function pubsub() {
   const subCtx = await subscribed;
   ok(`A subscribed to news (${JSON.stringify(subCtx)})`);
 
-  const b = newClient('B', TOKEN_B);
+  const b = newClient('B', { token: TOKEN_B });
   await connectClient(b);
   ok('B connected');
 
@@ -216,7 +87,7 @@ async function pubsub() {
 }
 
 async function badToken() {
-  const c = newClient('bad', 'garbage');
+  const c = newClient('bad', { token: 'garbage' });
   const states = [];
   c.on('connected', (ctx) => fail(`client with token "garbage" got connected: ${JSON.stringify(ctx)}`));
   c.on('connecting', (ctx) => {
@@ -265,10 +136,7 @@ async function main() {
   if (wanted.has('pubsub')) st = await pubsub();
   if (wanted.has('badtoken')) await badToken();
   if (wanted.has('shutdown')) await shutdown(st);
-  closing = true;
-  for (const c of clients) c.disconnect();
-  ok('done');
-  process.exit(0);
+  finish();
 }
 
 main().catch((e) => fail(describe(e)));
