@@ -40,7 +40,8 @@ fn assert_passed(run: &NodeRun, server: &mut Server, what: &str) {
 
 #[test]
 fn js_sdk_pubsub_bad_token_and_shutdown() {
-    let mut server = Server::start();
+    // history on: the script checks every publication carries its stream offset
+    let mut server = Server::start_with(&Overrides::with_history(100));
     let mut sigterm_sent = false;
     let env = [
         ("TOKEN_A", server.token("alice", 3600)),

@@ -37,7 +37,10 @@ pub async fn publish(core: &Rc<Core>, mut body: Vec<u8>) -> Response {
             let mut out = Vec::new();
             let mut o = Obj::new(&mut out);
             let mut r = o.obj("result");
-            r.num("offset", pos.offset).str("epoch", &pos.epoch);
+            if pos.offset > 0 {
+                // a channel without history has no stream position (as in Centrifugo)
+                r.num("offset", pos.offset).str("epoch", &pos.epoch);
+            }
             r.end();
             o.end();
             Response::json(200, out)

@@ -83,6 +83,7 @@ drain_window_ms = {drain}
 {server}
 
 [websocket]
+expiry_grace_s = {grace}
 {websocket}
 
 [auth]
@@ -100,6 +101,7 @@ allow_client_publish = true
             drain = o.drain_window_ms.unwrap_or(200),
             server = o.server,
             websocket = o.websocket,
+            grace = o.expiry_grace_s.unwrap_or(1),
             auth = o.auth,
             channels = o.channels,
         );
@@ -270,6 +272,8 @@ impl Drop for Server {
 #[derive(Default, Clone)]
 pub struct Overrides {
     pub cores: Option<usize>,
+    /// `websocket.expiry_grace_s` (default 1 s here: tests watch expiry happen).
+    pub expiry_grace_s: Option<u64>,
     pub drain_window_ms: Option<u64>,
     pub server: String,
     pub websocket: String,
