@@ -52,7 +52,10 @@ fn probe(server: &Server) -> Result<(), String> {
     let _ = s.read_to_end(&mut raw);
     let text = String::from_utf8_lossy(&raw).into_owned();
     let Some((head, body)) = text.split_once("\r\n\r\n") else {
-        return Err(format!("no HTTP head in {:?}", &text[..text.len().min(200)]));
+        return Err(format!(
+            "no HTTP head in {:?}",
+            &text[..text.len().min(200)]
+        ));
     };
     if !head.starts_with("HTTP/1.1 200") {
         return Err(format!("unexpected status in {head:?}"));

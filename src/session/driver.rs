@@ -6,8 +6,8 @@
 //! duration of one poll; it is kept only while a frame is incomplete.
 //! Complete frames are reassembled into messages and handed to the
 //! [`Handler`]: the Centrifugo protocol ([`super::dispatch`]) or the RFC 6455
-//! conformance echo. After each message the task yields if it used its time
-//! slice, so one connection flooding commands cannot starve its core.
+//! conformance echo. A task busy for more than [`SLICE_MS`] lets the other
+//! tasks of its core run, so one connection flooding messages cannot starve it.
 //!
 //! Every way out (EOF, write error, protocol error, timeout, requested close,
 //! even a panic in command handling) ends in [`Session::mark_closed`] and
@@ -30,6 +30,9 @@ use crate::ws::close::Disconnect;
 use crate::ws::frame;
 use crate::ws::message::{Assembler, Msg};
 use crate::ws::readbuf::ReadBuf;
+
+/// Longest a session task works before letting the other tasks of its core run.
+const SLICE_MS: u64 = 5;
 
 /// What the connection speaks above WebSocket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,6 +106,7 @@ pub fn run(
 
 impl Conn {
     async fn drive(&mut self, env: &Rc<Env>, s: &Rc<Session>, h: Handler) -> u16 {
+        let mut slice = crate::exec::Slice::new(SLICE_MS);
         loop {
             let wake = if std::mem::take(&mut self.replay) {
                 Wake::Data(self.partial.take().expect("replay implies bytes"))
@@ -111,7 +115,13 @@ impl Conn {
             };
             let end = match wake {
                 // boxed: command handling is large and must not size the idle task
-                Wake::Data(buf) => Box::pin(self.process(buf, env, s, h)).await,
+                Wake::Data(buf) => {
+                    let end = Box::pin(self.process(buf, env, s, h)).await;
+                    // a socket that always has data makes every read complete at once:
+                    // without this the task would never give the core back
+                    slice.check().await;
+                    end
+                }
                 Wake::Eof => Some(Disconnect::ABNORMAL),
                 Wake::Close(d) => Some(d),
             };
@@ -185,8 +195,6 @@ impl Conn {
             if outcome.is_some() {
                 break outcome;
             }
-            // a client flooding small commands must not hold its core
-            crate::exec::yield_if_needed().await;
         };
         if s.has_output() && !s.is_blocked() {
             match s.flush() {

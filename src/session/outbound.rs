@@ -61,6 +61,8 @@ pub struct Outbound {
     pong: Option<Bytes>,
     /// Bytes of the front frame already written.
     front_written: usize,
+    /// The front frame is a pong moved there from `pong` (replaceable while unstarted).
+    front_is_pong: bool,
     /// Bytes of all queued frames and the pending pong, written or not.
     queued: u64,
     /// When the queue last made progress or became non-empty (`exec::now_ms`).
@@ -81,6 +83,13 @@ impl Outbound {
         if self.is_empty() {
             self.progress_ms = crate::exec::now_ms();
         }
+        if self.front_is_pong && self.front_written == 0 {
+            // the previous pong waits unstarted at the front: answer the latest ping instead
+            let old = std::mem::replace(&mut self.frames[0], frame);
+            self.queued -= old.len() as u64;
+            self.queued += self.frames[0].len() as u64;
+            return;
+        }
         if let Some(old) = self.pong.replace(frame) {
             self.queued -= old.len() as u64;
         }
@@ -96,8 +105,12 @@ impl Outbound {
         self.queued - self.front_written as u64
     }
 
+    /// The unsent rest of the front frame, for an asynchronous write. From here on the
+    /// front frame counts as started (the writer may hold its bytes), so a newer pong no
+    /// longer replaces it.
     pub fn front(&mut self) -> Option<&[u8]> {
         self.take_pong_at_boundary();
+        self.front_is_pong = false;
         self.frames.front().map(|f| &f[self.front_written..])
     }
 
@@ -115,11 +128,12 @@ impl Outbound {
         let keep = (self.front_written > 0)
             .then(|| self.frames.pop_front())
             .flatten();
-        let written = self.front_written;
+        let (written, was_pong) = (self.front_written, self.front_is_pong);
         self.clear();
         if let Some(front) = keep {
             self.push(front);
             self.front_written = written;
+            self.front_is_pong = was_pong;
         }
     }
 
@@ -129,6 +143,7 @@ impl Outbound {
             if let Some(p) = self.pong.take() {
                 // its bytes stay counted in `queued`: it only moves into the frame queue
                 self.frames.push_front(p);
+                self.front_is_pong = true;
             }
         }
     }
@@ -147,6 +162,7 @@ impl Outbound {
             n -= front_left;
             self.queued -= self.frames[0].len() as u64;
             self.front_written = 0;
+            self.front_is_pong = false;
             self.frames.pop_front();
         }
         if self.frames.is_empty() {
@@ -243,6 +259,29 @@ mod tests {
         );
         o.advance(8);
         assert_eq!(o.queued(), 0);
+    }
+
+    #[test]
+    fn an_unstarted_front_pong_is_replaced_between_synchronous_flushes() {
+        let mut fds = [0; 2];
+        assert_eq!(
+            unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM, 0, fds.as_mut_ptr()) },
+            0
+        );
+        let (a, _b) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        let fd = std::os::fd::AsFd::as_fd(&a);
+        let mut o = Outbound::default();
+        o.push(Bytes::from(vec![b'x'; 1 << 20])); // fills the socket: flushes block
+        assert_eq!(o.flush(fd), FlushOutcome::Blocked);
+        let started = o.queued();
+        for i in 0..100u32 {
+            o.push_pong(Bytes::from(format!("p{i:03}")));
+            let _ = o.flush(fd);
+        }
+        assert!(
+            o.queued() <= started + 2 * 4,
+            "at most two pongs wait, not a hundred"
+        );
     }
 
     #[test]

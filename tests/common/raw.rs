@@ -16,7 +16,19 @@ pub struct RawWs {
 
 impl RawWs {
     pub fn open(server: &Server, path: &str) -> RawWs {
-        let mut stream = TcpStream::connect(server.addr).unwrap();
+        Self::handshake(TcpStream::connect(server.addr).unwrap(), server, path)
+    }
+
+    /// Like `open`, with a small fixed receive buffer (no autotuning): a client that
+    /// stops reading then really stops the server's writes.
+    pub fn open_small_rcvbuf(server: &Server, path: &str, rcvbuf: usize) -> RawWs {
+        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        s.set_recv_buffer_size(rcvbuf).unwrap();
+        s.connect(&server.addr.into()).unwrap();
+        Self::handshake(s.into(), server, path)
+    }
+
+    fn handshake(mut stream: TcpStream, server: &Server, path: &str) -> RawWs {
         stream
             .set_read_timeout(Some(Duration::from_secs(10)))
             .unwrap();

@@ -1,0 +1,98 @@
+//! Subscribe is atomic: under concurrent publishing a client reads its subscribe
+//! reply before any publication of the channel, then every later publication
+//! exactly once and in order (no duplicate of what the reply covered, no gap);
+//! a subscribe that fails after joining leaves nothing behind (a retry does not
+//! get 105).
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use common::{Client, Overrides, Server};
+use serde_json::json;
+
+#[test]
+fn no_publication_before_the_reply_none_twice_none_missed() {
+    let server = Server::start_with(&Overrides::with_history(1000));
+    let (addr, url) = (server.addr, server.ws_url());
+    let stop = Arc::new(AtomicBool::new(false));
+    let publisher = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let body = json!({"channel": "live", "data": {"n": n}}).to_string();
+                let key = [("X-API-Key", common::API_KEY)];
+                let (status, _) = common::http(addr, "POST", "/api/publish", &key, &body);
+                assert_eq!(status, 200);
+                n += 1;
+            }
+            n
+        })
+    };
+    let workers: Vec<_> = (0..6)
+        .map(|w| {
+            let url = url.clone();
+            std::thread::spawn(move || {
+                let mut early = 0;
+                for i in 0..50 {
+                    let mut c = Client::open_url(addr, &url);
+                    let token = common::token_with(&format!("w{w}-{i}"), 3600, json!({}));
+                    let r = c.call("connect", json!({ "token": token }));
+                    assert!(r.get("connect").is_some(), "{r}");
+                    let r = c.subscribe("live");
+                    // pushes that arrived before the reply were stashed by `call`
+                    early += c
+                        .pending
+                        .iter()
+                        .filter(|v| v["push"]["channel"] == "live")
+                        .count();
+                    let mut expect = r["subscribe"]["offset"].as_u64().unwrap() + 1;
+                    for _ in 0..3 {
+                        let (_, p) = c.next_pub();
+                        assert_eq!(p["offset"].as_u64(), Some(expect), "in order, once, no gap");
+                        expect += 1;
+                    }
+                }
+                early
+            })
+        })
+        .collect();
+    let early: usize = workers.into_iter().map(|w| w.join().unwrap()).sum();
+    stop.store(true, Ordering::Relaxed);
+    assert!(publisher.join().unwrap() > 0);
+    assert_eq!(
+        early, 0,
+        "publications arrived before their subscribe reply"
+    );
+}
+
+#[test]
+fn a_subscribe_that_fails_after_joining_is_rolled_back() {
+    // one stream allowed: the second history channel's position read fails with 106
+    let server = Server::start_with(&Overrides {
+        env: vec![
+            common::history_env(10),
+            ("WIRESOCKET_ENGINE__MAX_CHANNELS".into(), "1".into()),
+        ],
+        ..Default::default()
+    });
+    let (mut c, _) = Client::connect(&server, "u");
+    c.subscribe("first");
+    for _ in 0..2 {
+        let r = c.call("subscribe", json!({"channel": "second"}));
+        assert_eq!(r["error"]["code"], 106, "{r}");
+    }
+    assert_eq!(
+        server.metric_sum("wiresocket_subscriptions", &[]),
+        1.0,
+        "the failed joins left no subscriber behind"
+    );
+    let r = c.call("unsubscribe", json!({"channel": "second"}));
+    assert!(r.get("unsubscribe").is_some());
+    // the first subscription still works
+    let (status, _) = server.api("publish", json!({"channel": "first", "data": 1}));
+    assert_eq!(status, 200);
+    assert_eq!(c.next_pub().0, "first");
+}
