@@ -112,7 +112,7 @@ fn closed_sessions_never_write_into_reused_descriptors() {
         feeds.push(tx);
     }
     let mut subs: Vec<TcpStream> = Vec::new();
-    let mut add = |server: &Server, subs: &mut Vec<TcpStream>, n: usize| {
+    let add = |server: &Server, subs: &mut Vec<TcpStream>, n: usize| {
         let s = subscriber(server, n);
         feeds[n % READERS].send(s.try_clone().unwrap()).unwrap();
         subs.push(s);
