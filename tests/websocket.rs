@@ -139,3 +139,28 @@ fn protocol_endpoint_answers_pings_and_rejects_binary() {
         .unwrap();
     assert_eq!(c.wait_close().0, 3506);
 }
+
+#[test]
+fn invalid_utf8_in_a_first_fragment_closes_1007_at_once() {
+    let server = echo_server("");
+    let mut ws = RawWs::open(&server, "/echo");
+    // valid start, then a byte that can never appear in UTF-8; the final fragment is never sent
+    ws.frame(0x1, false, b"hello \xff");
+    assert_eq!(ws.wait_close_code(), 1007);
+    // a code point split across fragments is fine
+    let mut ws = RawWs::open(&server, "/echo");
+    let text = "añ𝄞".as_bytes();
+    ws.frame(0x1, false, &text[..2]);
+    ws.frame(0x0, false, &text[2..5]);
+    ws.frame(0x0, true, &text[5..]);
+    assert_eq!(ws.read_frame(), Some((0x1, text.to_vec())));
+}
+
+#[test]
+fn subscription_token_is_refused_as_connection_token() {
+    let server = Server::start();
+    let mut c = Client::open(&server);
+    let token = common::token_with("u", 3600, serde_json::json!({"channel": "$room"}));
+    c.send_text(&serde_json::json!({"id": 1, "connect": {"token": token}}).to_string());
+    assert_eq!(c.wait_close().0, 3500);
+}
