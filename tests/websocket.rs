@@ -164,3 +164,26 @@ fn subscription_token_is_refused_as_connection_token() {
     c.send_text(&serde_json::json!({"id": 1, "connect": {"token": token}}).to_string());
     assert_eq!(c.wait_close().0, 3500);
 }
+
+#[test]
+fn echo_is_not_cut_by_the_connect_deadline() {
+    // the connect deadline is header_timeout_ms; echo sessions never send `connect`
+    let server = Server::start_with(&Overrides {
+        server: "conformance_echo = true\nheader_timeout_ms = 300".into(),
+        ..Default::default()
+    });
+    let mut ws = RawWs::open(&server, "/echo");
+    let started = std::time::Instant::now();
+    let mut n = 0u32;
+    while started.elapsed() < std::time::Duration::from_millis(1500) {
+        let msg = format!("busy {n}");
+        ws.frame(0x1, true, msg.as_bytes());
+        assert_eq!(ws.read_frame(), Some((0x1, msg.into_bytes())), "after {n}");
+        n += 1;
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(
+        server.metric_sum("wiresocket_disconnects_total", &["code=\"3502\""]),
+        0.0
+    );
+}

@@ -96,7 +96,7 @@ impl Core {
         self.sessions.borrow_mut().try_remove(s.key as usize);
         CoreMetrics::gauge(&self.metrics.connections, -1);
         self.metrics.closed(code);
-        self.node.connection_closed();
+        crate::net::admit::session_closed(self, s);
     }
 
     /// Adds a local subscriber and waits until publications to `channel` will reach this core.

@@ -54,7 +54,11 @@ pub fn serve(cfg: Config, origin: ConfigOrigin) -> anyhow::Result<()> {
         .as_socket()
         .context("listener address")?;
     let cfg = Arc::new(cfg);
-    let node = Arc::new(NodeState::new(cfg.server.max_connections, cpus.len()));
+    let node = Arc::new(NodeState::new(
+        cfg.server.max_connections,
+        cfg.server.max_pending_connections_per_core,
+        cpus.len(),
+    ));
     let registry = Registry::new(cpus.len());
     let mesh =
         (cpus.len() > 1).then(|| crate::mesh::builder(cpus.len(), cfg.mesh.channel_capacity));

@@ -57,6 +57,9 @@ pub fn run(
     handler: Handler,
 ) -> impl Future<Output = ()> {
     let session = core.open_session(std::os::fd::AsRawFd::as_raw_fd(&stream));
+    if handler == Handler::Echo {
+        crate::net::admit::echo_session(&session);
+    }
     let partial = (!early.is_empty()).then(|| {
         let mut buf = core.pool.take();
         ensure_room(&mut buf, early.len());

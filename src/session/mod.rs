@@ -68,6 +68,9 @@ pub struct Session {
     pub key: u32,
     fd: RawFd,
     pub phase: Cell<Phase>,
+    /// Counts toward `max_connections` (past `connect`); else it holds a pending slot
+    /// (`net::admit`).
+    pub admitted: Cell<bool>,
     /// Index into [`Disconnect::ALL`] of the requested close; `NO_CLOSE` when none.
     close: Cell<u8>,
     dirty: Cell<bool>,
@@ -96,6 +99,7 @@ impl Session {
             key,
             fd,
             phase: Cell::new(Phase::Open),
+            admitted: Cell::new(false),
             close: Cell::new(NO_CLOSE),
             dirty: Cell::new(false),
             blocked: Cell::new(false),
