@@ -7,6 +7,7 @@
 
 pub mod admit;
 pub mod conn;
+pub mod handover;
 pub mod http;
 pub mod listener;
 pub mod request;
