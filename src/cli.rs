@@ -48,7 +48,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the server.
-    Serve(ConfigArgs),
+    Serve(ServeArgs),
     /// Load and validate a configuration and print a summary; exit status 1 on error.
     CheckConfig(ConfigArgs),
     /// Print a connection token (JWT) for a user on stdout.
@@ -62,6 +62,18 @@ struct ConfigArgs {
     /// Config file (TOML). Without one: built-in defaults plus WIRESOCKET_* environment overrides.
     #[arg(long, short, value_name = "PATH", env = CONFIG_PATH_ENV)]
     config: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// Start even though another process listens on the address, sharing the port with it
+    /// until it drains: for zero-downtime restarts (start the new process with this flag,
+    /// then send SIGTERM to the old one, which hands the port over). Without it, a busy
+    /// address is an error.
+    #[arg(long)]
+    takeover: bool,
 }
 
 #[derive(Debug, Args)]
@@ -102,10 +114,10 @@ pub fn run() -> anyhow::Result<ExitCode> {
     }
 }
 
-fn serve(args: ConfigArgs) -> anyhow::Result<ExitCode> {
-    let (config, origin) = load_for_run(args.config)?;
+fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let (config, origin) = load_for_run(args.config.config)?;
     init_tracing(&config.log)?;
-    crate::runtime::serve(config, origin)?;
+    crate::runtime::serve(config, origin, args.takeover)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -373,7 +385,16 @@ mod tests {
             Cli::try_parse_from(["wiresocket", "serve"])
                 .unwrap()
                 .command,
-            Command::Serve(_)
+            Command::Serve(ServeArgs {
+                takeover: false,
+                ..
+            })
+        ));
+        assert!(matches!(
+            Cli::try_parse_from(["wiresocket", "serve", "--takeover"])
+                .unwrap()
+                .command,
+            Command::Serve(ServeArgs { takeover: true, .. })
         ));
     }
 

@@ -131,12 +131,25 @@ config_section! {
         /// Listen backlog per core (capped by net.core.somaxconn). Default: `4096`.
         /// Raise it when many clients reconnect at once after a deploy.
         pub backlog: u32 = 4096,
-        /// Maximum open client connections on this node; beyond it new ones are refused with
-        /// HTTP 503. Default: `100_000`. Size it to memory and the nofile limit.
+        /// Maximum connected clients (past the protocol `connect`) on this node; beyond it
+        /// upgrades are refused with HTTP 503 and `/health` answers 503 "shedding".
+        /// Default: `100_000`. Size it to memory and the nofile limit.
         pub max_connections: usize = 100_000,
-        /// Time to receive a complete HTTP request head (slowloris guard); also the keep-alive
-        /// idle timeout of plain HTTP connections. Default: `10_000` ms. Lower it under attack.
+        /// Connections per core that are accepted but not yet connected (reading an HTTP
+        /// request, or upgraded without a `connect` yet); beyond it new accepts get HTTP 503
+        /// with Retry-After and are closed. They do not count toward `max_connections`.
+        /// Default: `10_000`. Lower it to bound the memory idle sockets can hold during a
+        /// flood; raise it only if legitimate reconnect storms exceed it per core.
+        pub max_pending_connections_per_core: usize = 10_000,
+        /// One deadline for a whole HTTP request head, from the first byte awaited to the
+        /// blank line (slowloris guard: a partial head then gets 408); it also bounds the
+        /// keep-alive idle time between requests and the time an upgraded WebSocket has to
+        /// send `connect` (else 3502). Default: `10_000` ms. Lower it under attack.
         pub header_timeout_ms: u64 = 10_000,
+        /// One deadline for a whole HTTP request body (server API), after its head; a body
+        /// still incomplete then gets 408 and the connection is closed. Default: `10_000` ms.
+        /// Raise it for very large `batch` calls over slow links.
+        pub body_timeout_ms: u64 = 10_000,
         /// Largest accepted HTTP request head; beyond it the reply is HTTP 431.
         /// Default: `8192` bytes. Raise it only if proxies add very large headers or cookies.
         pub max_header_bytes: usize = 8192,

@@ -26,7 +26,8 @@ fn health_and_metrics() {
 
 #[test]
 fn api_key_is_required_and_checked() {
-    let server = Server::start();
+    // history on: the stream's offset shows how many publications were accepted
+    let server = Server::start_with(&common::Overrides::with_history(10));
     let body = r#"{"channel":"c","data":1}"#;
     assert_eq!(http(server.addr, "POST", "/api/publish", &[], body).0, 401);
     assert_eq!(

@@ -48,11 +48,10 @@ fn no_publication_before_the_reply_none_twice_none_missed() {
                         .iter()
                         .filter(|v| v["push"]["channel"] == "live")
                         .count();
-                    let mut expect = r["subscribe"]["offset"].as_u64().unwrap() + 1;
-                    for _ in 0..3 {
+                    let first = r["subscribe"]["offset"].as_u64().unwrap() + 1;
+                    for expect in first..first + 3 {
                         let (_, p) = c.next_pub();
                         assert_eq!(p["offset"].as_u64(), Some(expect), "in order, once, no gap");
-                        expect += 1;
                     }
                 }
                 early

@@ -139,3 +139,51 @@ fn protocol_endpoint_answers_pings_and_rejects_binary() {
         .unwrap();
     assert_eq!(c.wait_close().0, 3506);
 }
+
+#[test]
+fn invalid_utf8_in_a_first_fragment_closes_1007_at_once() {
+    let server = echo_server("");
+    let mut ws = RawWs::open(&server, "/echo");
+    // valid start, then a byte that can never appear in UTF-8; the final fragment is never sent
+    ws.frame(0x1, false, b"hello \xff");
+    assert_eq!(ws.wait_close_code(), 1007);
+    // a code point split across fragments is fine
+    let mut ws = RawWs::open(&server, "/echo");
+    let text = "añ𝄞".as_bytes();
+    ws.frame(0x1, false, &text[..2]);
+    ws.frame(0x0, false, &text[2..5]);
+    ws.frame(0x0, true, &text[5..]);
+    assert_eq!(ws.read_frame(), Some((0x1, text.to_vec())));
+}
+
+#[test]
+fn subscription_token_is_refused_as_connection_token() {
+    let server = Server::start();
+    let mut c = Client::open(&server);
+    let token = common::token_with("u", 3600, serde_json::json!({"channel": "$room"}));
+    c.send_text(&serde_json::json!({"id": 1, "connect": {"token": token}}).to_string());
+    assert_eq!(c.wait_close().0, 3500);
+}
+
+#[test]
+fn echo_is_not_cut_by_the_connect_deadline() {
+    // the connect deadline is header_timeout_ms; echo sessions never send `connect`
+    let server = Server::start_with(&Overrides {
+        server: "conformance_echo = true\nheader_timeout_ms = 300".into(),
+        ..Default::default()
+    });
+    let mut ws = RawWs::open(&server, "/echo");
+    let started = std::time::Instant::now();
+    let mut n = 0u32;
+    while started.elapsed() < std::time::Duration::from_millis(1500) {
+        let msg = format!("busy {n}");
+        ws.frame(0x1, true, msg.as_bytes());
+        assert_eq!(ws.read_frame(), Some((0x1, msg.into_bytes())), "after {n}");
+        n += 1;
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(
+        server.metric_sum("wiresocket_disconnects_total", &["code=\"3502\""]),
+        0.0
+    );
+}

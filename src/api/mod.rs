@@ -3,6 +3,17 @@
 //! `Authorization: apikey <key>`; a wrong or missing key is 401 and changes
 //! nothing; an empty configured key disables the API).
 //!
+//! Routing and authorisation come before any body is read: `net::conn` calls
+//! [`route`] with the head only, and reads a body only when the answer is
+//! [`Routed::Body`] (an authorised call of a known API method), then runs it
+//! with [`call`]. Every other answer is given without reading a body.
+//!
+//! `HEAD /health` answers like `GET` without the body. While the node drains,
+//! API calls get 503 `{"error":{"code":100,"message":"internal server error",
+//! "temporary":true}}` and Retry-After: the publication would die with the
+//! process, so it is not acknowledged. 100 is the table's temporary error that
+//! does not ask the backend to slow down (111 would).
+//!
 //! Answers follow PROTOCOL.md: `{"result":{...}}` or
 //! `{"error":{"code","message"}}`.
 
@@ -10,42 +21,71 @@ mod publish;
 
 use std::rc::Rc;
 
+use crate::metrics::CoreMetrics;
 use crate::net::http::Response;
 use crate::protocol::ErrorCode;
 use crate::runtime::core::Core;
 
-pub async fn route(
-    core: &Rc<Core>,
-    method: &str,
-    path: &str,
-    api_key: Option<&str>,
-    body: Vec<u8>,
-) -> Response {
+/// An authorised API method that needs the request body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApiCall {
+    Publish,
+}
+
+/// What a request head is answered with.
+#[derive(Debug)]
+pub enum Routed {
+    /// The answer; no body is read.
+    Done(Response),
+    /// Read the body (within the limits) and pass it to [`call`].
+    Body(ApiCall),
+}
+
+/// Routes and authorises a request from its head alone.
+pub fn route(core: &Rc<Core>, method: &str, path: &str, api_key: Option<&str>) -> Routed {
     let path = path.split('?').next().unwrap_or(path);
+    let done = Routed::Done;
     match (method, path) {
-        ("GET" | "HEAD", "/health") => health(core),
-        ("GET", "/metrics") => Response::text(200, core.registry.render())
-            .with_header("Cache-Control", "no-store".into()),
+        ("GET" | "HEAD", "/health") => done(health(core)),
+        ("GET" | "HEAD", "/metrics") => done(
+            Response::text(200, core.registry.render())
+                .with_header("Cache-Control", "no-store".into()),
+        ),
         (_, "/health" | "/metrics") => {
-            Response::status_only(405).with_header("Allow", "GET".into())
+            done(Response::status_only(405).with_header("Allow", "GET, HEAD".into()))
         }
         ("POST", p) if p.starts_with("/api/") => {
-            crate::metrics::CoreMetrics::inc(&core.metrics.api_requests);
+            CoreMetrics::inc(&core.metrics.api_requests);
             if !authorized(core, api_key) {
-                return Response::error(401, ErrorCode::UNAUTHORIZED);
+                return done(Response::error(401, ErrorCode::UNAUTHORIZED));
             }
-            match &p["/api/".len()..] {
-                "publish" => publish::publish(core, body).await,
-                _ => Response::error(404, ErrorCode::METHOD_NOT_FOUND),
+            let call = match &p["/api/".len()..] {
+                "publish" => ApiCall::Publish,
+                _ => return done(Response::error(404, ErrorCode::METHOD_NOT_FOUND)),
+            };
+            if core.node.draining() {
+                CoreMetrics::inc(&core.metrics.api_refused_draining);
+                return done(crate::net::conn::with_retry_after(
+                    core,
+                    Response::error(503, ErrorCode::INTERNAL),
+                ));
             }
+            Routed::Body(call)
         }
         (_, p) if p.starts_with("/api/") => {
-            Response::status_only(405).with_header("Allow", "POST".into())
+            done(Response::status_only(405).with_header("Allow", "POST".into()))
         }
         (_, "/connection/websocket") => {
-            Response::status_only(426).with_header("Upgrade", "websocket".into())
+            done(Response::status_only(426).with_header("Upgrade", "websocket".into()))
         }
-        _ => Response::status_only(404),
+        _ => done(Response::status_only(404)),
+    }
+}
+
+/// Runs an authorised API call with its body.
+pub async fn call(core: &Rc<Core>, call: ApiCall, body: Vec<u8>) -> Response {
+    match call {
+        ApiCall::Publish => publish::publish(core, body).await,
     }
 }
 

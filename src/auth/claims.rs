@@ -87,11 +87,26 @@ pub(super) struct RawConnect {
     db_code: Option<String>,
     #[serde(default, rename = "regionCode")]
     region_code: Option<String>,
+    /// `channel`: only subscription tokens carry it; read so a connection token that has one
+    /// can be refused (as Centrifugo does), never used.
+    #[serde(default)]
+    channel: Option<Value>,
 }
 
 impl RawConnect {
-    pub(super) fn into_claims(self) -> ConnectClaims {
-        ConnectClaims {
+    /// Refuses a subscription token presented as a connection token: one whose `channel`
+    /// claim is a non-empty string (or any other non-null value).
+    pub(super) fn into_claims(self) -> Result<ConnectClaims, AuthError> {
+        match &self.channel {
+            None | Some(Value::Null) => {}
+            Some(Value::String(c)) if c.is_empty() => {}
+            Some(_) => {
+                return Err(AuthError::Invalid(
+                    "subscription token (channel claim) used as a connection token".into(),
+                ))
+            }
+        }
+        Ok(ConnectClaims {
             user: self.sub.unwrap_or_default(),
             exp: self.exp,
             expire_at: self.expire_at,
@@ -99,7 +114,7 @@ impl RawConnect {
             channels: self.channels.unwrap_or_default(),
             db_code: self.db_code,
             region_code: self.region_code,
-        }
+        })
     }
 }
 

@@ -90,7 +90,8 @@ impl Verifier {
     }
 
     /// Verifies a connection token. An empty token yields the anonymous user when
-    /// `allow_anonymous` is set, and `Invalid("token required")` otherwise.
+    /// `allow_anonymous` is set, and `Invalid("token required")` otherwise. A subscription
+    /// token (one with a `channel` claim) is `Invalid`: the session answers 3500.
     pub fn verify_connect(&self, token: &str) -> Result<ConnectClaims, AuthError> {
         if token.is_empty() {
             return match self.allow_anonymous {
@@ -98,7 +99,7 @@ impl Verifier {
                 false => Err(AuthError::Invalid("token required".into())),
             };
         }
-        let claims = self.decode::<claims::RawConnect>(token)?.into_claims();
+        let claims = self.decode::<claims::RawConnect>(token)?.into_claims()?;
         self.check_expire_at(claims.expire_at)?;
         Ok(claims)
     }

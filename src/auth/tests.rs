@@ -228,6 +228,19 @@ fn subscription_token_needs_a_channel() {
 }
 
 #[test]
+fn subscription_token_is_not_a_connection_token() {
+    let v = verifier(&cfg());
+    let sub = mint(SECRET, &json!({"sub": "u", "channel": "$room"})).unwrap();
+    assert!(v.verify_subscription(&sub).is_ok());
+    assert_eq!(
+        invalid(v.verify_connect(&sub)),
+        "subscription token (channel claim) used as a connection token"
+    );
+    let empty = mint(SECRET, &json!({"sub": "u", "channel": ""})).unwrap();
+    assert_eq!(v.verify_connect(&empty).unwrap().user, "u");
+}
+
+#[test]
 fn anonymous_and_unconfigured() {
     let token = mint(SECRET, &json!({"sub": "u"})).unwrap();
     let anonymous_only = AuthConfig {

@@ -42,7 +42,12 @@ impl ServerConfig {
         self.cores.check_shape()?;
         positive("server.backlog", self.backlog.into())?;
         positive("server.max_connections", self.max_connections as u64)?;
+        positive(
+            "server.max_pending_connections_per_core",
+            self.max_pending_connections_per_core as u64,
+        )?;
         positive("server.header_timeout_ms", self.header_timeout_ms)?;
+        positive("server.body_timeout_ms", self.body_timeout_ms)?;
         positive("server.max_header_bytes", self.max_header_bytes as u64)?;
         positive("server.max_body_bytes", self.max_body_bytes as u64)?;
         positive("server.retry_after_max_s", self.retry_after_max_s.into())?;

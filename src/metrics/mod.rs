@@ -49,6 +49,18 @@ pub struct CoreMetrics {
     pub commands_rate_limited: AtomicU64,
     /// Channel streams held by this core's engine shard.
     pub engine_streams: AtomicI64,
+    /// Connections accepted but not yet past `connect` (net::admit).
+    pub pending: AtomicI64,
+    /// Accepts refused because the core held `max_pending_connections_per_core`.
+    pub pending_refused: AtomicU64,
+    /// HTTP heads or bodies that missed their deadline.
+    pub http_timeouts: AtomicU64,
+    /// HTTP requests refused for framing or size (400, 411, 413, 431, 501).
+    pub http_rejected: AtomicU64,
+    /// Requests answered without reading the body they announced (then closed).
+    pub http_unread_bodies: AtomicU64,
+    /// API calls refused with 503 because the node is draining.
+    pub api_refused_draining: AtomicU64,
     /// Publish accepted -> frame queued for a subscriber, in microseconds.
     pub deliver_latency: Histogram,
 }
@@ -83,6 +95,12 @@ impl CoreMetrics {
             session_panics: AtomicU64::new(0),
             commands_rate_limited: AtomicU64::new(0),
             engine_streams: AtomicI64::new(0),
+            pending: AtomicI64::new(0),
+            pending_refused: AtomicU64::new(0),
+            http_timeouts: AtomicU64::new(0),
+            http_rejected: AtomicU64::new(0),
+            http_unread_bodies: AtomicU64::new(0),
+            api_refused_draining: AtomicU64::new(0),
             deliver_latency: Histogram::new(),
         }
     }

@@ -161,6 +161,42 @@ const SIMPLE: &[(&str, &str, &str, Getter)] = &[
         "Cross-core messages waiting for room in a full ring.",
         |m| m.mesh_pending.load(Relaxed) as i128,
     ),
+    (
+        "wiresocket_pending_connections",
+        "gauge",
+        "Connections accepted but not yet past the protocol connect (HTTP, upgraded idle).",
+        |m| m.pending.load(Relaxed) as i128,
+    ),
+    (
+        "wiresocket_pending_refused_total",
+        "counter",
+        "Accepts answered 503 because the core held max_pending_connections_per_core.",
+        |m| m.pending_refused.load(Relaxed) as i128,
+    ),
+    (
+        "wiresocket_http_timeouts_total",
+        "counter",
+        "HTTP request heads or bodies that missed their deadline (408 or silent close).",
+        |m| m.http_timeouts.load(Relaxed) as i128,
+    ),
+    (
+        "wiresocket_http_rejected_total",
+        "counter",
+        "HTTP requests refused for framing or size (400, 411, 413, 431, 501).",
+        |m| m.http_rejected.load(Relaxed) as i128,
+    ),
+    (
+        "wiresocket_http_unread_bodies_total",
+        "counter",
+        "Requests answered without reading their announced body, then closed.",
+        |m| m.http_unread_bodies.load(Relaxed) as i128,
+    ),
+    (
+        "wiresocket_api_refused_draining_total",
+        "counter",
+        "Server API calls answered 503 (temporary) because the node is draining.",
+        |m| m.api_refused_draining.load(Relaxed) as i128,
+    ),
 ];
 
 pub fn render(cores: &[Arc<CoreMetrics>]) -> String {

@@ -3,158 +3,176 @@
 //! `conformance_echo` is on) become sessions; other requests go to `api`.
 //! Plain HTTP connections are kept alive between requests (HTTP/1.1 default).
 //!
-//! Admission happens here: while the node drains or holds
-//! `max_connections` sessions, upgrades are answered 503 with a jittered
-//! `Retry-After`, so reconnecting clients spread out instead of stampeding.
+//! Called by the accept loop (`runtime::drain::accept`) in a task of its own.
+//! Invariants:
+//! - The connection holds a pending slot ([`admit::Pending`]) from accept until
+//!   it closes or its session takes the slot over; beyond the per-core cap the
+//!   accept is answered 503 without reading anything.
+//! - Every head has one deadline (`header_timeout_ms`, counted from when the
+//!   server starts waiting, so it bounds keep-alive idle time too) and every
+//!   body its own (`body_timeout_ms`).
+//! - A body is read only for an authorised API call (`api::route` decides
+//!   from the head). A request that announces a body and is answered without
+//!   reading it gets `Connection: close`, and the connection is closed
+//!   ([`http::linger`]): the unread bytes make it unusable for another request.
+//!
+//! Admission: while the node drains or holds `max_connections` connected
+//! sessions, upgrades are answered 503 with a jittered `Retry-After`, so
+//! reconnecting clients spread out instead of stampeding.
 
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use glommio::net::TcpStream;
 
-use super::http::{self, ReadError, Response, MAX_HEADERS};
+use super::admit::{self, Pending};
+use super::http::{self, ReadError, Response};
+use super::request::{self, Parsed, Request};
+use crate::api::Routed;
 use crate::metrics::CoreMetrics;
 use crate::runtime::core::Core;
 use crate::session::driver::{self, Handler};
 use crate::ws::handshake;
 
-/// What the request head asked for, extracted so the head buffer can be reused.
-struct Request {
-    method: String,
-    path: String,
-    keep_alive: bool,
-    content_length: Option<usize>,
-    api_key: Option<String>,
-    head_len: usize,
-}
-
-/// What a complete request head asks for. Decided synchronously, so the parser's
-/// header array never lives across an await (it would sit in every connection's task).
-enum Route {
-    Upgrade(Result<Vec<u8>, handshake::HandshakeError>, Handler),
-    Http(Request),
-    Refuse(u16),
-    Fail(ReadError),
-}
-
-fn route(core: &Core, head: &[u8]) -> Route {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut parsed = httparse::Request::new(&mut headers);
-    match parsed.parse(head) {
-        Ok(httparse::Status::Complete(_)) => {}
-        Err(httparse::Error::TooManyHeaders) => return Route::Fail(ReadError::TooLarge),
-        _ => return Route::Fail(ReadError::Malformed),
-    }
-    if !handshake::is_upgrade(&parsed) {
-        return Route::Http(extract(&parsed, head.len()));
-    }
-    match parsed.path {
-        Some("/connection/websocket") => {
-            Route::Upgrade(handshake::accept(&parsed), Handler::Centrifugo)
-        }
-        Some("/echo") if core.cfg.server.conformance_echo => {
-            Route::Upgrade(handshake::accept(&parsed), Handler::Echo)
-        }
-        _ => Route::Refuse(404),
-    }
-}
-
 pub async fn serve(core: Rc<Core>, mut stream: TcpStream) {
-    let header_timeout = Duration::from_millis(core.cfg.server.header_timeout_ms);
-    let _ = stream.set_read_timeout(Some(header_timeout));
     let _ = stream.set_nodelay(true); // explicit: not every kernel copies it from the listener
+    let Some(pending) = Pending::enter(&core) else {
+        let _ = http::write(&mut stream, &shed_response(&core), false).await;
+        return;
+    };
+    let header_timeout = Duration::from_millis(core.cfg.server.header_timeout_ms);
     let mut buf = Vec::new();
     loop {
-        let head_len =
-            match http::read_head(&mut stream, &mut buf, core.cfg.server.max_header_bytes).await {
-                Ok(n) => n,
-                Err(e) => return fail(&core, &mut stream, e).await,
-            };
-        let req = match route(&core, &buf[..head_len]) {
-            Route::Http(req) => req,
-            Route::Upgrade(accepted, handler) => {
+        let deadline = Instant::now() + header_timeout;
+        let max = core.cfg.server.max_header_bytes;
+        let head_len = match http::read_head(&mut stream, &mut buf, max, deadline).await {
+            Ok(n) => n,
+            Err(e) => return fail(&core, &mut stream, e).await,
+        };
+        let req = match request::parse(&buf[..head_len], core.cfg.server.conformance_echo) {
+            Parsed::Http(req) => req,
+            Parsed::Upgrade(accepted, handler) => {
                 let early = buf[head_len..].to_vec();
-                return upgrade(core, stream, accepted, early, handler).await;
+                return upgrade(core, stream, pending, accepted, early, handler).await;
             }
-            Route::Refuse(status) => {
+            Parsed::Refuse(status) => {
+                if status != 404 {
+                    CoreMetrics::inc(&core.metrics.http_rejected);
+                }
+                CoreMetrics::inc(&core.metrics.http_requests);
                 let _ = http::write(&mut stream, &Response::status_only(status), false).await;
-                return;
+                return http::linger(&mut stream).await;
             }
-            Route::Fail(e) => return fail(&core, &mut stream, e).await,
+            Parsed::Fail(e) => return fail(&core, &mut stream, e).await,
         };
         CoreMetrics::inc(&core.metrics.http_requests);
-        let body = match req.content_length {
-            Some(n) if n > core.cfg.server.max_body_bytes => {
-                let _ = http::write(&mut stream, &Response::status_only(413), false).await;
-                return;
-            }
-            Some(n) => match http::read_body(&mut stream, &buf[head_len..], n).await {
-                Ok(b) => b,
-                Err(_) => return,
-            },
-            None if req.method == "POST" => {
-                let _ = http::write(&mut stream, &Response::status_only(411), false).await;
-                return;
-            }
-            None => Vec::new(),
-        };
-        // boxed: API handling is large and most connections never get here
-        let resp = Box::pin(crate::api::route(
-            &core,
-            &req.method,
-            &req.path,
-            req.api_key.as_deref(),
-            body,
-        ))
-        .await;
-        let keep = req.keep_alive && !core.draining.get();
-        if http::write(&mut stream, &resp, keep).await.is_err() || !keep {
-            return;
+        buf.drain(..head_len);
+        match answer(&core, &mut stream, &req, &mut buf).await {
+            Next::KeepAlive => {}
+            Next::Close => return,
+            Next::Linger => return http::linger(&mut stream).await,
         }
-        let consumed = (req.head_len + req.content_length.unwrap_or(0)).min(buf.len());
-        buf.drain(..consumed);
     }
 }
 
-fn extract(p: &httparse::Request<'_, '_>, head_len: usize) -> Request {
-    let header = |name: &str| {
-        p.headers
-            .iter()
-            .find(|h| h.name.eq_ignore_ascii_case(name))
-            .map(|h| String::from_utf8_lossy(h.value).trim().to_string())
+/// What happens to the connection after an answer.
+enum Next {
+    KeepAlive,
+    Close,
+    /// Close after discarding the unread body for a moment (see [`http::linger`]).
+    Linger,
+}
+
+/// Answers one plain request whose head is consumed; `buf` holds bytes read past it.
+async fn answer(core: &Rc<Core>, stream: &mut TcpStream, req: &Request, buf: &mut Vec<u8>) -> Next {
+    let routed = crate::api::route(core, &req.method, &req.path, req.api_key.as_deref());
+    let (resp, body_read) = match routed {
+        Routed::Done(resp) => (resp, !req.has_body()),
+        Routed::Body(call) => match read_body(core, stream, req, buf).await {
+            // boxed: API handling is large and most connections never get here
+            Ok(body) => (Box::pin(crate::api::call(core, call, body)).await, true),
+            Err(Some(refusal)) => (refusal, false),
+            Err(None) => return Next::Close,
+        },
     };
-    let connection = header("connection")
-        .unwrap_or_default()
-        .to_ascii_lowercase();
-    let keep_alive = if p.version == Some(0) {
-        connection.contains("keep-alive")
-    } else {
-        !connection.contains("close")
-    };
-    let api_key = header("x-api-key").or_else(|| {
-        header("authorization")
-            .and_then(|v| v.strip_prefix("apikey ").map(|k| k.trim().to_string()))
-    });
-    Request {
-        method: p.method.unwrap_or("").to_string(),
-        path: p.path.unwrap_or("/").to_string(),
-        keep_alive,
-        content_length: header("content-length").and_then(|v| v.parse().ok()),
-        api_key,
-        head_len,
+    if !body_read {
+        CoreMetrics::inc(&core.metrics.http_unread_bodies);
     }
+    let keep = body_read && req.keep_alive && !core.draining.get() && !core.node.draining();
+    if http::write_for(stream, &resp, keep, req.is_head())
+        .await
+        .is_err()
+    {
+        return Next::Close;
+    }
+    match (keep, body_read) {
+        (true, _) => Next::KeepAlive,
+        (false, true) => Next::Close,
+        (false, false) => Next::Linger,
+    }
+}
+
+/// Reads the body of an authorised API call and removes it from `buf`. `Err(Some)`: a
+/// refusal to send before closing; `Err(None)`: close at once.
+async fn read_body(
+    core: &Core,
+    stream: &mut TcpStream,
+    req: &Request,
+    buf: &mut Vec<u8>,
+) -> Result<Vec<u8>, Option<Response>> {
+    let len = match req.content_length {
+        None => return Err(Some(rejected(core, 411))),
+        Some(n) if n > core.cfg.server.max_body_bytes => return Err(Some(rejected(core, 413))),
+        Some(n) => n,
+    };
+    if req.expect_continue && buf.len() < len {
+        let go = b"HTTP/1.1 100 Continue\r\n\r\n";
+        if futures_lite::AsyncWriteExt::write_all(stream, go)
+            .await
+            .is_err()
+        {
+            return Err(None);
+        }
+    }
+    let deadline = Instant::now() + Duration::from_millis(core.cfg.server.body_timeout_ms);
+    match http::read_body(stream, buf, len, deadline).await {
+        Ok(body) => {
+            buf.drain(..len.min(buf.len()));
+            Ok(body)
+        }
+        Err(ReadError::Timeout { .. }) => {
+            CoreMetrics::inc(&core.metrics.http_timeouts);
+            let _ = http::write(stream, &Response::status_only(408), false).await;
+            Err(None)
+        }
+        Err(_) => Err(None),
+    }
+}
+
+fn rejected(core: &Core, status: u16) -> Response {
+    CoreMetrics::inc(&core.metrics.http_rejected);
+    Response::status_only(status)
 }
 
 async fn fail(core: &Core, stream: &mut TcpStream, e: ReadError) {
+    match e {
+        ReadError::Timeout { .. } => CoreMetrics::inc(&core.metrics.http_timeouts),
+        ReadError::TooLarge | ReadError::Malformed => CoreMetrics::inc(&core.metrics.http_rejected),
+        ReadError::Closed => {}
+    }
     if let Some(status) = e.status() {
         CoreMetrics::inc(&core.metrics.http_requests);
         let _ = http::write(stream, &Response::status_only(status), false).await;
+        if status != 408 {
+            http::linger(stream).await;
+        }
     }
 }
 
 async fn upgrade(
     core: Rc<Core>,
     mut stream: TcpStream,
+    pending: Pending,
     accepted: Result<Vec<u8>, handshake::HandshakeError>,
     early: Vec<u8>,
     handler: Handler,
@@ -167,7 +185,9 @@ async fn upgrade(
             return;
         }
     };
-    if core.draining.get() || core.node.draining() || !core.node.try_admit() {
+    let admitted = admit::may_upgrade(&core)
+        && (handler == Handler::Centrifugo || admit::admit_echo_upgrade(&core));
+    if !admitted {
         CoreMetrics::inc(&core.metrics.refused);
         let _ = http::write(&mut stream, &shed_response(&core), false).await;
         return;
@@ -176,10 +196,16 @@ async fn upgrade(
         .await
         .is_err()
     {
-        core.node.connection_closed();
+        if handler == Handler::Echo {
+            core.node.connected_closed();
+        }
         return;
     }
-    let _ = stream.set_read_timeout(None);
+    match handler {
+        // the session keeps the pending slot until `connect` or close
+        Handler::Centrifugo => pending.into_session(),
+        Handler::Echo => drop(pending), // admitted as connected above
+    }
     // A task of its own: this HTTP task (several KiB of parsing state) ends here,
     // and the session lives on in the small driver task.
     let fut = driver::run(
@@ -199,8 +225,13 @@ async fn upgrade(
 
 /// 503 with `Retry-After` drawn uniformly from the configured range.
 pub fn shed_response(core: &Core) -> Response {
+    with_retry_after(core, Response::status_only(503))
+}
+
+/// Adds a `Retry-After` drawn uniformly from the configured range.
+pub fn with_retry_after(core: &Core, resp: Response) -> Response {
     let lo = core.cfg.server.retry_after_min_s;
     let hi = core.cfg.server.retry_after_max_s.max(lo);
     let secs = fastrand::u32(lo..=hi);
-    Response::status_only(503).with_header("Retry-After", secs.to_string())
+    resp.with_header("Retry-After", secs.to_string())
 }

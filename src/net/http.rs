@@ -1,11 +1,16 @@
-//! Plain HTTP/1.1 on the WebSocket port: reading a request head within the
-//! size and time limits, and writing responses.
+//! Plain HTTP/1.1 on the WebSocket port: reading a request head and body
+//! within their size and time limits, and writing responses.
 //!
-//! Limits (from `[server]`): the head must arrive within `header_timeout_ms`
-//! (a slow or silent client is dropped, with 408 when it sent something), must
-//! fit `max_header_bytes` (else 431, also for more than [`MAX_HEADERS`]
-//! headers), and a body may not exceed `max_body_bytes` (else 413). A head
+//! Called by `net::conn`. Limits (from `[server]`): the whole head must arrive
+//! before one deadline, `header_timeout_ms` after the server starts waiting for
+//! it (a slow or silent client is dropped, with 408 when it sent something;
+//! a per-read timeout would let a client sending one byte a second hold the
+//! connection forever). It must fit `max_header_bytes` (else 431, also for more
+//! than [`MAX_HEADERS`] headers). A body has its own deadline,
+//! `body_timeout_ms` (408), and may not exceed `max_body_bytes` (413). A head
 //! that does not parse is answered 400.
+
+use std::time::{Duration, Instant};
 
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
@@ -37,11 +42,33 @@ impl ReadError {
     }
 }
 
-/// Reads until `buf` holds a complete head; returns the head's length.
+/// Reads until `buf` holds a complete head, or until `deadline`; returns the head's length.
 pub async fn read_head(
     stream: &mut TcpStream,
     buf: &mut Vec<u8>,
     max: usize,
+    deadline: Instant,
+) -> Result<usize, ReadError> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    // bytes of `buf` actually received: a read cut by the deadline leaves its zeroed room
+    let filled = std::cell::Cell::new(buf.len());
+    let read = read_head_inner(stream, buf, max, &filled);
+    match crate::runtime::timeout(left, read).await {
+        Some(r) => r,
+        None => {
+            buf.truncate(filled.get());
+            Err(ReadError::Timeout {
+                partial: !buf.is_empty(),
+            })
+        }
+    }
+}
+
+async fn read_head_inner(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    max: usize,
+    filled: &std::cell::Cell<usize>,
 ) -> Result<usize, ReadError> {
     loop {
         if let Some(end) = head_end(buf) {
@@ -51,14 +78,8 @@ pub async fn read_head(
             return Err(ReadError::TooLarge);
         }
         match read_more(stream, buf, (max + 4 - buf.len()).min(READ_CHUNK)).await {
-            Ok(0) => return Err(ReadError::Closed),
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
-                return Err(ReadError::Timeout {
-                    partial: !buf.is_empty(),
-                })
-            }
-            Err(_) => return Err(ReadError::Closed),
+            Ok(0) | Err(_) => return Err(ReadError::Closed),
+            Ok(_) => filled.set(buf.len()),
         }
     }
 }
@@ -67,29 +88,63 @@ fn head_end(buf: &[u8]) -> Option<usize> {
     buf.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4)
 }
 
-/// Reads exactly `len` body bytes, some of which may already be in `have`.
+/// Reads exactly `len` body bytes, some of which may already be in `have`, before `deadline`.
 pub async fn read_body(
     stream: &mut TcpStream,
     have: &[u8],
     len: usize,
+    deadline: Instant,
 ) -> Result<Vec<u8>, ReadError> {
-    let mut body = Vec::with_capacity(len);
+    let mut body = Vec::with_capacity(len.min(have.len().max(READ_CHUNK)));
     body.extend_from_slice(&have[..have.len().min(len)]);
-    while body.len() < len {
-        let want = (len - body.len()).min(READ_CHUNK);
-        match read_more(stream, &mut body, want).await {
-            Ok(0) | Err(_) => return Err(ReadError::Closed),
-            Ok(_) => {}
+    let left = deadline.saturating_duration_since(Instant::now());
+    let read = async {
+        while body.len() < len {
+            let want = (len - body.len()).min(READ_CHUNK);
+            match read_more(stream, &mut body, want).await {
+                Ok(0) | Err(_) => return Err(ReadError::Closed),
+                Ok(_) => {}
+            }
         }
+        Ok(())
+    };
+    match crate::runtime::timeout(left, read).await {
+        Some(Ok(())) => Ok(body),
+        Some(Err(e)) => Err(e),
+        None => Err(ReadError::Timeout { partial: true }),
     }
-    Ok(body)
+}
+
+/// How long [`linger`] discards input after the answer before closing.
+const LINGER: Duration = Duration::from_secs(1);
+/// Most bytes [`linger`] discards.
+const LINGER_BYTES: usize = 64 << 10;
+
+/// Closes a connection whose request body was not read: ends our side (FIN after the
+/// answer), then discards what the client still sends for a moment, so the close does not
+/// turn into a reset that destroys the answer before the client has read it. Bounded by
+/// [`LINGER`] and [`LINGER_BYTES`]; no buffer is kept.
+pub async fn linger(stream: &mut TcpStream) {
+    let _ = stream.shutdown(std::net::Shutdown::Write).await;
+    let mut sink = vec![0u8; READ_CHUNK];
+    let discard = async {
+        let mut total = 0;
+        while total < LINGER_BYTES {
+            match stream.read(&mut sink).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => total += n,
+            }
+        }
+    };
+    let _ = crate::runtime::timeout(LINGER, discard).await;
 }
 
 /// How much one read asks for.
 const READ_CHUNK: usize = 4096;
 
 /// Reads up to `want` bytes onto the end of `buf`. No stack buffer: this runs in every
-/// connection's first task, whose size is fixed by its largest await.
+/// connection's first task, whose size is fixed by its largest await. Not cancel-safe:
+/// dropped mid-read, it leaves `want` zero bytes on `buf` (callers truncate).
 async fn read_more(
     stream: &mut TcpStream,
     buf: &mut Vec<u8>,
@@ -130,12 +185,16 @@ impl Response {
         }
     }
 
-    /// `{"error":{"code":N,"message":M}}` with the given HTTP status.
+    /// `{"error":{"code":N,"message":M}}` (plus `"temporary":true` for a temporary code)
+    /// with the given HTTP status.
     pub fn error(status: u16, e: crate::protocol::ErrorCode) -> Self {
         let mut out = Vec::new();
         let mut o = crate::protocol::reply::Obj::new(&mut out);
         let mut err = o.obj("error");
         err.num("code", e.code as u64).str("message", e.message);
+        if e.temporary {
+            err.bool("temporary", true);
+        }
         err.end();
         o.end();
         Response::json(status, out)
@@ -150,7 +209,9 @@ impl Response {
         self
     }
 
-    pub fn to_bytes(&self, keep_alive: bool) -> Vec<u8> {
+    /// The response on the wire; `head_only` (a `HEAD` request) leaves the body out but keeps
+    /// the `Content-Length` a `GET` would have had.
+    pub fn to_bytes(&self, keep_alive: bool, head_only: bool) -> Vec<u8> {
         let mut out = Vec::with_capacity(128 + self.body.len());
         out.extend_from_slice(
             format!("HTTP/1.1 {} {}\r\n", self.status, reason(self.status)).as_bytes(),
@@ -172,7 +233,9 @@ impl Response {
             out.extend_from_slice(format!("{k}: {v}\r\n").as_bytes());
         }
         out.extend_from_slice(b"\r\n");
-        out.extend_from_slice(&self.body);
+        if !head_only {
+            out.extend_from_slice(&self.body);
+        }
         out
     }
 }
@@ -182,7 +245,19 @@ pub async fn write(
     resp: &Response,
     keep_alive: bool,
 ) -> std::io::Result<()> {
-    stream.write_all(&resp.to_bytes(keep_alive)).await?;
+    write_for(stream, resp, keep_alive, false).await
+}
+
+/// [`write`], without the body when answering a `HEAD` request.
+pub async fn write_for(
+    stream: &mut TcpStream,
+    resp: &Response,
+    keep_alive: bool,
+    head_only: bool,
+) -> std::io::Result<()> {
+    stream
+        .write_all(&resp.to_bytes(keep_alive, head_only))
+        .await?;
     stream.flush().await
 }
 
@@ -200,6 +275,7 @@ pub fn reason(status: u16) -> &'static str {
         426 => "Upgrade Required",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
+        501 => "Not Implemented",
         503 => "Service Unavailable",
         _ => "Unknown",
     }
@@ -214,8 +290,14 @@ mod tests {
         assert_eq!(head_end(b"GET / HTTP/1.1\r\nA: b\r\n\r\nbody"), Some(24));
         assert_eq!(head_end(b"GET / HTTP/1.1\r\n"), None);
         let r = Response::status_only(431).with_header("Retry-After", "3".into());
-        let s = String::from_utf8(r.to_bytes(false)).unwrap();
+        let s = String::from_utf8(r.to_bytes(false, false)).unwrap();
         assert!(s.starts_with("HTTP/1.1 431 Request Header Fields Too Large\r\n"));
         assert!(s.contains("Retry-After: 3\r\n") && s.contains("Connection: close\r\n"));
+        let head = String::from_utf8(r.to_bytes(true, true)).unwrap();
+        assert!(head.ends_with("\r\n\r\n") && head.contains("Content-Length: 36\r\n"));
+        assert_eq!(
+            s.len(),
+            head.len() - "keep-alive".len() + "close".len() + 36
+        );
     }
 }

@@ -3,6 +3,17 @@
 //! cores, with the configured backlog. When the configured port is 0 the first
 //! socket picks a free port and the others bind to that same port.
 //!
+//! One server per port: SO_REUSEPORT would also let a second `wiresocket serve`
+//! bind the same port, and the kernel would then split connections between two
+//! unrelated servers. So before binding, [`ensure_free`] probes the address
+//! with a socket that has SO_REUSEADDR but not SO_REUSEPORT: on Linux that bind
+//! fails with EADDRINUSE exactly when something listens there (connections in
+//! TIME_WAIT do not count). Startup then stops with [`ListenError::InUse`],
+//! unless the operator asked for a hand-over (`serve --takeover`, see
+//! `net::handover`). Port 0 needs no probe. Two servers started at the same
+//! instant can both pass the probe; the guard is against the common mistake,
+//! not a lock.
+//!
 //! Sockets are created on the main thread (so a bind error stops startup
 //! before any executor runs) and handed to the executors.
 
@@ -10,10 +21,39 @@ use socket2::{Domain, Protocol, Socket, Type};
 use std::net::SocketAddr;
 
 #[derive(Debug, thiserror::Error)]
-#[error("cannot listen on {addr}: {source}")]
-pub struct ListenError {
-    addr: SocketAddr,
-    source: std::io::Error,
+pub enum ListenError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(
+        "another process already listens on {addr}; refusing to share the port (the kernel \
+         would split new connections between the two servers). Stop it first, or, to replace \
+         it without downtime, start this one with `wiresocket serve --takeover` and then send \
+         SIGTERM to the old one"
+    )]
+    InUse { addr: SocketAddr },
+}
+
+/// Fails with [`ListenError::InUse`] when another socket listens on `addr` (port 0: never).
+pub fn ensure_free(addr: SocketAddr) -> Result<(), ListenError> {
+    if addr.port() == 0 {
+        return Ok(());
+    }
+    let probe = || -> std::io::Result<()> {
+        let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        s.set_reuse_address(true)?;
+        if addr.is_ipv6() {
+            s.set_only_v6(false)?;
+        }
+        s.bind(&addr.into())
+    };
+    match probe() {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => Err(ListenError::InUse { addr }),
+        Err(source) => Err(ListenError::Bind { addr, source }),
+    }
 }
 
 /// `n` listening sockets on `addr` sharing one port.
@@ -21,7 +61,7 @@ pub fn bind_all(addr: SocketAddr, n: usize, backlog: u32) -> Result<Vec<Socket>,
     let mut sockets = Vec::with_capacity(n);
     let mut addr_now = addr;
     for _ in 0..n {
-        let s = bind_one(addr_now, backlog).map_err(|source| ListenError {
+        let s = bind_one(addr_now, backlog).map_err(|source| ListenError::Bind {
             addr: addr_now,
             source,
         })?;
@@ -63,5 +103,23 @@ mod tests {
             .map(|s| s.local_addr().unwrap().as_socket().unwrap().port())
             .collect();
         assert!(ports[0] != 0 && ports.iter().all(|p| *p == ports[0]));
+    }
+
+    #[test]
+    fn probe_sees_a_listener_but_not_a_closed_one() {
+        let v = bind_all("127.0.0.1:0".parse().unwrap(), 1, 16).unwrap();
+        let addr = v[0].local_addr().unwrap().as_socket().unwrap();
+        assert!(matches!(ensure_free(addr), Err(ListenError::InUse { .. })));
+        let msg = ensure_free(addr).unwrap_err().to_string();
+        assert!(
+            msg.contains(&addr.to_string()) && msg.contains("--takeover"),
+            "{msg}"
+        );
+        // a wildcard listener on the same port conflicts too
+        let any = SocketAddr::from(([0, 0, 0, 0], addr.port()));
+        assert!(ensure_free(any).is_err());
+        drop(v);
+        ensure_free(addr).unwrap();
+        ensure_free("127.0.0.1:0".parse().unwrap()).unwrap();
     }
 }

@@ -69,6 +69,7 @@ impl Core {
         hub.set_engine(engine.clone());
         let verifier = crate::auth::Verifier::new(&cfg.auth).expect("auth config was validated");
         let env = Rc::new(Env {
+            core: me,
             pool: BufferPool::new(
                 cfg.websocket.read_buffer_bytes,
                 cfg.websocket.buffer_pool_size,

@@ -1,8 +1,13 @@
 //! Accepting, and the graceful drain on SIGTERM/SIGINT.
 //!
-//! A signal thread sets the node's drain flag; each core's watcher sees it
-//! within [`POLL`]. Listeners stay open so `/health` can answer 503 to load
-//! balancers, but upgrades are refused (503 + Retry-After). The core then asks its sessions to
+//! A signal thread first hands the port over if a successor process already
+//! listens on it (`net::handover`: our listeners leave the SO_REUSEPORT group,
+//! and each core's accept loop then drops its listener), then sets the node's
+//! drain flag; each core's watcher sees it within [`POLL`]. Without a
+//! successor the listeners stay open so `/health` can answer 503 to load
+//! balancers, but upgrades are refused (503 + Retry-After) and API calls get
+//! 503 (temporary); a successor that appears later still takes the port over.
+//! The core then asks its sessions to
 //! close with 3001 "shutdown" (reconnect allowed), spread evenly over
 //! `drain_window_ms` so clients do not all reconnect elsewhere at the same
 //! instant, and waits (bounded) for them to finish. A second signal exits the
@@ -17,24 +22,31 @@ use glommio::net::TcpListener;
 
 use super::core::Core;
 use super::node::NodeState;
+use crate::net::handover::Handover;
 use crate::ws::close::Disconnect;
 
 const POLL: Duration = Duration::from_millis(50);
 /// Extra time after the window for the last closes to be written.
 const GRACE: Duration = Duration::from_secs(3);
 
-pub fn install_signal_handlers(node: Arc<NodeState>) -> anyhow::Result<()> {
+pub fn install_signal_handlers(node: Arc<NodeState>, handover: Handover) -> anyhow::Result<()> {
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGTERM,
         signal_hook::consts::SIGINT,
     ])?;
     let count = AtomicUsize::new(0);
+    let mut handover = Some(handover);
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
             for sig in signals.forever() {
                 if count.fetch_add(1, Ordering::SeqCst) == 0 {
-                    node.start_drain(); // first, so no logging trouble can prevent it
+                    // before the drain flag: with a successor listening, no new
+                    // connection reaches this process to be refused
+                    if let Some(h) = handover.take() {
+                        crate::net::handover::on_drain(node.clone(), h);
+                    }
+                    node.start_drain(); // before logging, so no logging trouble can prevent it
                     tracing::info!(
                         signal = sig,
                         "draining: no new connections, disconnecting clients (3001)"
@@ -48,10 +60,16 @@ pub fn install_signal_handlers(node: Arc<NodeState>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Accepts for the life of the core (the task ends with the executor).
+/// Accepts for the life of the core (the task ends with the executor), or until a
+/// successor has taken the port over (then the listener is closed here).
 pub async fn accept(core: Rc<Core>, listener: TcpListener) {
     loop {
-        match listener.accept().await {
+        let accepted = listener.accept().await;
+        if core.node.successor() {
+            tracing::debug!(core = core.me, "listener closed for the successor");
+            return; // drops the listener, already out of the port's group
+        }
+        match accepted {
             Ok(stream) => super::spawn(crate::net::conn::serve(core.clone(), stream)),
             Err(e) => {
                 tracing::warn!(error = %e, "accept failed");

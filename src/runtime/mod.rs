@@ -6,9 +6,13 @@
 //! and runs: the accept loop, the mesh receive loops, the flusher, the
 //! heartbeat sweep and the drain watcher.
 //!
-//! Signals: the first SIGTERM/SIGINT starts a drain (stop accepting, `/health`
-//! 503, `disconnect` 3001 to every client spread over `drain_window_ms`, then
-//! exit 0); a second one exits at once with status 1.
+//! One server per port: `serve` refuses to start when another process listens
+//! on the address, unless `takeover` is set (`net::listener`, `net::handover`).
+//!
+//! Signals: the first SIGTERM/SIGINT starts a drain (stop accepting, or hand
+//! the port to a successor, `/health` 503, `disconnect` 3001 to every client
+//! spread over `drain_window_ms`, then exit 0); a second one exits at once
+//! with status 1.
 //!
 //! A core that stops while the node is not draining (a panic outside a
 //! session) takes the node down with status 1 at once, so `/health` never
@@ -45,24 +49,37 @@ const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 /// big fan-out delay every other request on the core by that long.
 const PREEMPT: Duration = Duration::from_millis(5);
 
-pub fn serve(cfg: Config, origin: ConfigOrigin) -> anyhow::Result<()> {
+/// Runs the server until it has drained. `takeover`: share the port with a process already
+/// listening on it (a hand-over, see `net::handover`) instead of refusing to start.
+pub fn serve(cfg: Config, origin: ConfigOrigin, takeover: bool) -> anyhow::Result<()> {
     let cpus = cfg.server.cores.resolve()?;
     preflight::check(&cfg, cpus.len())?;
+    if !takeover {
+        crate::net::listener::ensure_free(cfg.server.listen)?;
+    }
     let listeners =
         crate::net::listener::bind_all(cfg.server.listen, cpus.len(), cfg.server.backlog)?;
     let addr = listeners[0]
         .local_addr()?
         .as_socket()
         .context("listener address")?;
+    let handover = crate::net::handover::Handover::new(addr, &listeners);
+    if takeover {
+        tracing::info!(%addr, "takeover: sharing the port until the previous process drains");
+    }
     let cfg = Arc::new(cfg);
-    let node = Arc::new(NodeState::new(cfg.server.max_connections, cpus.len()));
+    let node = Arc::new(NodeState::new(
+        cfg.server.max_connections,
+        cfg.server.max_pending_connections_per_core,
+        cpus.len(),
+    ));
     let registry = Registry::new(cpus.len());
     let limits = crate::engine::memory::Limits::new(&cfg.engine);
     let node_name: Arc<str> = node_name(&cfg, addr).into();
     let (exit_tx, exit_rx) = std::sync::mpsc::channel::<usize>();
     let mesh =
         (cpus.len() > 1).then(|| crate::mesh::builder(cpus.len(), cfg.mesh.channel_capacity));
-    drain::install_signal_handlers(node.clone())?;
+    drain::install_signal_handlers(node.clone(), handover)?;
 
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
     let mut handles = Vec::new();

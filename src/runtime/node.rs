@@ -1,22 +1,39 @@
 //! Node-wide state shared by all cores through atomics (never a lock): the
-//! connection count for the per-node limit, the drain flag set by signals, and
-//! how many cores are still draining (so all cores exit together).
+//! count of connected sessions for the per-node limit, each core's count of
+//! pending connections, the drain flag set by signals, whether a successor
+//! process listens on our address (hand-over), and how many cores are still
+//! draining (so all cores exit together).
+//!
+//! Two kinds of connection are counted apart (see `net::admit`):
+//! - *pending*: accepted but not past the protocol `connect` (HTTP requests,
+//!   upgraded WebSockets that have not sent `connect`). Capped per core by
+//!   `server.max_pending_connections_per_core`; cheap to refuse.
+//! - *connected*: sessions past `connect` (and conformance echo sessions).
+//!   Capped per node by `server.max_connections`; this count alone drives
+//!   `/health` "shedding", so idle sockets cannot flip a node to 503.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::*};
 
 #[derive(Debug, Default)]
 pub struct NodeState {
-    connections: AtomicUsize,
+    connected: AtomicUsize,
+    /// Pending connections, one slot per core (each written by its own core only).
+    pending: Box<[AtomicUsize]>,
     draining: AtomicBool,
+    /// A successor process listens on our address: listeners are being closed.
+    successor: AtomicBool,
     /// Cores whose sessions are not all closed yet (during a drain).
     cores_draining: AtomicUsize,
     pub max_connections: usize,
+    pub max_pending_per_core: usize,
 }
 
 impl NodeState {
-    pub fn new(max_connections: usize, cores: usize) -> Self {
+    pub fn new(max_connections: usize, max_pending_per_core: usize, cores: usize) -> Self {
         NodeState {
             max_connections,
+            max_pending_per_core,
+            pending: (0..cores).map(|_| AtomicUsize::new(0)).collect(),
             cores_draining: AtomicUsize::new(cores),
             ..Default::default()
         }
@@ -32,15 +49,36 @@ impl NodeState {
         self.cores_draining.load(Acquire) == 0
     }
 
-    /// Reserves a connection slot; false when the node is full.
-    pub fn try_admit(&self) -> bool {
-        let mut n = self.connections.load(Relaxed);
+    /// Reserves a pending slot on `core`; false when the core holds its maximum.
+    pub fn try_pending(&self, core: usize) -> bool {
+        let slot = &self.pending[core];
+        // only this core changes its slot, so load-then-store cannot race
+        let n = slot.load(Relaxed);
+        if n >= self.max_pending_per_core {
+            return false;
+        }
+        slot.store(n + 1, Relaxed);
+        true
+    }
+
+    /// Releases a pending slot of `core` (the connection closed or was admitted).
+    pub fn pending_done(&self, core: usize) {
+        self.pending[core].fetch_sub(1, Relaxed);
+    }
+
+    pub fn pending(&self, core: usize) -> usize {
+        self.pending[core].load(Relaxed)
+    }
+
+    /// Reserves a connected-session slot; false when the node is full.
+    pub fn try_admit_connected(&self) -> bool {
+        let mut n = self.connected.load(Relaxed);
         loop {
             if n >= self.max_connections {
                 return false;
             }
             match self
-                .connections
+                .connected
                 .compare_exchange_weak(n, n + 1, AcqRel, Relaxed)
             {
                 Ok(_) => return true,
@@ -49,17 +87,18 @@ impl NodeState {
         }
     }
 
-    pub fn connection_closed(&self) {
-        self.connections.fetch_sub(1, AcqRel);
+    /// A session admitted by [`Self::try_admit_connected`] has closed.
+    pub fn connected_closed(&self) {
+        self.connected.fetch_sub(1, AcqRel);
     }
 
-    pub fn connections(&self) -> usize {
-        self.connections.load(Relaxed)
+    pub fn connected(&self) -> usize {
+        self.connected.load(Relaxed)
     }
 
-    /// Whether the node is at its connection limit (load shedding).
+    /// Whether the node holds `max_connections` connected sessions (load shedding).
     pub fn shedding(&self) -> bool {
-        self.connections() >= self.max_connections
+        self.connected() >= self.max_connections
     }
 
     pub fn start_drain(&self) {
@@ -69,6 +108,15 @@ impl NodeState {
     pub fn draining(&self) -> bool {
         self.draining.load(Acquire)
     }
+
+    /// A successor listens on our address; set after our listeners were shut down.
+    pub fn set_successor(&self) {
+        self.successor.store(true, Release);
+    }
+
+    pub fn successor(&self) -> bool {
+        self.successor.load(Acquire)
+    }
 }
 
 #[cfg(test)]
@@ -77,13 +125,27 @@ mod tests {
 
     #[test]
     fn admits_up_to_limit() {
-        let n = NodeState::new(2, 1);
-        assert!(n.try_admit() && n.try_admit());
-        assert!(!n.try_admit() && n.shedding());
-        n.connection_closed();
-        assert!(n.try_admit());
+        let n = NodeState::new(2, 1, 1);
+        assert!(n.try_admit_connected() && n.try_admit_connected());
+        assert!(!n.try_admit_connected() && n.shedding());
+        n.connected_closed();
+        assert!(n.try_admit_connected());
         assert!(!n.all_drained());
         n.core_drained();
         assert!(n.all_drained());
+    }
+
+    #[test]
+    fn pending_is_capped_per_core_and_apart_from_connected() {
+        let n = NodeState::new(1, 2, 2);
+        assert!(n.try_pending(0) && n.try_pending(0) && !n.try_pending(0));
+        assert!(n.try_pending(1), "another core has its own cap");
+        assert!(
+            !n.shedding(),
+            "pending connections do not count toward shedding"
+        );
+        n.pending_done(0);
+        assert_eq!(n.pending(0), 1);
+        assert!(n.try_pending(0));
     }
 }

@@ -20,6 +20,8 @@ use crate::runtime::node::NodeState;
 use crate::ws::readbuf::BufferPool;
 
 pub struct Env {
+    /// This core's index.
+    pub core: usize,
     pub cfg: Arc<Config>,
     pub node: Arc<NodeState>,
     pub metrics: Arc<CoreMetrics>,
@@ -53,7 +55,7 @@ impl Env {
         self.sessions.remove(s);
         CoreMetrics::gauge(&self.metrics.connections, -1);
         self.metrics.closed(code);
-        self.node.connection_closed();
+        crate::net::admit::session_closed(self, s);
     }
 
     /// Undoes what a subscription holds beyond the hub entry (presence, leave).

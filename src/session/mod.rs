@@ -81,12 +81,13 @@ pub struct Session {
     pub key: u32,
     sock: Socket,
     pub phase: Cell<Phase>,
+    /// Counts toward `max_connections` (past `connect`); else it holds a pending slot
+    /// (`net::admit`).
+    pub admitted: Cell<bool>,
     /// Index into [`Disconnect::ALL`] of the requested close; `NO_CLOSE` when none.
     close: Cell<u8>,
     dirty: Cell<bool>,
     blocked: Cell<bool>,
-    /// Counted toward the node's connected sessions (set by a successful `connect`).
-    pub admitted: Cell<bool>,
     /// Unix seconds after which the connection must be refreshed (0: never; u32 lasts to 2106).
     pub expires_at: Cell<u32>,
     pub identity: RefCell<Identity>,
@@ -113,10 +114,10 @@ impl Session {
             key,
             sock,
             phase: Cell::new(Phase::Open),
+            admitted: Cell::new(false),
             close: Cell::new(NO_CLOSE),
             dirty: Cell::new(false),
             blocked: Cell::new(false),
-            admitted: Cell::new(false),
             expires_at: Cell::new(0),
             identity: RefCell::default(),
             subs: Default::default(),

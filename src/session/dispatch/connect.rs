@@ -35,6 +35,9 @@ pub(super) async fn connect(
             Err(e) => return token_failure(&e),
         }
     };
+    if !crate::net::admit::admit_connected(env, s) {
+        return Outcome::Disconnect(Disconnect::TOO_MANY_REQUESTS); // node full: retry later
+    }
     let client = s.client_id();
     *s.identity.borrow_mut() = Identity {
         user: user.into_boxed_str(),
