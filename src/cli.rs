@@ -105,6 +105,9 @@ pub fn run() -> anyhow::Result<ExitCode> {
 fn serve(args: ConfigArgs) -> anyhow::Result<ExitCode> {
     let (config, origin) = load_for_run(args.config)?;
     init_tracing(&config.log)?;
+    for note in config.deprecations() {
+        tracing::warn!("{note}");
+    }
     crate::runtime::serve(config, origin)?;
     Ok(ExitCode::SUCCESS)
 }
@@ -156,6 +159,9 @@ fn check_config(args: ConfigArgs) -> ExitCode {
     });
     match checked {
         Ok((config, origin, cpus)) => {
+            for note in config.deprecations() {
+                eprintln!("warning: {note}");
+            }
             print!("config OK\n{}", summary(&config, &origin, &cpus));
             ExitCode::SUCCESS
         }

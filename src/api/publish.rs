@@ -4,6 +4,7 @@ use bytes::Bytes;
 use simd_json::prelude::*;
 use std::rc::Rc;
 
+use crate::channel::{Op, Who};
 use crate::engine::PublishOptions;
 use crate::net::http::Response;
 use crate::protocol::reply::Obj;
@@ -25,8 +26,16 @@ pub async fn publish(core: &Rc<Core>, mut body: Vec<u8>) -> Response {
         };
         (channel, data.encode())
     };
-    if crate::session::dispatch::check_channel(core, &channel).is_err() {
-        return Response::error(400, ErrorCode::BAD_REQUEST);
+    if let Err(e) = core.policy.can(&Who::API, &channel, Op::Publish) {
+        // a missing or malformed name is a bad request (400); anything else is a method-level
+        // error, HTTP 200 with the code in the body (PROTOCOL.md)
+        let e = core.metrics.channel_denied(e);
+        let status = if e.code() == ErrorCode::BAD_REQUEST {
+            400
+        } else {
+            200
+        };
+        return Response::error(status, e.code());
     }
     match core
         .engine

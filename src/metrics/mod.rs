@@ -15,6 +15,7 @@ pub use histogram::Histogram;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
+use crate::channel::ChannelError;
 use crate::ws::close::Disconnect;
 
 /// Counters of one core. Gauges are `AtomicI64` (inc/dec), counters `AtomicU64`.
@@ -40,6 +41,8 @@ pub struct CoreMetrics {
     pub api_requests: AtomicU64,
     pub mesh_pending: AtomicI64,
     pub publish_rejected: AtomicU64,
+    /// Channel operations refused by the policy, indexed like [`ChannelError::REASONS`].
+    pub channel_denied: [AtomicU64; ChannelError::REASONS.len()],
     /// Publish accepted -> frame queued for a subscriber, in microseconds.
     pub deliver_latency: Histogram,
 }
@@ -66,12 +69,19 @@ impl CoreMetrics {
             api_requests: AtomicU64::new(0),
             mesh_pending: AtomicI64::new(0),
             publish_rejected: AtomicU64::new(0),
+            channel_denied: Default::default(),
             deliver_latency: Histogram::new(),
         }
     }
 
     pub fn inc(counter: &AtomicU64) {
         counter.fetch_add(1, Relaxed);
+    }
+
+    /// Counts a refusal of the channel policy and passes it on.
+    pub fn channel_denied(&self, e: ChannelError) -> ChannelError {
+        Self::inc(&self.channel_denied[e.index()]);
+        e
     }
 
     pub fn add(counter: &AtomicU64, n: u64) {

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use super::node::NodeState;
 use super::pool::BufferPool;
 use crate::auth::Verifier;
+use crate::channel::Policy;
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::hub::{Hub, Joined, Ready};
@@ -33,6 +34,8 @@ pub struct Core {
     pub flusher: Rc<Flusher>,
     pub pool: BufferPool,
     pub verifier: Verifier,
+    /// Channel namespaces and permissions (the one decision every command asks).
+    pub policy: Policy,
     pub sessions: RefCell<Slab<Rc<Session>>>,
     next_session: Cell<u64>,
     /// Set when this core stops accepting (drain).
@@ -52,6 +55,8 @@ impl Core {
         verifier: Verifier,
     ) -> Self {
         let me = mesh.me();
+        let policy = Policy::from_config(&cfg.channels)
+            .expect("channels config is validated before the cores start");
         Core {
             me,
             metrics: registry.core(me),
@@ -67,6 +72,7 @@ impl Core {
             engine,
             flusher,
             verifier,
+            policy,
             sessions: RefCell::new(Slab::new()),
             // ids: core index in the top byte, a random start below, so ids are unique per node
             next_session: Cell::new(((me as u64) << 56) | (fastrand::u64(..) >> 16)),

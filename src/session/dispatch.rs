@@ -10,10 +10,9 @@
 use bytes::Bytes;
 use std::rc::Rc;
 
-pub use subscribe::check_channel;
-
 use super::{Phase, Session};
 use crate::auth::AuthError;
+use crate::channel::{Op, Who};
 use crate::engine::{EngineError, HistoryQuery, PublishOptions, StreamPosition};
 use crate::metrics::CoreMetrics;
 use crate::protocol::command::{parse, split_batch};
@@ -101,9 +100,13 @@ async fn execute(
             epoch,
             offset,
         } => {
-            let since = recover.then(|| StreamPosition {
-                offset,
-                epoch: epoch.into(),
+            // with a position but no `recover`, the namespace's force_recovery decides
+            let since = (recover || !epoch.is_empty()).then(|| {
+                let position = StreamPosition {
+                    offset,
+                    epoch: epoch.into(),
+                };
+                (position, recover)
             });
             subscribe::subscribe(core, s, id, &channel, &token, since, out).await
         }
@@ -121,8 +124,8 @@ async fn execute(
             since,
             reverse,
         } => {
-            if let Err(e) = subscribe::check_channel(core, &channel) {
-                return Outcome::Error(e);
+            if let Err(o) = check_channel(core, s, &channel, Op::History) {
+                return o;
             }
             let query = HistoryQuery {
                 limit: if limit < 0 {
@@ -149,6 +152,9 @@ async fn execute(
             }
         }
         Method::Presence { channel } | Method::PresenceStats { channel } => {
+            if let Err(o) = check_channel(core, s, &channel, Op::Presence) {
+                return o;
+            }
             match core.engine.presence(&channel).await {
                 Ok(_) | Err(EngineError::NotAvailable) => Outcome::Error(ErrorCode::NOT_AVAILABLE),
                 Err(e) => Outcome::Error(e.code()),
@@ -168,14 +174,8 @@ async fn publish(
     data: Vec<u8>,
     out: &mut Vec<u8>,
 ) -> Outcome {
-    if let Err(e) = subscribe::check_channel(core, channel) {
-        return Outcome::Error(e);
-    }
-    let private = channel.starts_with(core.cfg.channels.private_prefix.as_str())
-        && !core.cfg.channels.private_prefix.is_empty();
-    let subscribed = s.is_subscribed(channel);
-    if !core.cfg.channels.allow_client_publish || (private && !subscribed) {
-        return Outcome::Error(ErrorCode::PERMISSION_DENIED);
+    if let Err(o) = check_channel(core, s, channel, Op::Publish) {
+        return o;
     }
     let info = Some(s.identity.borrow().client_info(&s.client_id()));
     match core
@@ -195,6 +195,21 @@ async fn publish(
             Outcome::Replied
         }
         Err(e) => Outcome::Error(e.code()),
+    }
+}
+
+/// Asks the channel policy whether this session may do `op` on `channel` (counting refusals).
+pub(crate) fn check_channel(
+    core: &Core,
+    s: &Session,
+    channel: &str,
+    op: Op,
+) -> Result<(), Outcome> {
+    let identity = s.identity.borrow();
+    let who = Who::client(&identity.user, s.is_subscribed(channel));
+    match core.policy.can(&who, channel, op) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(Outcome::Error(core.metrics.channel_denied(e).code())),
     }
 }
 

@@ -45,7 +45,8 @@ pub(super) async fn connect(
         .iter()
         .take(core.cfg.channels.max_subscriptions_per_client)
     {
-        if super::subscribe::check_channel(core, channel).is_ok() && !s.is_subscribed(channel) {
+        // the signed token grants them: only the name rules and the namespace apply
+        if core.policy.resolve(channel).is_ok() && !s.is_subscribed(channel) {
             let key = core.join(channel, s).await;
             s.add_subscription(key);
             subs.push(channel.clone());

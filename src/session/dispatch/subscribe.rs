@@ -1,42 +1,45 @@
-//! `subscribe`: channel validation, permissions (private channels need a
-//! subscription token), limits, joining the hub, and recovery from history.
+//! `subscribe`: permission (the channel policy, after verifying a subscription token),
+//! limits, joining the hub, and recovery from history as the channel's namespace allows.
 
 use std::rc::Rc;
 
 use super::Outcome;
+use crate::channel::{ChannelError, ChannelOptions, Op, Who};
 use crate::engine::{EngineError, HistoryQuery, Publication, StreamPosition};
 use crate::protocol::reply::{self, Obj};
 use crate::protocol::ErrorCode;
 use crate::runtime::core::Core;
 use crate::session::Session;
 
-/// Name rules shared by subscribe, publish and history.
-pub fn check_channel(core: &Core, channel: &str) -> Result<(), ErrorCode> {
-    if channel.is_empty() || channel.len() > core.cfg.channels.max_channel_length {
-        return Err(ErrorCode::BAD_REQUEST);
-    }
-    Ok(())
-}
-
-fn check_permission(core: &Core, s: &Session, channel: &str, token: &str) -> Result<(), Outcome> {
-    let cfg = &core.cfg.channels;
-    let private =
-        !cfg.private_prefix.is_empty() && channel.starts_with(cfg.private_prefix.as_str());
+/// Asks the channel policy whether this session may subscribe (verifying a subscription token
+/// when one is given: it must name this channel and this user, else 103); `Ok` carries the
+/// channel's namespace options.
+fn check_permission<'c>(
+    core: &'c Core,
+    s: &Session,
+    channel: &str,
+    token: &str,
+) -> Result<&'c ChannelOptions, Outcome> {
+    let resolved = core
+        .policy
+        .resolve(channel)
+        .map_err(|e| Outcome::Error(core.metrics.channel_denied(e).code()))?;
+    let identity = s.identity.borrow();
+    let mut who = Who::client(&identity.user, false);
     if !token.is_empty() {
         let claims = core
             .verifier
             .verify_subscription(token)
             .map_err(|e| super::token_failure(&e))?;
-        if claims.channel != channel || *claims.user != *s.identity.borrow().user {
-            return Err(Outcome::Error(ErrorCode::PERMISSION_DENIED));
+        if claims.channel != channel || *claims.user != *identity.user {
+            let denied = core.metrics.channel_denied(ChannelError::PermissionDenied);
+            return Err(Outcome::Error(denied.code()));
         }
-        return Ok(());
+        who = who.with_token();
     }
-    let anonymous = s.identity.borrow().user.is_empty();
-    if private || !cfg.allow_client_subscribe || (anonymous && !cfg.allow_anonymous_subscribe) {
-        return Err(Outcome::Error(ErrorCode::PERMISSION_DENIED));
-    }
-    Ok(())
+    resolved
+        .allows(&who, Op::Subscribe)
+        .map_err(|e| Outcome::Error(core.metrics.channel_denied(e).code()))
 }
 
 pub(super) async fn subscribe(
@@ -45,15 +48,14 @@ pub(super) async fn subscribe(
     id: u32,
     channel: &str,
     token: &str,
-    since: Option<StreamPosition>,
+    // the client's stream position, and whether it asked to recover from it
+    since: Option<(StreamPosition, bool)>,
     out: &mut Vec<u8>,
 ) -> Outcome {
-    if let Err(e) = check_channel(core, channel) {
-        return Outcome::Error(e);
-    }
-    if let Err(o) = check_permission(core, s, channel, token) {
-        return o;
-    }
+    let options = match check_permission(core, s, channel, token) {
+        Ok(options) => options,
+        Err(o) => return o,
+    };
     if s.is_subscribed(channel) {
         return Outcome::Error(ErrorCode::ALREADY_SUBSCRIBED);
     }
@@ -63,15 +65,24 @@ pub(super) async fn subscribe(
     // join first, then read the stream position: nothing published after the reply can be missed
     let key = core.join(channel, s).await;
     s.add_subscription(key);
-    if core.cfg.engine.history_size == 0 {
+    if options.history_size == 0 {
         reply::result(out, id, "subscribe", |_| {});
         return Outcome::Replied;
     }
+    let user = s.identity.borrow().user.clone();
+    let recoverable = core
+        .policy
+        .can(&Who::client(&user, true), channel, Op::Recover)
+        .is_ok();
+    // a refused recovery still subscribes, with positions, without recovering (as Centrifugo)
+    let since = since
+        .filter(|(_, asked)| recoverable && (*asked || options.force_recovery))
+        .map(|(position, _)| position);
     let was_recovering = since.is_some();
     let (recovered, publications, position) = match since {
         Some(since) => {
             let q = HistoryQuery {
-                limit: core.cfg.engine.history_size,
+                limit: options.history_size,
                 since: Some(since),
                 reverse: false,
             };
@@ -90,7 +101,7 @@ pub(super) async fn subscribe(
         },
     };
     reply::result(out, id, "subscribe", |r| {
-        r.bool("recoverable", true)
+        r.bool("recoverable", recoverable)
             .str("epoch", &position.epoch)
             .num("offset", position.offset);
         if was_recovering {
