@@ -169,9 +169,9 @@ pub(crate) fn nested_table(ty: &str) -> Option<(&'static [&'static str], &'stati
 }
 
 impl Config {
-    /// Maps deprecated keys onto their replacements (they win over the replacement's default,
-    /// as the file that still uses them meant), and bridges history between the engine and
-    /// the namespaces. Called by `Config::load`.
+    /// Maps deprecated keys onto their replacements (a deprecated key that is present
+    /// overrides its replacement, as the file that still uses it meant), and bridges history
+    /// between the engine and the namespaces. Called by `Config::load`.
     pub(crate) fn apply_deprecated(&mut self) {
         self.bridge_history();
         let c = &mut self.channels;
