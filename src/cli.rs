@@ -117,6 +117,9 @@ pub fn run() -> anyhow::Result<ExitCode> {
 fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let (config, origin) = load_for_run(args.config.config)?;
     init_tracing(&config.log)?;
+    for note in config.deprecations() {
+        tracing::warn!("{note}");
+    }
     crate::runtime::serve(config, origin, args.takeover)?;
     Ok(ExitCode::SUCCESS)
 }
@@ -168,6 +171,9 @@ fn check_config(args: ConfigArgs) -> ExitCode {
     });
     match checked {
         Ok((config, origin, cpus)) => {
+            for note in config.deprecations() {
+                eprintln!("warning: {note}");
+            }
             print!("config OK\n{}", summary(&config, &origin, &cpus));
             ExitCode::SUCCESS
         }
@@ -197,12 +203,12 @@ fn summary(config: &Config, origin: &ConfigOrigin, cpus: &[usize]) -> String {
     };
     format!(
         "  source:  {source}\n  listen:  {}\n  cores:   {} -> {cpus:?}\n  \
-         engine:  {kind} (history_size {}, history_ttl {} s)\n  \
+         engine:  {kind} (default namespace: history_size {}, history_ttl {} s)\n  \
          auth:    algorithms {:?}, anonymous {}\n  api:     {api}\n",
         config.server.listen,
         config.server.cores,
-        engine.history_size,
-        engine.history_ttl_s,
+        config.channels.default.history_size,
+        config.channels.default.history_ttl_s,
         config.auth.algorithms,
         config.auth.allow_anonymous,
     )

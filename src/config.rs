@@ -11,8 +11,9 @@
 //! overrides, so documentation, defaults and example cannot drift apart. Every struct rejects
 //! unknown keys (`deny_unknown_fields`) and fills missing ones from its default.
 //!
-//! Submodules: `cores` (the `server.cores` value), `env` (environment provider), `validate`
-//! (value checks), `example` (the generated example file).
+//! Submodules: `cores` (the `server.cores` value), `channels` (the `[channels]` section, its
+//! namespace options and deprecated keys), `env` (environment provider), `validate` (value
+//! checks), `example` (the generated example file).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -42,20 +43,21 @@ pub enum ConfigError {
     /// message names the key and where it came from.
     #[error("cannot load configuration: {0}")]
     Load(String),
-    /// A value parsed but is not acceptable; `field` is the dotted key (`server.backlog`).
+    /// A value parsed but is not acceptable; `field` is the dotted key (`server.backlog`,
+    /// `channels.namespaces[1].name`).
     #[error("invalid value for `{field}`: {reason}")]
     Invalid {
         /// Dotted key of the offending field.
-        field: &'static str,
+        field: String,
         /// What is wrong and what would be accepted.
         reason: String,
     },
 }
 
 impl ConfigError {
-    pub(crate) fn invalid(field: &'static str, reason: impl Into<String>) -> Self {
+    pub(crate) fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
         ConfigError::Invalid {
-            field,
+            field: field.into(),
             reason: reason.into(),
         }
     }
@@ -117,6 +119,11 @@ macro_rules! config_section {
         }
     };
 }
+
+// declared after the macro, which it uses
+mod channels;
+
+pub use channels::{ChannelOptions, ChannelsConfig, NamespaceConfig};
 
 config_section! {
     /// Listener, connection limits and HTTP guards of this node.
@@ -264,39 +271,14 @@ config_section! {
 }
 
 config_section! {
-    /// Channel permissions and limits.
-    pub struct ChannelsConfig {
-        /// Authenticated clients may subscribe to ordinary channels without a subscription
-        /// token; channels starting with `private_prefix` always need one. Default: `true`.
-        /// Disable to require a subscription token for every channel.
-        pub allow_client_subscribe: bool = true,
-        /// Anonymous clients may subscribe to ordinary channels. Default: `false`.
-        pub allow_anonymous_subscribe: bool = false,
-        /// Clients may publish with the `publish` command: into ordinary channels, and into
-        /// private channels only while subscribed to them. Publications carry the
-        /// publisher's ClientInfo. Default: `false` (103 permission denied). Enable only when
-        /// clients are trusted to write (chat-like apps).
-        pub allow_client_publish: bool = false,
-        /// Channels starting with this prefix need a subscription token. Default: `"$"`.
-        pub private_prefix: String = "$".to_owned(),
-        /// Longest accepted channel name, in bytes. Default: `255`.
-        pub max_channel_length: usize = 255,
-        /// Subscriptions one client may hold; beyond it subscribe fails with error 106.
-        /// Default: `128`.
-        pub max_subscriptions_per_client: usize = 128,
-    }
-}
-
-config_section! {
     /// Publication storage backend.
     pub struct EngineConfig {
         /// Engine kind; only "memory" (embedded, single node) exists now. Default: `"memory"`.
         pub kind: EngineKind = EngineKind::Memory,
-        /// Publications kept per channel for recovery; `0` keeps no history.
-        /// Default: `0`. Set it (for example 100) so reconnecting clients recover missed messages.
+        /// Deprecated: use `channels.default.history_size` (history is set per namespace).
+        /// Set alone, it becomes the default namespace's history. Default: `0`.
         pub history_size: usize = 0,
-        /// How long history is kept after the last publication in a channel.
-        /// Default: `300` s.
+        /// Deprecated: use `channels.default.history_ttl_s`. Default: `300` s.
         pub history_ttl_s: u64 = 300,
         /// Channel streams (history, epoch, offset) the memory engine keeps node-wide;
         /// beyond it, publishing into or subscribing to a new history channel fails with
@@ -373,7 +355,7 @@ pub struct Config {
     pub auth: AuthConfig,
     /// `[api]`: server HTTP API key.
     pub api: ApiConfig,
-    /// `[channels]`: permissions and limits.
+    /// `[channels]`: name syntax, limits, `[channels.default]` and namespace options.
     pub channels: ChannelsConfig,
     /// `[engine]`: storage backend and history.
     pub engine: EngineConfig,
@@ -434,8 +416,9 @@ pub const CONFIG_PATH_ENV: &str = "WIRESOCKET_CONFIG";
 
 impl Config {
     /// Loads defaults, then the TOML file at `path` (if given; it must exist), then environment
-    /// overrides. Unknown keys anywhere are an error naming the key. Does not validate values:
-    /// call [`Config::validate`] after any programmatic adjustments.
+    /// overrides; then maps deprecated keys onto their replacements (see `channels`). Unknown
+    /// keys anywhere are an error naming the key. Does not validate values: call
+    /// [`Config::validate`] after any programmatic adjustments.
     pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
         if let Some(path) = path {
@@ -444,10 +427,12 @@ impl Config {
             }
             figment = figment.merge(Toml::file_exact(path));
         }
-        figment
+        let mut config: Config = figment
             .merge(env::EnvSource::new())
             .extract()
-            .map_err(|e| ConfigError::Load(e.to_string()))
+            .map_err(|e| ConfigError::Load(e.to_string()))?;
+        config.apply_deprecated();
+        Ok(config)
     }
 }
 

@@ -15,6 +15,8 @@
 //! - [`ws`]: the WebSocket handshake, frame codec, message reassembly, and the
 //!   close-code table.
 //! - [`auth`]: JWT verification of connection and subscription tokens.
+//! - [`channel`]: namespaces, channel-name rules, and the one permission decision
+//!   (subscribe, publish, history, presence) every command and API method asks.
 //! - [`protocol`]: Centrifugo commands, replies, pushes and error codes.
 //! - [`session`]: one client: its socket, command dispatch, bounded outbound
 //!   queue, batched writes, heartbeats; the narrow [`session::Env`] it uses.
@@ -29,6 +31,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod channel;
 pub mod cli;
 pub mod config;
 pub mod engine;

@@ -121,6 +121,11 @@ fn invented_channel_names_create_no_streams_beyond_the_cap() {
         env: vec![
             common::history_env(10),
             ("WIRESOCKET_ENGINE__MAX_CHANNELS".into(), "3".into()),
+            // clients may read history without subscribing: the reads are the attack here
+            (
+                "WIRESOCKET_CHANNELS__DEFAULT__ALLOW_HISTORY_FOR_CLIENT".into(),
+                "true".into(),
+            ),
         ],
         websocket: "command_rate_per_s = 0".into(), // 300 reads in a row are the point here
         ..Default::default()

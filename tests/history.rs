@@ -1,4 +1,4 @@
-//! History and recovery on the embedded engine (`engine.history_size > 0`):
+//! History and recovery on the embedded engine (`channels.default.history_size > 0`):
 //! stream positions in subscribe replies, recovery by (epoch, offset) with
 //! `recovered: false` rather than a silent gap, the `history` command, and
 //! token refresh / connection expiry.
@@ -10,7 +10,7 @@ use serde_json::json;
 
 fn history_server() -> Server {
     Server::start_with(&Overrides {
-        env: vec![("WIRESOCKET_ENGINE__HISTORY_SIZE".into(), "5".into())],
+        env: vec![common::history_env(5)],
         ..Default::default()
     })
 }

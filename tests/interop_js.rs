@@ -109,5 +109,5 @@ fn js_sdk_server_side_subscription_recovers_across_a_gap() {
 /// unsubscribes itself; one that cannot is unsubscribed by the server with 2501.
 #[test]
 fn js_sdk_subscription_token_refresh_and_expiry() {
-    recovery_scenario("subexpiry", &Overrides::default());
+    recovery_scenario("subexpiry", &Overrides::with_history(10));
 }

@@ -57,7 +57,7 @@ fn command_before_connect_closes_3501() {
 
 #[test]
 fn publications_reach_subscribers_on_both_cores() {
-    let server = Server::start();
+    let server = Server::start_with(&common::Overrides::with_history(10));
     // Open clients until both cores hold subscribers (SO_REUSEPORT spreads them).
     let mut subs = Vec::new();
     for i in 0..16 {
@@ -118,7 +118,7 @@ fn publications_reach_subscribers_on_both_cores() {
 
 #[test]
 fn api_publish_delivers_and_unsubscribe_stops_delivery() {
-    let server = Server::start();
+    let server = Server::start_with(&common::Overrides::with_history(10));
     let (mut a, _) = Client::connect(&server, "a");
     a.subscribe("room");
     let (status, body) = server.api("publish", json!({"channel": "room", "data": "hello"}));

@@ -1,9 +1,16 @@
-//! `POST /api/publish {channel, data}` -> `{"result":{"offset":N,"epoch":E}}`.
+//! `POST /api/publish {channel, data, idempotency_key?, tags?, skip_history?}` ->
+//! `{"result":{"offset":N,"epoch":E}}` (no position for channels without history).
+//!
+//! `tags` must be an object of string values (else 400); they travel with the
+//! publication. A repeat with the same `idempotency_key` within
+//! `engine.idempotency_ttl_s` answers the first result and publishes nothing.
+//! `skip_history` delivers without storing (no offset).
 
 use bytes::Bytes;
 use simd_json::prelude::*;
 use std::rc::Rc;
 
+use crate::channel::{Op, Who};
 use crate::engine::PublishOptions;
 use crate::net::http::Response;
 use crate::protocol::reply::Obj;
@@ -11,7 +18,7 @@ use crate::protocol::ErrorCode;
 use crate::runtime::core::Core;
 
 pub async fn publish(core: &Rc<Core>, mut body: Vec<u8>) -> Response {
-    let (channel, data) = {
+    let (channel, data, mut opts) = {
         let Ok(v) = simd_json::to_borrowed_value(&mut body) else {
             return Response::error(400, ErrorCode::BAD_REQUEST);
         };
@@ -23,15 +30,46 @@ pub async fn publish(core: &Rc<Core>, mut body: Vec<u8>) -> Response {
         let Some(data) = v.get("data") else {
             return Response::error(400, ErrorCode::BAD_REQUEST);
         };
-        (channel, data.encode())
+        let tags = match v.get("tags") {
+            None => None,
+            Some(t)
+                if t.as_object()
+                    .is_some_and(|o| o.values().all(|x| x.is_str())) =>
+            {
+                Some(Bytes::from(t.encode()))
+            }
+            Some(_) => return Response::error(400, ErrorCode::BAD_REQUEST),
+        };
+        let opts = PublishOptions {
+            idempotency_key: v
+                .get("idempotency_key")
+                .and_then(|k| k.as_str())
+                .filter(|k| !k.is_empty())
+                .map(str::to_owned),
+            tags,
+            skip_history: v
+                .get("skip_history")
+                .and_then(|b| b.as_bool())
+                .unwrap_or(false),
+            ..Default::default()
+        };
+        (channel, data.encode(), opts)
     };
-    if crate::session::dispatch::check_channel(core, &channel).is_err() {
-        return Response::error(400, ErrorCode::BAD_REQUEST);
-    }
-    let opts = PublishOptions {
-        history: crate::session::dispatch::channel_options(core, &channel).history,
-        ..Default::default()
+    let options = match core.policy.can(&Who::API, &channel, Op::Publish) {
+        Ok(o) => o,
+        Err(e) => {
+            // a missing or malformed name is a bad request (400); anything else is a
+            // method-level error, HTTP 200 with the code in the body (PROTOCOL.md)
+            let e = core.metrics.channel_denied(e);
+            let status = if e.code() == ErrorCode::BAD_REQUEST {
+                400
+            } else {
+                200
+            };
+            return Response::error(status, e.code());
+        }
     };
+    opts.history = options.history();
     match core.engine.publish(&channel, Bytes::from(data), opts).await {
         Ok(pos) => {
             let mut out = Vec::new();

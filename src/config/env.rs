@@ -5,12 +5,15 @@
 //! but types values itself.
 //! Invariant: a value for a string-typed field is kept verbatim, so a secret such as `12345` or
 //! `1e10` stays a string; other values are parsed like TOML values (numbers, booleans, arrays).
+//! Nested tables work the same way (`WIRESOCKET_CHANNELS__DEFAULT__CHANNEL_REGEX=^[0-9]+$` stays
+//! a string); arrays of tables (`[[channels.namespaces]]`) are TOML-only.
 //! `WIRESOCKET_CONFIG` is never a field: it names the file and is skipped here.
 
 use figment::providers::Env;
 use figment::value::{Dict, Map, Value};
 use figment::{Error, Metadata, Profile, Provider};
 
+use super::channels::nested_table;
 use super::{CONFIG_PATH_ENV, ENV_PREFIX, SECTIONS};
 
 /// Figment provider for `WIRESOCKET_*` variables.
@@ -50,20 +53,32 @@ impl Provider for EnvSource {
     }
 }
 
-/// True when `section.field` is declared as `String` or `Option<String>`.
+/// True when `section.field` (or `section.table.field` for a nested table such as
+/// `channels.default.channel_regex`) is declared as `String` or `Option<String>`.
 pub(crate) fn is_string_field(key: &str) -> bool {
-    let Some((section, field)) = key.split_once('.') else {
+    let mut parts = key.split('.');
+    let Some(section) = parts.next() else {
         return false;
     };
-    SECTIONS
-        .iter()
-        .filter(|s| s.key == section)
-        .flat_map(|s| s.fields.iter())
-        .filter(|f| f.name == field)
-        .any(|f| {
-            let ty: String = f.ty.chars().filter(|c| !c.is_whitespace()).collect();
-            ty == "String" || ty == "Option<String>"
-        })
+    let Some(mut fields) = SECTIONS.iter().find(|s| s.key == section).map(|s| s.fields) else {
+        return false;
+    };
+    let Some(mut name) = parts.next() else {
+        return false;
+    };
+    loop {
+        let Some(field) = fields.iter().find(|f| f.name == name) else {
+            return false;
+        };
+        let ty: String = field.ty.chars().filter(|c| !c.is_whitespace()).collect();
+        match parts.next() {
+            None => return ty == "String" || ty == "Option<String>",
+            Some(next) => match nested_table(&ty) {
+                Some((_, nested)) => (fields, name) = (nested, next),
+                None => return false,
+            },
+        }
+    }
 }
 
 /// Deep-merges `from` into `into`; on conflict the later value wins.

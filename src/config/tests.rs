@@ -20,7 +20,7 @@ fn with_secret() -> Config {
     config
 }
 
-fn invalid_field(config: &Config) -> &'static str {
+fn invalid_field(config: &Config) -> String {
     match config.validate() {
         Err(ConfigError::Invalid { field, .. }) => field,
         other => panic!("expected Invalid, got {other:?}"),
@@ -127,7 +127,9 @@ fn env_overrides_file_and_defaults() {
         jail.set_env("WIRESOCKET_AUTH__ALGORITHMS", "HS256,HS512");
         jail.set_env("WIRESOCKET_AUTH__AUDIENCE", "app");
         jail.set_env("WIRESOCKET_API__KEY", "1e10");
-        jail.set_env("WIRESOCKET_CHANNELS__ALLOW_CLIENT_PUBLISH", "true");
+        jail.set_env("WIRESOCKET_CHANNELS__DEFAULT__HISTORY_SIZE", "10");
+        jail.set_env("WIRESOCKET_CHANNELS__DEFAULT__PRESENCE", "true");
+        jail.set_env("WIRESOCKET_CHANNELS__DEFAULT__CHANNEL_REGEX", "12345");
         let c = Config::load(Some(Path::new("ws.toml"))).unwrap();
         assert_eq!(c.server.listen, "0.0.0.0:9000".parse().unwrap());
         assert_eq!(c.server.backlog, 5);
@@ -136,7 +138,9 @@ fn env_overrides_file_and_defaults() {
         assert_eq!(c.auth.algorithms, ["HS256", "HS512"]);
         assert_eq!(c.auth.audience.as_deref(), Some("app"));
         assert_eq!(c.api.key, "1e10");
-        assert!(c.channels.allow_client_publish);
+        assert_eq!(c.channels.default.history_size, 10);
+        assert!(c.channels.default.presence);
+        assert_eq!(c.channels.default.channel_regex, "12345");
         c.validate().unwrap();
         Ok(())
     });
@@ -214,6 +218,9 @@ fn example_parses_back_to_defaults() {
     expected.api.key = "the-key".into();
     assert_eq!(parsed, expected);
     parsed.validate().unwrap();
+    let has_key = |name: &str| {
+        text.contains(&format!("\n{name} = ")) || text.contains(&format!("# {name} = "))
+    };
     for section in SECTIONS {
         assert!(
             text.contains(&format!("\n[{}]\n", section.key)),
@@ -221,12 +228,39 @@ fn example_parses_back_to_defaults() {
             section.key
         );
         for field in section.fields {
-            assert!(
-                text.contains(&format!("\n{} = ", field.name))
-                    || text.contains(&format!("# {} = ", field.name))
-            );
+            if let Some((_, nested)) = channels::nested_table(field.ty) {
+                let table = format!("\n[{}.{}]\n", section.key, field.name);
+                assert!(text.contains(&table), "{table}");
+                assert!(nested.iter().all(|f| has_key(f.name)));
+            } else if field.ty.starts_with("Vec<Namespace") {
+                assert!(text.contains(&format!("# [[{}.{}]]", section.key, field.name)));
+            } else if example::is_deprecated(field) {
+                // only this section's own lines (a nested table may reuse the name)
+                let own = text
+                    .split(&format!("\n[{}]\n", section.key))
+                    .nth(1)
+                    .and_then(|rest| rest.split("\n[").next())
+                    .unwrap_or("");
+                let advertised = own.contains(&format!("\n{} = ", field.name));
+                assert!(!advertised, "deprecated {} advertised", field.name);
+            } else {
+                assert!(has_key(field.name), "{}", field.name);
+            }
         }
     }
+    // the commented namespace example is valid once uncommented
+    let entry: String = text
+        .lines()
+        .skip_while(|l| !l.starts_with("# [[channels.namespaces]]"))
+        .take_while(|l| l.starts_with("# "))
+        .map(|l| format!("{}\n", &l[2..]))
+        .collect();
+    let with_ns: Config = Figment::new()
+        .merge(Toml::string(&entry))
+        .extract()
+        .unwrap();
+    assert_eq!(with_ns.channels.namespaces[0].name, "chat");
+    assert_eq!(with_ns.channels.namespaces[0].options.history_size, 100);
 }
 
 /// Drift guard: each field's doc states its default, as the TOML value (ignoring `_` and quotes).
@@ -234,23 +268,34 @@ fn example_parses_back_to_defaults() {
 fn docs_state_the_defaults() {
     let values = toml::Table::try_from(Config::default()).unwrap();
     let norm = |s: &str| s.replace(['_', '"'], "");
-    for section in SECTIONS {
-        for field in section.fields {
+    let check = |path: &str, fields: &[FieldDoc], table: &toml::Table| {
+        for field in fields {
             let doc = norm(&field.doc.concat());
             assert!(
                 doc.contains("Default:"),
-                "{}.{} has no default in its doc",
-                section.key,
+                "{path}.{} has no default",
                 field.name
             );
-            if let Some(value) = values[section.key].get(field.name) {
-                let value = norm(&value.to_string());
-                assert!(
-                    doc.contains(&value),
-                    "{}.{}: doc lacks {value}",
-                    section.key,
-                    field.name
-                );
+            match table.get(field.name) {
+                Some(toml::Value::Table(_)) | None => {}
+                Some(value) => {
+                    let value = norm(&value.to_string());
+                    assert!(
+                        doc.contains(&value),
+                        "{path}.{}: doc lacks {value}",
+                        field.name
+                    );
+                }
+            }
+        }
+    };
+    for section in SECTIONS {
+        let table = values[section.key].as_table().unwrap();
+        check(section.key, section.fields, table);
+        for field in section.fields {
+            if let Some((_, nested)) = channels::nested_table(field.ty) {
+                let path = format!("{}.{}", section.key, field.name);
+                check(&path, nested, table[field.name].as_table().unwrap());
             }
         }
     }
@@ -261,7 +306,150 @@ fn string_fields_are_detected_for_env() {
     assert!(env::is_string_field("auth.hmac_secret"));
     assert!(env::is_string_field("auth.audience"));
     assert!(env::is_string_field("api.key"));
+    assert!(env::is_string_field("channels.default.channel_regex"));
+    assert!(!env::is_string_field("channels.default.history_size"));
+    assert!(!env::is_string_field("channels.default"));
+    assert!(!env::is_string_field("channels.private_prefix.x"));
     assert!(!env::is_string_field("server.cores"));
     assert!(!env::is_string_field("auth.algorithms"));
     assert!(!env::is_string_field("nope.key"));
+}
+
+const NAMESPACES: &str = r#"
+[channels]
+allow_client_publish = true
+
+[channels.default]
+history_size = 10
+
+[[channels.namespaces]]
+name = "chat"
+presence = true
+allow_publish_for_subscriber = true
+
+[[channels.namespaces]]
+name = "ids"
+channel_regex = "^[0-9]+$"
+"#;
+
+#[test]
+fn namespaces_load_from_toml_and_deprecated_keys_map_to_the_default() {
+    Jail::expect_with(|jail| {
+        jail.create_file("ws.toml", NAMESPACES)?;
+        let c = Config::load(Some(Path::new("ws.toml"))).unwrap();
+        let ch = &c.channels;
+        assert_eq!(ch.default.history_size, 10);
+        assert!(
+            ch.default.allow_publish_for_client,
+            "deprecated alias applied"
+        );
+        assert_eq!(ch.namespaces.len(), 2);
+        assert_eq!(ch.namespaces[0].name, "chat");
+        assert!(ch.namespaces[0].options.presence);
+        assert!(ch.namespaces[0].options.allow_publish_for_subscriber);
+        assert_eq!(ch.namespaces[0].options.history_size, 0, "option defaults");
+        assert_eq!(ch.namespaces[1].options.channel_regex, "^[0-9]+$");
+        let notes = c.deprecations();
+        assert_eq!(notes.len(), 1);
+        assert!(notes[0].contains("channels.default.allow_publish_for_client"));
+        Ok(())
+    });
+}
+
+#[test]
+fn unknown_or_missing_namespace_keys_are_rejected() {
+    Jail::expect_with(|jail| {
+        jail.create_file(
+            "ws.toml",
+            "[[channels.namespaces]]\nname = \"a\"\nhistroy_size = 1\n",
+        )?;
+        let err = Config::load(Some(Path::new("ws.toml")))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("histroy_size"), "{err}");
+        jail.create_file("ws.toml", "[[channels.namespaces]]\npresence = true\n")?;
+        let err = Config::load(Some(Path::new("ws.toml")))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("name"), "{err}");
+        jail.create_file("ws.toml", "[channels.default]\nbogus = 1\n")?;
+        let err = Config::load(Some(Path::new("ws.toml")))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("bogus"), "{err}");
+        Ok(())
+    });
+}
+
+#[test]
+fn history_bridges_between_engine_and_namespaces() {
+    Jail::expect_with(|jail| {
+        // the old shape: engine history alone becomes the default namespace's
+        jail.set_env("WIRESOCKET_ENGINE__HISTORY_SIZE", "5");
+        let c = Config::load(None).unwrap();
+        assert_eq!(c.channels.default.history_size, 5);
+        assert!(c
+            .deprecations()
+            .iter()
+            .any(|d| d.contains("engine.history_size")));
+        // the new shape: namespaces carry their own history; the default stays without
+        jail.set_env("WIRESOCKET_ENGINE__HISTORY_SIZE", "0");
+        jail.create_file(
+            "ws.toml",
+            "[[channels.namespaces]]\nname = \"h\"\nhistory_size = 7\nhistory_ttl_s = 900\n",
+        )?;
+        let c = Config::load(Some(Path::new("ws.toml"))).unwrap();
+        assert_eq!(c.channels.default.history_size, 0);
+        assert_eq!(c.channels.namespaces[0].options.history_size, 7);
+        Ok(())
+    });
+}
+
+fn with_namespaces(names: &[&str]) -> Config {
+    let mut c = with_secret();
+    c.channels.namespaces = names
+        .iter()
+        .map(|n| NamespaceConfig {
+            name: (*n).into(),
+            options: ChannelOptions::default(),
+        })
+        .collect();
+    c
+}
+
+#[test]
+fn channel_validation_names_the_field() {
+    assert_eq!(
+        invalid_field(&with_namespaces(&["a", "b", "a"])),
+        "channels.namespaces[2].name"
+    );
+    assert_eq!(
+        invalid_field(&with_namespaces(&["a", ""])),
+        "channels.namespaces[1].name"
+    );
+    assert_eq!(
+        invalid_field(&with_namespaces(&["a:b"])),
+        "channels.namespaces[0].name"
+    );
+    assert_eq!(
+        invalid_field(&with_namespaces(&["$a"])),
+        "channels.namespaces[0].name"
+    );
+    let mut c = with_namespaces(&["a", "b"]);
+    c.channels.namespaces[1].options.channel_regex = "([".into();
+    assert_eq!(invalid_field(&c), "channels.namespaces[1].channel_regex");
+    let mut c = with_secret();
+    c.channels.default.history_size = 10;
+    c.channels.default.history_ttl_s = 0;
+    assert_eq!(invalid_field(&c), "channels.default.history_ttl_s");
+    let mut c = with_secret();
+    c.channels.default.max_channel_length = 0;
+    assert_eq!(invalid_field(&c), "channels.default.max_channel_length");
+    let mut c = with_secret();
+    c.channels.user_boundary = ":".into();
+    assert_eq!(invalid_field(&c), "channels.user_boundary");
+    let mut c = with_secret();
+    c.channels.namespace_boundary = String::new();
+    assert_eq!(invalid_field(&c), "channels.namespace_boundary");
+    with_namespaces(&["chat", "a.b-c_1"]).validate().unwrap();
 }

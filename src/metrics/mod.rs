@@ -15,6 +15,7 @@ pub use histogram::Histogram;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
+use crate::channel::ChannelError;
 use crate::ws::close::Disconnect;
 
 /// Counters of one core. Gauges are `AtomicI64` (inc/dec), counters `AtomicU64`.
@@ -61,6 +62,8 @@ pub struct CoreMetrics {
     pub http_unread_bodies: AtomicU64,
     /// API calls refused with 503 because the node is draining.
     pub api_refused_draining: AtomicU64,
+    /// Channel operations refused by the policy, indexed like [`ChannelError::REASONS`].
+    pub channel_denied: [AtomicU64; ChannelError::REASONS.len()],
     /// Publish accepted -> frame queued for a subscriber, in microseconds.
     pub deliver_latency: Histogram,
 }
@@ -101,12 +104,19 @@ impl CoreMetrics {
             http_rejected: AtomicU64::new(0),
             http_unread_bodies: AtomicU64::new(0),
             api_refused_draining: AtomicU64::new(0),
+            channel_denied: Default::default(),
             deliver_latency: Histogram::new(),
         }
     }
 
     pub fn inc(counter: &AtomicU64) {
         counter.fetch_add(1, Relaxed);
+    }
+
+    /// Counts a refusal of the channel policy and passes it on.
+    pub fn channel_denied(&self, e: ChannelError) -> ChannelError {
+        Self::inc(&self.channel_denied[e.index()]);
+        e
     }
 
     pub fn add(counter: &AtomicU64, n: u64) {

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use super::histogram::BOUNDS_US;
 use super::CoreMetrics;
+use crate::channel::ChannelError;
 use crate::ws::close::Disconnect;
 
 type Getter = fn(&CoreMetrics) -> i128;
@@ -223,6 +224,23 @@ pub fn render(cores: &[Arc<CoreMetrics>]) -> String {
                     m.core, d.code
                 );
             }
+        }
+    }
+    let name = "wiresocket_channel_denied_total";
+    header(
+        &mut out,
+        name,
+        "counter",
+        "Channel operations refused by the channel policy (102, 103, 107, 108), by reason.",
+    );
+    for m in cores {
+        for (reason, n) in ChannelError::REASONS.iter().zip(&m.channel_denied) {
+            let _ = writeln!(
+                out,
+                "{name}{{core=\"{}\",reason=\"{reason}\"}} {}",
+                m.core,
+                n.load(Relaxed)
+            );
         }
     }
     let name = "wiresocket_publish_deliver_seconds";

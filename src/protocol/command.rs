@@ -33,6 +33,8 @@ pub enum Method {
         offset: u64,
         /// Bit flags; [`FLAG_REJECT_UNRECOVERED`]: answer 112 instead of `recovered: false`.
         flag: u64,
+        /// The client asks for a recoverable subscription (positions in the reply).
+        recoverable: bool,
         join_leave: bool,
     },
     Unsubscribe {
@@ -127,6 +129,10 @@ pub fn parse(line: &mut [u8]) -> Result<Command, MalformedCommand> {
             epoch: s(p, "epoch"),
             offset: p.get("offset").and_then(|v| v.as_u64()).unwrap_or(0),
             flag: p.get("flag").and_then(|v| v.as_u64()).unwrap_or(0),
+            recoverable: p
+                .get("recoverable")
+                .and_then(|v| v.as_bool())
+                .unwrap_or(false),
             join_leave: p
                 .get("join_leave")
                 .and_then(|v| v.as_bool())
@@ -240,6 +246,7 @@ mod tests {
                 epoch: "e".into(),
                 offset: 5,
                 flag: 3,
+                recoverable: false,
                 join_leave: false,
             }
         );

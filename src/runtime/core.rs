@@ -68,6 +68,8 @@ impl Core {
         ));
         hub.set_engine(engine.clone());
         let verifier = crate::auth::Verifier::new(&cfg.auth).expect("auth config was validated");
+        let policy = crate::channel::Policy::from_config(&cfg.channels)
+            .expect("channels config was validated");
         let env = Rc::new(Env {
             core: me,
             pool: BufferPool::new(
@@ -83,6 +85,7 @@ impl Core {
             flusher,
             verifier,
             node_name,
+            policy,
         });
         Core {
             me,

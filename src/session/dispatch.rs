@@ -16,11 +16,10 @@ use bytes::Bytes;
 use std::rc::Rc;
 use std::sync::Arc;
 
-pub use subscribe::check_channel;
-
 use super::limiter::{Rate, Verdict};
 use super::{Env, Phase, Session};
 use crate::auth::AuthError;
+use crate::channel::{ChannelOptions, Op, Who};
 use crate::engine::{EngineError, HistoryQuery, PublishOptions, StreamPosition};
 use crate::metrics::CoreMetrics;
 use crate::protocol::command::{parse, split_batch};
@@ -29,11 +28,8 @@ use crate::protocol::{ErrorCode, Method};
 use crate::ws::close::Disconnect;
 
 mod connect;
-mod options;
 mod presence;
 mod subscribe;
-
-pub use options::{channel_options, ChannelOptions};
 
 /// Server version reported in `connect` and `refresh` results.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -145,6 +141,7 @@ async fn execute(
             epoch,
             offset,
             flag,
+            recoverable,
             ..
         } => {
             let req = subscribe::Request {
@@ -155,6 +152,7 @@ async fn execute(
                     epoch: epoch.into(),
                 }),
                 reject_unrecovered: flag & crate::protocol::command::FLAG_REJECT_UNRECOVERED != 0,
+                recoverable,
             };
             subscribe::subscribe(env, s, id, req, b).await
         }
@@ -174,7 +172,7 @@ async fn execute(
             limit,
             since,
             reverse,
-        } => history(env, id, &channel, limit, since, reverse, &mut b.out).await,
+        } => history(env, s, id, &channel, limit, since, reverse, &mut b.out).await,
         Method::Presence { channel } => presence::presence(env, s, id, &channel, &mut b.out).await,
         Method::PresenceStats { channel } => {
             presence::presence_stats(env, s, id, &channel, &mut b.out).await
@@ -185,8 +183,10 @@ async fn execute(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn history(
     env: &Rc<Env>,
+    s: &Session,
     id: u32,
     channel: &str,
     limit: i64,
@@ -194,10 +194,10 @@ async fn history(
     reverse: bool,
     out: &mut Vec<u8>,
 ) -> Outcome {
-    if let Err(e) = check_channel(env, channel) {
-        return Outcome::Error(e);
-    }
-    let opts = channel_options(env, channel);
+    let opts = match check(env, s, channel, Op::History) {
+        Ok(o) => o,
+        Err(e) => return Outcome::Error(e),
+    };
     let query = HistoryQuery {
         limit: if limit < 0 {
             usize::MAX
@@ -210,7 +210,7 @@ async fn history(
         }),
         reverse,
     };
-    match env.engine.history(channel, query, opts.history).await {
+    match env.engine.history(channel, query, opts.history()).await {
         Ok(h) => {
             reply::result(out, id, "history", |r| {
                 subscribe::write_publications(r, &h.publications);
@@ -231,20 +231,14 @@ async fn publish(
     data: Vec<u8>,
     out: &mut Vec<u8>,
 ) -> Outcome {
-    if let Err(e) = check_channel(env, channel) {
-        return Outcome::Error(e);
-    }
-    let private = channel.starts_with(env.cfg.channels.private_prefix.as_str())
-        && !env.cfg.channels.private_prefix.is_empty();
-    let subscribed = s.subscriptions().contains(channel);
-    if !env.cfg.channels.allow_client_publish || (private && !subscribed) {
-        return Outcome::Error(ErrorCode::PERMISSION_DENIED);
-    }
-    let opts = channel_options(env, channel);
+    let opts = match check(env, s, channel, Op::Publish) {
+        Ok(o) => o,
+        Err(e) => return Outcome::Error(e),
+    };
     let info = Some(s.identity.borrow().client_info(&s.client_id()));
     let publish = PublishOptions {
         info,
-        history: opts.history,
+        history: opts.history(),
         ..Default::default()
     };
     match env
@@ -258,6 +252,21 @@ async fn publish(
         }
         Err(e) => Outcome::Error(e.code()),
     }
+}
+
+/// The one permission gate of client commands: asks the channel policy whether this session
+/// may do `op` on `channel` (counting refusals by reason) and returns the channel's options.
+pub(crate) fn check<'e>(
+    env: &'e Env,
+    s: &Session,
+    channel: &str,
+    op: Op,
+) -> Result<&'e ChannelOptions, ErrorCode> {
+    let identity = s.identity.borrow();
+    let who = Who::client(&identity.user, s.subscriptions().contains(channel));
+    env.policy
+        .can(&who, channel, op)
+        .map_err(|e| env.metrics.channel_denied(e).code())
 }
 
 /// Maps a token failure to the client-visible outcome.

@@ -33,6 +33,8 @@ pub struct Env {
     pub sessions: SessionTable,
     /// This node's name, reported as `node` in connect results.
     pub node_name: Arc<str>,
+    /// Channel rules and namespace options.
+    pub policy: crate::channel::Policy,
 }
 
 impl Env {

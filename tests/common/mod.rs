@@ -296,7 +296,10 @@ impl Overrides {
 /// engine-wide `[engine] history_size`; when it becomes a channel option
 /// (`[channels.default] history_size`), this is the one line to change.
 pub fn history_env(size: usize) -> (String, String) {
-    ("WIRESOCKET_ENGINE__HISTORY_SIZE".into(), size.to_string())
+    (
+        "WIRESOCKET_CHANNELS__DEFAULT__HISTORY_SIZE".into(),
+        size.to_string(),
+    )
 }
 
 extern "C" {

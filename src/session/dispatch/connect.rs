@@ -8,8 +8,8 @@
 
 use std::rc::Rc;
 
-use super::subscribe::{check_channel, establish, Established};
-use super::{channel_options, token_failure, ttl_until, Batch, Outcome, VERSION};
+use super::subscribe::{establish, Ask, Established};
+use super::{token_failure, ttl_until, Batch, Outcome, VERSION};
 use crate::engine::StreamPosition;
 use crate::protocol::command::Since;
 use crate::protocol::reply::{self, Obj};
@@ -55,7 +55,15 @@ pub(super) async fn connect(
         .iter()
         .take(env.cfg.channels.max_subscriptions_per_client)
     {
-        if check_channel(env, channel).is_err() || s.subscriptions().contains(channel) {
+        // granted by the token: only the name and namespace must be valid
+        let opts = match env.policy.resolve(channel) {
+            Ok(r) => r.options,
+            Err(e) => {
+                env.metrics.channel_denied(e);
+                continue;
+            }
+        };
+        if s.subscriptions().contains(channel) {
             continue;
         }
         let since = client_subs
@@ -65,8 +73,13 @@ pub(super) async fn connect(
                 offset: since.offset,
                 epoch: since.epoch.as_str().into(),
             });
-        let opts = channel_options(env, channel);
-        match establish(env, s, channel, opts, since, false, None).await {
+        let ask = Ask {
+            recoverable: false,
+            since,
+            reject_unrecovered: false,
+            expires_at: None,
+        };
+        match establish(env, s, channel, opts, ask).await {
             Ok(est) => subs.push((channel.clone(), est)),
             Err(e) => {
                 tracing::warn!(session = s.id, %channel, error = %e, "server-side subscription failed");

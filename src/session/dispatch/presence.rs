@@ -1,21 +1,15 @@
 //! `presence` and `presence_stats`: who is subscribed to a channel, answered by
-//! the engine when the channel's namespace enables presence (else 108). Only
-//! subscribers may ask unless the namespace allows everyone.
+//! the engine when the channel's namespace enables presence (else 108), to those
+//! the namespace allows (`allow_presence_for_subscriber` / `_for_client`, else 103).
 
-use super::{channel_options, check_channel, Outcome};
+use super::{check, Outcome};
+use crate::channel::Op;
 use crate::protocol::reply::{self, client_info_obj};
 use crate::protocol::ErrorCode;
 use crate::session::{Env, Session};
 
 fn allowed(env: &Env, s: &Session, channel: &str) -> Result<(), ErrorCode> {
-    check_channel(env, channel)?;
-    if !channel_options(env, channel).presence {
-        return Err(ErrorCode::NOT_AVAILABLE);
-    }
-    if !s.subscriptions().contains(channel) {
-        return Err(ErrorCode::PERMISSION_DENIED);
-    }
-    Ok(())
+    check(env, s, channel, Op::Presence).map(|_| ())
 }
 
 pub(super) async fn presence(

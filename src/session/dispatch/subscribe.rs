@@ -16,45 +16,40 @@
 use std::rc::Rc;
 use std::sync::Arc;
 
-use super::{channel_options, token_failure, ttl_until, Batch, ChannelOptions, Outcome};
+use super::{token_failure, ttl_until, Batch, Outcome};
+use crate::channel::{ChannelError, ChannelOptions, Op, Who};
 use crate::engine::{ChannelEvent, EngineError, HistoryQuery, Publication, StreamPosition};
 use crate::protocol::reply::{self, Obj, PublicationJson};
 use crate::protocol::ErrorCode;
 use crate::session::{Env, Session, Subscription};
 
-/// Name rules shared by subscribe, publish and history.
-pub fn check_channel(env: &Env, channel: &str) -> Result<(), ErrorCode> {
-    if channel.is_empty() || channel.len() > env.cfg.channels.max_channel_length {
-        return Err(ErrorCode::BAD_REQUEST);
-    }
-    Ok(())
-}
-
-/// Checks the client may subscribe; returns the subscription token's expiry, if any.
-fn check_permission(
-    env: &Env,
+/// Asks the channel policy whether this session may subscribe, verifying a subscription
+/// token when one is given (it must name this channel and this user, else 103). Returns the
+/// channel's options and the token's expiry, if any.
+fn check_permission<'e>(
+    env: &'e Env,
     s: &Session,
     channel: &str,
     token: &str,
-) -> Result<Option<u64>, Outcome> {
-    let cfg = &env.cfg.channels;
-    let private =
-        !cfg.private_prefix.is_empty() && channel.starts_with(cfg.private_prefix.as_str());
+) -> Result<(&'e ChannelOptions, Option<u64>), Outcome> {
+    let denied = |e: ChannelError| Outcome::Error(env.metrics.channel_denied(e).code());
+    let resolved = env.policy.resolve(channel).map_err(denied)?;
+    let identity = s.identity.borrow();
+    let mut who = Who::client(&identity.user, false);
+    let mut expires_at = None;
     if !token.is_empty() {
         let claims = env
             .verifier
             .verify_subscription(token)
             .map_err(|e| token_failure(&e))?;
-        if claims.channel != channel || *claims.user != *s.identity.borrow().user {
-            return Err(Outcome::Error(ErrorCode::PERMISSION_DENIED));
+        if claims.channel != channel || *claims.user != *identity.user {
+            return Err(denied(ChannelError::PermissionDenied));
         }
-        return Ok(claims.expires_at());
+        who = who.with_token();
+        expires_at = claims.expires_at();
     }
-    let anonymous = s.identity.borrow().user.is_empty();
-    if private || !cfg.allow_client_subscribe || (anonymous && !cfg.allow_anonymous_subscribe) {
-        return Err(Outcome::Error(ErrorCode::PERMISSION_DENIED));
-    }
-    Ok(None)
+    let options = resolved.allows(&who, Op::Subscribe).map_err(denied)?;
+    Ok((options, expires_at))
 }
 
 pub(super) struct Request<'a> {
@@ -62,6 +57,8 @@ pub(super) struct Request<'a> {
     pub token: &'a str,
     pub since: Option<StreamPosition>,
     pub reject_unrecovered: bool,
+    /// The client asked for positions (`recoverable`).
+    pub recoverable: bool,
 }
 
 /// A subscription made: what its reply reports.
@@ -101,16 +98,32 @@ impl Established {
     }
 }
 
+/// What the subscriber asks of [`establish`].
+pub(super) struct Ask {
+    /// The client asked for positions (`recoverable: true`).
+    pub recoverable: bool,
+    /// Where to recover from (`recover: true`).
+    pub since: Option<StreamPosition>,
+    /// Error 112 instead of `recovered: false` (the SDK's getState flow).
+    pub reject_unrecovered: bool,
+    /// The subscription token's expiry.
+    pub expires_at: Option<u64>,
+}
+
 /// Makes `s` a subscriber of `channel` (see the module doc); rolls back on any error.
 pub(super) async fn establish(
     env: &Rc<Env>,
     s: &Rc<Session>,
     channel: &str,
-    opts: ChannelOptions,
-    since: Option<StreamPosition>,
-    reject_unrecovered: bool,
-    expires_at: Option<u64>,
+    opts: &ChannelOptions,
+    ask: Ask,
 ) -> Result<Established, EngineError> {
+    let Ask {
+        recoverable: asked_recoverable,
+        since,
+        reject_unrecovered,
+        expires_at,
+    } = ask;
     let key: Arc<str> = Arc::from(channel);
     s.subscriptions().add(Subscription {
         channel: key.clone(),
@@ -127,7 +140,15 @@ pub(super) async fn establish(
         s.subscriptions().remove(channel);
         return Err(e);
     }
-    let recoverable = opts.history.enabled() && (since.is_some() || opts.force_recovery);
+    // positions (and recovery) where the namespace allows it and the client asked or the
+    // namespace forces it; a refused recovery still subscribes, without recovering
+    let user = s.identity.borrow().user.clone();
+    let may_recover = env
+        .policy
+        .can(&Who::client(&user, true), channel, Op::Recover)
+        .is_ok();
+    let recoverable = may_recover && (asked_recoverable || since.is_some() || opts.force_recovery);
+    let since = since.filter(|_| recoverable);
     let mut est = Established {
         key,
         recoverable,
@@ -136,8 +157,8 @@ pub(super) async fn establish(
         publications: Vec::new(),
         expires_at,
     };
-    if opts.history.enabled() {
-        let read = read_position(env, channel, &opts, since, reject_unrecovered).await;
+    if opts.history().enabled() {
+        let read = read_position(env, channel, opts, since, reject_unrecovered).await;
         match read {
             Ok((position, recovered, publications)) => {
                 est.position = Some(position);
@@ -180,21 +201,21 @@ async fn read_position(
 ) -> Result<(StreamPosition, Option<bool>, Vec<Publication>), EngineError> {
     let Some(since) = since else {
         return Ok((
-            env.engine.position(channel, opts.history).await?,
+            env.engine.position(channel, opts.history()).await?,
             None,
             Vec::new(),
         ));
     };
     let q = HistoryQuery {
-        limit: opts.history.size,
+        limit: opts.history().size,
         since: Some(since),
         reverse: false,
     };
-    match env.engine.history(channel, q, opts.history).await {
+    match env.engine.history(channel, q, opts.history()).await {
         Ok(h) => {
             // a stream that does not exist yet reads as empty: create it for this subscriber
             let position = if h.position.offset == 0 && h.publications.is_empty() {
-                env.engine.position(channel, opts.history).await?
+                env.engine.position(channel, opts.history()).await?
             } else {
                 h.position
             };
@@ -202,7 +223,7 @@ async fn read_position(
         }
         Err(EngineError::Unrecoverable) if reject_unrecovered => Err(EngineError::Unrecoverable),
         Err(EngineError::Unrecoverable) => Ok((
-            env.engine.position(channel, opts.history).await?,
+            env.engine.position(channel, opts.history()).await?,
             Some(false),
             Vec::new(),
         )),
@@ -217,11 +238,8 @@ pub(super) async fn subscribe(
     req: Request<'_>,
     b: &mut Batch,
 ) -> Outcome {
-    if let Err(e) = check_channel(env, req.channel) {
-        return Outcome::Error(e);
-    }
-    let expires_at = match check_permission(env, s, req.channel, req.token) {
-        Ok(at) => at,
+    let (opts, expires_at) = match check_permission(env, s, req.channel, req.token) {
+        Ok(found) => found,
         Err(o) => return o,
     };
     if s.subscriptions().contains(req.channel) {
@@ -230,18 +248,13 @@ pub(super) async fn subscribe(
     if s.subscriptions().len() >= env.cfg.channels.max_subscriptions_per_client {
         return Outcome::Error(ErrorCode::LIMIT_EXCEEDED);
     }
-    let opts = channel_options(env, req.channel);
-    let est = match establish(
-        env,
-        s,
-        req.channel,
-        opts,
-        req.since,
-        req.reject_unrecovered,
+    let ask = Ask {
+        recoverable: req.recoverable,
+        since: req.since,
+        reject_unrecovered: req.reject_unrecovered,
         expires_at,
-    )
-    .await
-    {
+    };
+    let est = match establish(env, s, req.channel, opts, ask).await {
         Ok(est) => est,
         Err(e) => return e.into(),
     };
