@@ -152,3 +152,49 @@ fn invented_channel_names_create_no_streams_beyond_the_cap() {
     );
     let _ = TcpStream::connect(server.addr).unwrap(); // still accepting
 }
+
+/// The server with fault injection on (debug builds: `session::faults`).
+fn faulty() -> Server {
+    Server::start_with(&Overrides {
+        env: vec![("WS_TEST_FAULTS".into(), "1".into())],
+        ..Default::default()
+    })
+}
+
+#[test]
+fn a_panicking_session_is_dropped_and_counted_and_its_core_goes_on() {
+    let server = faulty();
+    // bystanders on both cores
+    let mut others: Vec<Client> = (0..6)
+        .map(|i| {
+            let (mut c, _) = Client::connect(&server, &format!("b{i}"));
+            c.subscribe("news");
+            c
+        })
+        .collect();
+    for i in 0..4 {
+        let (mut victim, _) = Client::connect(&server, &format!("v{i}"));
+        victim.send_text(r#"{"id":2,"__test_fault":"session-panic"}"#);
+        assert!(victim.recv().is_err(), "the panicking session is dropped");
+    }
+    common::wait_for(|| server.metric_sum("wiresocket_session_panics_total", &[]) == 4.0);
+    let (status, _) = common::http(server.addr, "GET", "/health", &[], "");
+    assert_eq!(status, 200);
+    let (status, _) = server.api("publish", json!({"channel": "news", "data": 1}));
+    assert_eq!(status, 200);
+    for c in others.iter_mut() {
+        assert_eq!(c.next_pub().0, "news", "every core still delivers");
+    }
+    Client::connect(&server, "late").0.subscribe("news");
+}
+
+#[test]
+fn a_dead_core_takes_the_node_down_visibly() {
+    let mut server = faulty();
+    let (mut c, _) = Client::connect(&server, "x");
+    c.send_text(r#"{"id":2,"__test_fault":"core-panic"}"#);
+    let status = server
+        .wait_exit(Duration::from_secs(10))
+        .expect("the node exits instead of serving with a dead core");
+    assert!(!status.success(), "{status:?}");
+}

@@ -25,6 +25,28 @@ pub async fn sleep(d: Duration) {
     glommio::timer::sleep(d).await;
 }
 
+/// Spawns one of the loops a core cannot live without (accept, flusher, heartbeat,
+/// mesh dispatch and forwarding). glommio drops a task that panics and the core goes
+/// on without it, which would leave a broken core behind a `/health` that says 200:
+/// a panic here is logged and ends the process with status 1, so supervisors and load
+/// balancers see the failure and replace the node.
+pub fn spawn_critical(name: &'static str, fut: impl Future<Output = ()> + 'static) {
+    use futures_lite::FutureExt as _;
+    spawn(async move {
+        if std::panic::AssertUnwindSafe(fut)
+            .catch_unwind()
+            .await
+            .is_err()
+        {
+            tracing::error!(
+                task = name,
+                "a core task panicked; exiting so the node is replaced"
+            );
+            std::process::exit(1);
+        }
+    });
+}
+
 /// Runs `fut` for at most `d`; `None` on timeout.
 pub async fn timeout<T>(d: Duration, fut: impl Future<Output = T>) -> Option<T> {
     futures_lite::future::or(async { Some(fut.await) }, async {

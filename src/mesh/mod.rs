@@ -150,7 +150,7 @@ impl Mesh {
             metrics: metrics_for(me),
         });
         for peer in (0..ncores).filter(|&p| p != me) {
-            crate::exec::spawn(forward(mesh.clone(), peer));
+            crate::exec::spawn_critical("mesh-forward", forward(mesh.clone(), peer));
         }
         (mesh, receivers)
     }

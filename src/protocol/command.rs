@@ -65,6 +65,9 @@ pub enum Method {
     },
     Rpc,
     Send,
+    /// Debug builds only: fault injection for the black-box tests (`session::faults`).
+    #[cfg(debug_assertions)]
+    TestFault(String),
     Unknown,
 }
 
@@ -181,6 +184,8 @@ pub fn parse(line: &mut [u8]) -> Result<Command, MalformedCommand> {
             channel: s(p, "channel"),
             token: s(p, "token"),
         }
+    } else if let Some(fault) = test_fault(obj) {
+        fault
     } else if obj.contains_key("rpc") {
         Method::Rpc
     } else if obj.contains_key("send") {
@@ -189,6 +194,17 @@ pub fn parse(line: &mut [u8]) -> Result<Command, MalformedCommand> {
         Method::Unknown
     };
     Ok(Command { id, method })
+}
+
+#[cfg(debug_assertions)]
+fn test_fault(obj: &simd_json::borrowed::Object<'_>) -> Option<Method> {
+    obj.get("__test_fault")
+        .map(|v| Method::TestFault(v.as_str().unwrap_or_default().to_owned()))
+}
+
+#[cfg(not(debug_assertions))]
+fn test_fault(_: &simd_json::borrowed::Object<'_>) -> Option<Method> {
+    None
 }
 
 fn s(params: &Value, key: &str) -> String {

@@ -207,18 +207,21 @@ async fn run_core(shared: Shared, listener: socket2::Socket, ready: std::sync::m
     if let Some(mut inbox) = inbox {
         for (_, rx) in inbox.streams() {
             let core = core.clone();
-            spawn(async move {
+            crate::exec::spawn_critical("mesh-inbox", async move {
                 while let Some(msg) = rx.recv().await {
                     core.on_message(msg);
                 }
             });
         }
     }
-    spawn(core.flusher.clone().run());
-    spawn(crate::session::heartbeat::run(core.env.clone()));
+    crate::exec::spawn_critical("flusher", core.flusher.clone().run());
+    crate::exec::spawn_critical(
+        "heartbeat",
+        crate::session::heartbeat::run(core.env.clone()),
+    );
     let listener = listener_from(listener);
     let _ = ready.send(());
-    spawn(drain::accept(core.clone(), listener));
+    crate::exec::spawn_critical("accept", drain::accept(core.clone(), listener));
     drain::wait_for_drain(&core).await;
     drain::drain_sessions(&core).await;
     tracing::debug!(core = me, "core stopped");

@@ -178,6 +178,8 @@ async fn execute(
             presence::presence_stats(env, s, id, &channel, &mut b.out).await
         }
         Method::Rpc => Outcome::Error(ErrorCode::NOT_AVAILABLE),
+        #[cfg(debug_assertions)]
+        Method::TestFault(kind) => super::faults::inject(&kind),
         Method::Unknown => Outcome::Error(ErrorCode::METHOD_NOT_FOUND),
         Method::Pong | Method::Send => Outcome::Replied,
     }

@@ -16,6 +16,8 @@
 pub mod dispatch;
 pub mod driver;
 pub mod env;
+#[cfg(debug_assertions)]
+mod faults;
 mod flusher;
 pub mod heartbeat;
 mod limiter;
