@@ -120,7 +120,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     for note in config.deprecations() {
         tracing::warn!("{note}");
     }
-    crate::runtime::serve(config, origin, args.takeover)?;
+    let hint = matches!(origin, ConfigOrigin::Defaults).then(|| dev_token_hint(&config));
+    crate::runtime::serve(config, hint, args.takeover)?;
     Ok(ExitCode::SUCCESS)
 }
 

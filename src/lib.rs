@@ -8,6 +8,8 @@
 //! - [`cli`], [`config`]: command line and the configuration tree.
 //! - [`runtime`]: preflight, one pinned glommio executor per core, the per-core
 //!   wiring ([`runtime::core::Core`]), signals and graceful drain.
+//! - [`node`]: node-wide state shared by the cores through atomics (connection
+//!   counts, the drain flag); a leaf.
 //! - [`exec`]: executor helpers every room uses (spawn, timers, deadlines,
 //!   yielding, clocks, wake-up flags); a leaf.
 //! - [`net`]: SO_REUSEPORT listeners, HTTP request heads, routing an accepted
@@ -40,6 +42,7 @@ pub mod hub;
 pub mod mesh;
 pub mod metrics;
 pub mod net;
+pub mod node;
 pub mod protocol;
 pub mod runtime;
 pub mod session;

@@ -65,10 +65,9 @@ pub fn route(core: &Rc<Core>, method: &str, path: &str, api_key: Option<&str>) -
             };
             if core.node.draining() {
                 CoreMetrics::inc(&core.metrics.api_refused_draining);
-                return done(crate::net::conn::with_retry_after(
-                    core,
-                    Response::error(503, ErrorCode::INTERNAL),
-                ));
+                return done(
+                    Response::error(503, ErrorCode::INTERNAL).with_retry_after(&core.cfg.server),
+                );
             }
             Routed::Body(call)
         }

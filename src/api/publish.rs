@@ -60,7 +60,7 @@ pub async fn publish(core: &Rc<Core>, mut body: Vec<u8>) -> Response {
         Err(e) => {
             // a missing or malformed name is a bad request (400); anything else is a
             // method-level error, HTTP 200 with the code in the body (PROTOCOL.md)
-            let e = core.metrics.channel_denied(e);
+            let e = e.counted(&core.metrics);
             let status = if e.code() == ErrorCode::BAD_REQUEST {
                 400
             } else {

@@ -97,12 +97,13 @@ pub enum ChannelError {
 
 impl ChannelError {
     /// Metric labels of the refusals, indexed by [`ChannelError::index`].
-    pub const REASONS: [&'static str; 4] = [
-        "bad_name",
-        "unknown_namespace",
-        "not_available",
-        "permission_denied",
-    ];
+    pub const REASONS: [&'static str; 4] = crate::metrics::CHANNEL_DENIED_REASONS;
+
+    /// Counts this refusal in `wiresocket_channel_denied_total` and passes it on.
+    pub fn counted(self, m: &crate::metrics::CoreMetrics) -> ChannelError {
+        crate::metrics::CoreMetrics::inc(&m.channel_denied[self.index()]);
+        self
+    }
 
     /// The reply code a client or API caller sees.
     pub fn code(&self) -> ErrorCode {

@@ -15,8 +15,15 @@ pub use histogram::Histogram;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
-use crate::channel::ChannelError;
 use crate::ws::close::Disconnect;
+
+/// Label values of `wiresocket_channel_denied_total{reason}` (the channel policy's refusals).
+pub const CHANNEL_DENIED_REASONS: [&str; 4] = [
+    "bad_name",
+    "unknown_namespace",
+    "not_available",
+    "permission_denied",
+];
 
 /// Counters of one core. Gauges are `AtomicI64` (inc/dec), counters `AtomicU64`.
 #[derive(Debug)]
@@ -63,7 +70,8 @@ pub struct CoreMetrics {
     /// API calls refused with 503 because the node is draining.
     pub api_refused_draining: AtomicU64,
     /// Channel operations refused by the policy, indexed like [`ChannelError::REASONS`].
-    pub channel_denied: [AtomicU64; ChannelError::REASONS.len()],
+    /// Channel-policy refusals, indexed like [`CHANNEL_DENIED_REASONS`].
+    pub channel_denied: [AtomicU64; CHANNEL_DENIED_REASONS.len()],
     /// Publish accepted -> frame queued for a subscriber, in microseconds.
     pub deliver_latency: Histogram,
 }
@@ -111,12 +119,6 @@ impl CoreMetrics {
 
     pub fn inc(counter: &AtomicU64) {
         counter.fetch_add(1, Relaxed);
-    }
-
-    /// Counts a refusal of the channel policy and passes it on.
-    pub fn channel_denied(&self, e: ChannelError) -> ChannelError {
-        Self::inc(&self.channel_denied[e.index()]);
-        e
     }
 
     pub fn add(counter: &AtomicU64, n: u64) {

@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use super::histogram::BOUNDS_US;
 use super::CoreMetrics;
-use crate::channel::ChannelError;
 use crate::ws::close::Disconnect;
 
 type Getter = fn(&CoreMetrics) -> i128;
@@ -234,7 +233,7 @@ pub fn render(cores: &[Arc<CoreMetrics>]) -> String {
         "Channel operations refused by the channel policy (102, 103, 107, 108), by reason.",
     );
     for m in cores {
-        for (reason, n) in ChannelError::REASONS.iter().zip(&m.channel_denied) {
+        for (reason, n) in super::CHANNEL_DENIED_REASONS.iter().zip(&m.channel_denied) {
             let _ = writeln!(
                 out,
                 "{name}{{core=\"{}\",reason=\"{reason}\"}} {}",

@@ -1,12 +1,12 @@
 //! Admission of connections: the per-core cap on *pending* connections and the
-//! per-node cap on *connected* sessions (counters in `runtime::node`).
+//! per-node cap on *connected* sessions (counters in `node`).
 //!
 //! A connection is pending from accept until its protocol `connect` succeeds:
 //! while it sends HTTP requests, and after an upgrade while it has not sent
 //! `connect`. Its slot is a [`Pending`] guard in the HTTP task; on upgrade the
 //! guard is handed to the session ([`Pending::into_session`]), and the session
-//! gives the slot back on `connect` ([`admit_connected`]) or on close
-//! ([`session_closed`]).
+//! gives the slot back on `connect` (`session::Env::admit_connected`) or on
+//! close (`session::Env::close`).
 //!
 //! Answers:
 //! - accept beyond `max_pending_connections_per_core`: HTTP 503 + jittered
@@ -21,7 +21,7 @@
 //!   "connection limit" would stop them for good.
 //!
 //! Conformance echo sessions have no `connect`: they are admitted as connected
-//! at upgrade ([`admit_echo_upgrade`], [`echo_session`]) and have no connect
+//! at upgrade ([`admit_echo_upgrade`], `session::Env::admit_echo`) and have no connect
 //! deadline, so the heartbeat sweep never closes them 3502 while they work.
 //!
 //! Invariant: every pending slot taken is returned exactly once, and a session
@@ -31,7 +31,6 @@ use std::rc::Rc;
 
 use crate::metrics::CoreMetrics;
 use crate::runtime::core::Core;
-use crate::session::{Env, Session};
 
 /// A pending slot held by the HTTP task; returned on drop.
 pub struct Pending {
@@ -57,13 +56,8 @@ impl Pending {
 
 impl Drop for Pending {
     fn drop(&mut self) {
-        release_pending(&self.core);
+        self.core.release_pending();
     }
-}
-
-fn release_pending(env: &Env) {
-    env.node.pending_done(env.core);
-    CoreMetrics::gauge(&env.metrics.pending, -1);
 }
 
 /// Whether an upgrade may proceed: not draining and connected sessions below the limit.
@@ -71,39 +65,9 @@ pub fn may_upgrade(core: &Core) -> bool {
     !core.draining.get() && !core.node.draining() && !core.node.shedding()
 }
 
-/// On `connect`: moves the session from pending to connected; false when the node is full
-/// (the caller disconnects with 3013 and the session stays pending until it closes).
-pub fn admit_connected(env: &Env, s: &Session) -> bool {
-    if s.admitted.get() {
-        return true;
-    }
-    if !env.node.try_admit_connected() {
-        return false;
-    }
-    s.admitted.set(true);
-    release_pending(env);
-    true
-}
-
 /// Upgrade of a conformance echo connection: it has no `connect`, so it is admitted as
 /// connected now (false when the node is full: answer 503); the caller drops its
 /// [`Pending`] and the driver calls [`echo_session`].
 pub fn admit_echo_upgrade(core: &Core) -> bool {
     core.node.try_admit_connected()
-}
-
-/// Marks a just-opened echo session as admitted (by [`admit_echo_upgrade`]) and gives it no
-/// connect deadline: echo sessions are not Centrifugo sessions and never send `connect`.
-pub fn echo_session(s: &Session) {
-    s.admitted.set(true);
-    s.next_ping_ms.set(u64::MAX);
-}
-
-/// A session ended: gives back its connected or pending slot.
-pub fn session_closed(env: &Env, s: &Session) {
-    if s.admitted.replace(false) {
-        env.node.connected_closed();
-    } else {
-        release_pending(env);
-    }
 }

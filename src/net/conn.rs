@@ -220,18 +220,10 @@ async fn upgrade(
         stream = std::mem::size_of::<TcpStream>(),
         "per-connection sizes"
     );
-    crate::runtime::spawn(fut);
+    crate::exec::spawn(fut);
 }
 
 /// 503 with `Retry-After` drawn uniformly from the configured range.
 pub fn shed_response(core: &Core) -> Response {
-    with_retry_after(core, Response::status_only(503))
-}
-
-/// Adds a `Retry-After` drawn uniformly from the configured range.
-pub fn with_retry_after(core: &Core, resp: Response) -> Response {
-    let lo = core.cfg.server.retry_after_min_s;
-    let hi = core.cfg.server.retry_after_max_s.max(lo);
-    let secs = fastrand::u32(lo..=hi);
-    resp.with_header("Retry-After", secs.to_string())
+    Response::status_only(503).with_retry_after(&core.cfg.server)
 }

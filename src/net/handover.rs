@@ -33,7 +33,7 @@ use std::os::unix::fs::MetadataExt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::runtime::node::NodeState;
+use crate::node::NodeState;
 
 /// How often a draining process looks for a successor.
 pub const POLL: Duration = Duration::from_millis(50);

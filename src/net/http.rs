@@ -53,7 +53,7 @@ pub async fn read_head(
     // bytes of `buf` actually received: a read cut by the deadline leaves its zeroed room
     let filled = std::cell::Cell::new(buf.len());
     let read = read_head_inner(stream, buf, max, &filled);
-    match crate::runtime::timeout(left, read).await {
+    match crate::exec::timeout(left, read).await {
         Some(r) => r,
         None => {
             buf.truncate(filled.get());
@@ -108,7 +108,7 @@ pub async fn read_body(
         }
         Ok(())
     };
-    match crate::runtime::timeout(left, read).await {
+    match crate::exec::timeout(left, read).await {
         Some(Ok(())) => Ok(body),
         Some(Err(e)) => Err(e),
         None => Err(ReadError::Timeout { partial: true }),
@@ -136,7 +136,7 @@ pub async fn linger(stream: &mut TcpStream) {
             }
         }
     };
-    let _ = crate::runtime::timeout(LINGER, discard).await;
+    let _ = crate::exec::timeout(LINGER, discard).await;
 }
 
 /// How much one read asks for.
@@ -202,6 +202,13 @@ impl Response {
 
     pub fn status_only(status: u16) -> Self {
         Response::text(status, format!("{} {}\n", status, reason(status)))
+    }
+
+    /// Adds a `Retry-After` drawn uniformly from the configured range (spreads retries).
+    pub fn with_retry_after(self, server: &crate::config::ServerConfig) -> Self {
+        let lo = server.retry_after_min_s;
+        let hi = server.retry_after_max_s.max(lo);
+        self.with_header("Retry-After", fastrand::u32(lo..=hi).to_string())
     }
 
     pub fn with_header(mut self, name: &'static str, value: String) -> Self {

@@ -10,6 +10,7 @@
 //! point that routes a request to the WebSocket session, the conformance
 //! echo, or the HTTP endpoints ([`conn`]).
 
+pub mod accept;
 pub mod admit;
 pub mod conn;
 pub mod handover;

@@ -13,12 +13,12 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::node::NodeState;
 use crate::config::Config;
 use crate::engine::memory::{Limits, MemoryEngine};
 use crate::hub::Hub;
 use crate::mesh::{CoreMsg, Mesh};
 use crate::metrics::Registry;
+use crate::node::NodeState;
 use crate::session::table::SessionTable;
 use crate::session::{Env, Flusher, Session};
 use crate::ws::readbuf::BufferPool;

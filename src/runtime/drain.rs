@@ -18,11 +18,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use glommio::net::TcpListener;
-
 use super::core::Core;
-use super::node::NodeState;
 use crate::net::handover::Handover;
+use crate::node::NodeState;
 use crate::ws::close::Disconnect;
 
 const POLL: Duration = Duration::from_millis(50);
@@ -58,26 +56,6 @@ pub fn install_signal_handlers(node: Arc<NodeState>, handover: Handover) -> anyh
             }
         })?;
     Ok(())
-}
-
-/// Accepts for the life of the core (the task ends with the executor), or until a
-/// successor has taken the port over (then the listener is closed here).
-pub async fn accept(core: Rc<Core>, listener: TcpListener) {
-    loop {
-        let accepted = listener.accept().await;
-        if core.node.successor() {
-            tracing::debug!(core = core.me, "listener closed for the successor");
-            return; // drops the listener, already out of the port's group
-        }
-        match accepted {
-            Ok(stream) => super::spawn(crate::net::conn::serve(core.clone(), stream)),
-            Err(e) => {
-                tracing::warn!(error = %e, "accept failed");
-                // EMFILE and friends: back off instead of spinning
-                super::sleep(Duration::from_millis(10)).await;
-            }
-        }
-    }
 }
 
 /// Resolves once the node starts draining.

@@ -23,7 +23,6 @@
 
 pub mod core;
 mod drain;
-pub mod node;
 pub mod preflight;
 
 use anyhow::Context as _;
@@ -32,10 +31,9 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::cli::ConfigOrigin;
 use crate::config::Config;
 use crate::metrics::Registry;
-use node::NodeState;
+use crate::node::NodeState;
 
 /// Memory glommio may register for its own DMA buffers, per executor. We do
 /// no file I/O through glommio, so a small amount keeps RSS and memlock low.
@@ -51,7 +49,8 @@ const PREEMPT: Duration = Duration::from_millis(5);
 
 /// Runs the server until it has drained. `takeover`: share the port with a process already
 /// listening on it (a hand-over, see `net::handover`) instead of refusing to start.
-pub fn serve(cfg: Config, origin: ConfigOrigin, takeover: bool) -> anyhow::Result<()> {
+/// `dev_hint`: lines to log once started (the token and key of a run on built-in defaults).
+pub fn serve(cfg: Config, dev_hint: Option<String>, takeover: bool) -> anyhow::Result<()> {
     let cpus = cfg.server.cores.resolve()?;
     preflight::check(&cfg, cpus.len())?;
     if !takeover {
@@ -130,11 +129,11 @@ pub fn serve(cfg: Config, origin: ConfigOrigin, takeover: bool) -> anyhow::Resul
     tracing::info!(cores = cpus.len(), cpus = ?cpus, engine = ?cfg.engine.kind, "wiresocket {} started", env!("CARGO_PKG_VERSION"));
     // the readiness line scripts wait for; a closed stdout must not stop the server
     let _ = writeln!(std::io::stdout(), "wiresocket listening on http://{addr}");
-    if matches!(origin, ConfigOrigin::Defaults) {
+    if let Some(hint) = dev_hint {
         tracing::warn!(
             "no config file: using built-in defaults with a random secret and API key for this run"
         );
-        for line in crate::cli::dev_token_hint(&cfg).lines() {
+        for line in hint.lines() {
             tracing::info!("{line}");
         }
     }
@@ -221,7 +220,7 @@ async fn run_core(shared: Shared, listener: socket2::Socket, ready: std::sync::m
     );
     let listener = listener_from(listener);
     let _ = ready.send(());
-    crate::exec::spawn_critical("accept", drain::accept(core.clone(), listener));
+    crate::exec::spawn_critical("accept", crate::net::accept::run(core.clone(), listener));
     drain::wait_for_drain(&core).await;
     drain::drain_sessions(&core).await;
     tracing::debug!(core = me, "core stopped");

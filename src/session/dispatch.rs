@@ -179,7 +179,7 @@ async fn execute(
         }
         Method::Rpc => Outcome::Error(ErrorCode::NOT_AVAILABLE),
         #[cfg(debug_assertions)]
-        Method::TestFault(kind) => super::faults::inject(&kind),
+        Method::TestFault(kind) => Outcome::Error(super::faults::inject(&kind)),
         Method::Unknown => Outcome::Error(ErrorCode::METHOD_NOT_FOUND),
         Method::Pong | Method::Send => Outcome::Replied,
     }
@@ -268,7 +268,7 @@ pub(crate) fn check<'e>(
     let who = Who::client(&identity.user, s.subscriptions().contains(channel));
     env.policy
         .can(&who, channel, op)
-        .map_err(|e| env.metrics.channel_denied(e).code())
+        .map_err(|e| e.counted(&env.metrics).code())
 }
 
 /// Maps a token failure to the client-visible outcome.

@@ -68,7 +68,7 @@ pub fn run(
     let session = env.open_session(sock);
     if handler == Handler::Echo {
         session.phase.set(Phase::Echo);
-        crate::net::admit::echo_session(&session);
+        env.admit_echo(&session);
     }
     let partial = (!early.is_empty()).then(|| {
         let mut buf = env.pool.take();

@@ -16,7 +16,7 @@ use crate::config::Config;
 use crate::engine::{ChannelEvent, ClientInfo, Engine};
 use crate::hub::Hub;
 use crate::metrics::CoreMetrics;
-use crate::runtime::node::NodeState;
+use crate::node::NodeState;
 use crate::ws::readbuf::BufferPool;
 
 pub struct Env {
@@ -57,7 +57,38 @@ impl Env {
         self.sessions.remove(s);
         CoreMetrics::gauge(&self.metrics.connections, -1);
         self.metrics.closed(code);
-        crate::net::admit::session_closed(self, s);
+        if s.admitted.replace(false) {
+            self.node.connected_closed();
+        } else {
+            self.release_pending();
+        }
+    }
+
+    /// On `connect`: moves the session from pending to connected; false when the node is
+    /// full (the caller disconnects with 3013 and the session stays pending until it closes).
+    /// The admission rules are `net::admit`'s.
+    pub fn admit_connected(&self, s: &Session) -> bool {
+        if s.admitted.get() {
+            return true;
+        }
+        if !self.node.try_admit_connected() {
+            return false;
+        }
+        s.admitted.set(true);
+        self.release_pending();
+        true
+    }
+
+    /// A conformance echo session (admitted as connected at upgrade): no connect deadline.
+    pub fn admit_echo(&self, s: &Session) {
+        s.admitted.set(true);
+        s.next_ping_ms.set(u64::MAX);
+    }
+
+    /// Gives back one pending-connection slot of this core.
+    pub fn release_pending(&self) {
+        self.node.pending_done(self.core);
+        CoreMetrics::gauge(&self.metrics.pending, -1);
     }
 
     /// Undoes what a subscription holds beyond the hub entry (presence, leave).

@@ -11,19 +11,19 @@
 //!
 //! Anything else, or without the variable, is an unknown method (104).
 
-use super::dispatch::Outcome;
 use crate::protocol::ErrorCode;
 
-pub(crate) fn inject(kind: &str) -> Outcome {
+/// Injects `kind`; the error to answer when it does not end the session.
+pub(crate) fn inject(kind: &str) -> ErrorCode {
     if std::env::var_os("WS_TEST_FAULTS").is_none() {
-        return Outcome::Error(ErrorCode::METHOD_NOT_FOUND);
+        return ErrorCode::METHOD_NOT_FOUND;
     }
     match kind {
         "session-panic" => panic!("injected fault: session-panic"),
         "core-panic" => {
             crate::exec::spawn_critical("injected", async { panic!("injected fault: core-panic") });
-            Outcome::Error(ErrorCode::INTERNAL)
+            ErrorCode::INTERNAL
         }
-        _ => Outcome::Error(ErrorCode::METHOD_NOT_FOUND),
+        _ => ErrorCode::METHOD_NOT_FOUND,
     }
 }

@@ -35,7 +35,7 @@ pub(super) async fn connect(
             Err(e) => return token_failure(&e),
         }
     };
-    if !crate::net::admit::admit_connected(env, s) {
+    if !env.admit_connected(s) {
         return Outcome::Disconnect(Disconnect::TOO_MANY_REQUESTS); // node full: retry later
     }
     let client = s.client_id();
@@ -59,7 +59,7 @@ pub(super) async fn connect(
         let opts = match env.policy.resolve(channel) {
             Ok(r) => r.options,
             Err(e) => {
-                env.metrics.channel_denied(e);
+                e.counted(&env.metrics);
                 continue;
             }
         };

@@ -32,7 +32,7 @@ fn check_permission<'e>(
     channel: &str,
     token: &str,
 ) -> Result<(&'e ChannelOptions, Option<u64>), Outcome> {
-    let denied = |e: ChannelError| Outcome::Error(env.metrics.channel_denied(e).code());
+    let denied = |e: ChannelError| Outcome::Error(e.counted(&env.metrics).code());
     let resolved = env.policy.resolve(channel).map_err(denied)?;
     let identity = s.identity.borrow();
     let mut who = Who::client(&identity.user, false);
