@@ -173,9 +173,11 @@ async fn execute(
             since,
             reverse,
         } => history(env, s, id, &channel, limit, since, reverse, &mut b.out).await,
-        Method::Presence { channel } => presence::presence(env, s, id, &channel, &mut b.out).await,
+        Method::Presence { channel } => {
+            presence::presence(env, s, id, &channel, false, &mut b.out).await
+        }
         Method::PresenceStats { channel } => {
-            presence::presence_stats(env, s, id, &channel, &mut b.out).await
+            presence::presence(env, s, id, &channel, true, &mut b.out).await
         }
         Method::Rpc => Outcome::Error(ErrorCode::NOT_AVAILABLE),
         #[cfg(debug_assertions)]

@@ -5,22 +5,31 @@
 use super::{check, Outcome};
 use crate::channel::Op;
 use crate::protocol::reply::{self, client_info_obj};
-use crate::protocol::ErrorCode;
 use crate::session::{Env, Session};
 
-fn allowed(env: &Env, s: &Session, channel: &str) -> Result<(), ErrorCode> {
-    check(env, s, channel, Op::Presence).map(|_| ())
-}
-
+/// `stats`: answer `presence_stats` (counts) instead of `presence` (entries).
 pub(super) async fn presence(
     env: &Env,
     s: &Session,
     id: u32,
     channel: &str,
+    stats: bool,
     out: &mut Vec<u8>,
 ) -> Outcome {
-    if let Err(e) = allowed(env, s, channel) {
+    if let Err(e) = check(env, s, channel, Op::Presence) {
         return Outcome::Error(e);
+    }
+    if stats {
+        return match env.engine.presence_stats(channel).await {
+            Ok(st) => {
+                reply::result(out, id, "presence_stats", |r| {
+                    r.num("num_clients", st.num_clients)
+                        .num("num_users", st.num_users);
+                });
+                Outcome::Replied
+            }
+            Err(e) => e.into(),
+        };
     }
     match env.engine.presence(channel).await {
         Ok(clients) => {
@@ -38,28 +47,6 @@ pub(super) async fn presence(
                     o.end();
                 }
                 m.end();
-            });
-            Outcome::Replied
-        }
-        Err(e) => e.into(),
-    }
-}
-
-pub(super) async fn presence_stats(
-    env: &Env,
-    s: &Session,
-    id: u32,
-    channel: &str,
-    out: &mut Vec<u8>,
-) -> Outcome {
-    if let Err(e) = allowed(env, s, channel) {
-        return Outcome::Error(e);
-    }
-    match env.engine.presence_stats(channel).await {
-        Ok(st) => {
-            reply::result(out, id, "presence_stats", |r| {
-                r.num("num_clients", st.num_clients)
-                    .num("num_users", st.num_users);
             });
             Outcome::Replied
         }
