@@ -10,7 +10,7 @@ use std::time::Duration;
 
 /// Records what the engine delivered.
 #[derive(Default)]
-pub struct Recorder {
+pub(crate) struct Recorder {
     pub events: RefCell<Vec<(String, ChannelEvent)>>,
     pub resets: RefCell<Vec<String>>,
 }

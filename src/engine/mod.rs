@@ -23,7 +23,7 @@ pub mod memory;
 pub mod recovery;
 
 #[cfg(test)]
-mod conformance;
+pub(crate) mod conformance;
 
 use bytes::Bytes;
 use std::sync::Arc;

@@ -278,4 +278,69 @@ mod tests {
             (0..100).map(|i| owner_of(&format!("ch{i}"), 4)).collect();
         assert_eq!(owners.len(), 4);
     }
+
+    /// A core that stops draining its inbox: the FIFO towards it fills to the limit, then
+    /// calls to it are refused at once and an owner refuses publishes (their deliveries
+    /// would queue without bound), answered as "overloaded" (error 111).
+    #[test]
+    fn a_peer_that_does_not_drain_congests_the_mesh_and_publishes_are_refused() {
+        use crate::engine::{Engine, EngineError, HistoryOptions, PublishOptions};
+        let limits = Limits {
+            pending: 4,
+            call_timeout: Duration::from_millis(300),
+        };
+        let b = builder(2, 1);
+        let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+        let b1 = b.clone();
+        let idle = glommio::LocalExecutorBuilder::default()
+            .io_memory(64 << 10)
+            .spawn(move || async move {
+                // joins, then holds its inbox without reading it
+                let (_mesh, _inbox) =
+                    Mesh::join(Some(b1), limits, |i| Arc::new(CoreMetrics::new(i))).await;
+                while stop_rx.try_recv().is_err() {
+                    crate::exec::sleep(Duration::from_millis(10)).await;
+                }
+            })
+            .expect("executor");
+        glommio::LocalExecutorBuilder::default()
+            .io_memory(64 << 10)
+            .make()
+            .expect("executor")
+            .run(async move {
+                let metrics = Arc::new(CoreMetrics::new(0));
+                let m = metrics.clone();
+                let (mesh, _inbox) = Mesh::join(Some(b), limits, move |_| m).await;
+                let peer = 1 - mesh.me();
+                assert!(!mesh.congested());
+                for _ in 0..16 {
+                    mesh.send(peer, CoreMsg::Reset { channel: "c".into() });
+                }
+                crate::exec::sleep(Duration::from_millis(20)).await;
+                assert!(mesh.congested());
+                assert_eq!(mesh.call(peer, || 1).await, Err(CallError::Full));
+                let sink = Rc::new(crate::engine::conformance::Recorder::default());
+                let engine = crate::engine::memory::MemoryEngine::new(
+                    mesh.clone(),
+                    sink.clone(),
+                    crate::engine::memory::Limits::new(&Default::default()),
+                    metrics.clone(),
+                );
+                let opts = PublishOptions {
+                    history: HistoryOptions {
+                        size: 10,
+                        ttl: Duration::from_secs(60),
+                    },
+                    ..Default::default()
+                };
+                // whichever core owns these channels, nothing is accepted or delivered
+                for ch in ["a", "b", "c", "d"] {
+                    let r = engine.publish(ch, bytes::Bytes::from_static(b"1"), opts.clone());
+                    assert_eq!(r.await, Err(EngineError::Overloaded), "{ch}");
+                }
+                assert!(sink.events.borrow().is_empty());
+                stop_tx.send(()).unwrap();
+            });
+        idle.join().unwrap();
+    }
 }
