@@ -20,6 +20,8 @@ pub struct NodeState {
     /// Pending connections, one slot per core (each written by its own core only).
     pending: Box<[AtomicUsize]>,
     draining: AtomicBool,
+    /// A stop signal arrived (set before the hand-over check and the drain flag).
+    stopping: AtomicBool,
     /// A successor process listens on our address: listeners are being closed.
     successor: AtomicBool,
     /// Cores whose sessions are not all closed yet (during a drain).
@@ -107,6 +109,16 @@ impl NodeState {
 
     pub fn draining(&self) -> bool {
         self.draining.load(Acquire)
+    }
+
+    /// Marks the node as going away at once (`/health` 503), before anything slower.
+    pub fn begin_stop(&self) {
+        self.stopping.store(true, Release);
+    }
+
+    /// A stop signal arrived or the node drains: load balancers must take it out.
+    pub fn stopping(&self) -> bool {
+        self.stopping.load(Acquire) || self.draining()
     }
 
     /// A successor listens on our address; set after our listeners were shut down.

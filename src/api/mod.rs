@@ -89,7 +89,7 @@ pub async fn call(core: &Rc<Core>, call: ApiCall, body: Vec<u8>) -> Response {
 }
 
 fn health(core: &Core) -> Response {
-    if core.node.draining() {
+    if core.node.stopping() {
         Response::json(503, r#"{"status":"draining"}"#)
     } else if core.node.shedding() {
         Response::json(503, r#"{"status":"shedding"}"#)
