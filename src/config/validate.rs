@@ -146,9 +146,7 @@ impl ServerConfig {
             }
         }
         if let Some(internal) = self.internal_listen {
-            if internal == self.listen
-                || (internal.port() == self.listen.port() && internal.port() != 0)
-            {
+            if internal.port() != 0 && internal.port() == self.listen.port() {
                 return Err(ConfigError::invalid(
                     "server.internal_listen",
                     format!("must use another port than server.listen ({})", self.listen),

@@ -68,7 +68,11 @@ mod tests {
 
     fn header(src: &str) -> Vec<u8> {
         let src: std::net::SocketAddr = src.parse().unwrap();
-        let dst = if src.is_ipv4() { "10.0.0.1:443" } else { "[2001:db8::1]:443" };
+        let dst = if src.is_ipv4() {
+            "10.0.0.1:443"
+        } else {
+            "[2001:db8::1]:443"
+        };
         let addrs = (src, dst.parse::<std::net::SocketAddr>().unwrap());
         Builder::with_addresses(Version::Two | Command::Proxy, Protocol::Stream, addrs)
             .build()
