@@ -31,7 +31,7 @@ mod validate;
 
 pub use cores::CoresSpec;
 pub use example::example_toml;
-pub use validate::SUPPORTED_ALGORITHMS;
+pub use validate::{check_origin_pattern, parse_nets, SUPPORTED_ALGORITHMS};
 
 /// Errors from loading, validating or resolving the configuration.
 #[derive(Debug, thiserror::Error)]
@@ -188,6 +188,77 @@ config_section! {
         /// This node's name, reported to clients as `node` in the connect result and used
         /// in logs. Default: unset, which means `<hostname>:<port>`.
         pub node_name: Option<String> = None,
+        /// Browser origins allowed to open WebSockets, besides the same origin: exact
+        /// (`https://app.example.com`) or with one `*` (`https://*.example.com`); `["*"]`
+        /// allows every origin. An upgrade whose `Origin` matches neither the list nor its
+        /// own `Host` is refused with HTTP 403 (cross-site WebSocket hijacking guard);
+        /// clients that send no `Origin` (SDKs outside browsers) are not affected.
+        /// Default: `[]` (same origin only). List the sites that embed your frontend.
+        #[serde(deserialize_with = "string_or_list")]
+        pub allowed_origins: Vec<String> = Vec::new(),
+        /// Peers (CIDR blocks or addresses) trusted to name the client: from them, a PROXY
+        /// protocol v2 header and the `X-Forwarded-For` of an upgrade are believed, and the
+        /// per-address limits apply to the client they name. From anyone else both are
+        /// ignored (a PROXY header is then a bad request). Default: `[]`. Set it to your
+        /// HAProxy/nginx/load balancer addresses, never to client networks.
+        #[serde(deserialize_with = "string_or_list")]
+        pub trusted_proxies: Vec<String> = Vec::new(),
+        /// Client addresses (CIDR blocks) the per-address and per-prefix limits do not
+        /// count. Default: `["127.0.0.0/8", "::1/128"]`: local tools, and a local proxy not
+        /// listed in `trusted_proxies` (whose clients would otherwise share one address).
+        /// Set `[]` to limit loopback clients too.
+        #[serde(deserialize_with = "string_or_list")]
+        pub limits_exempt: Vec<String> = vec!["127.0.0.0/8".into(), "::1/128".into()],
+        /// Open connections (HTTP or WebSocket, pending or connected) one client address may
+        /// hold on this node; beyond it new ones get HTTP 429 + Retry-After before anything
+        /// is read (`wiresocket_limit_refused_total{reason="ip_connections"}`). `0`: no cap.
+        /// Default: `1_000` (a large NAT or office). Lower it when clients are individuals.
+        pub max_connections_per_ip: u32 = 1_000,
+        /// Open connections one network prefix (/24 for IPv4, /64 for IPv6) may hold; beyond
+        /// it 429 + Retry-After (`reason="prefix_connections"`). `0`: no cap.
+        /// Default: `10_000`.
+        pub max_connections_per_prefix: u32 = 10_000,
+        /// Connection attempts per second one client address may make on average (token
+        /// bucket); beyond it 429 + Retry-After (`reason="ip_rate"`). `0`: no limit.
+        /// Default: `20`.
+        pub connect_rate_per_ip: u32 = 20,
+        /// Connection attempts one client address may make at once (the bucket size), so a
+        /// NAT's users reconnecting together after a restart get through. Default: `500`.
+        pub connect_burst_per_ip: u32 = 500,
+        /// Connection attempts per second the whole node accepts on average; beyond it HTTP
+        /// 503 + Retry-After (`reason="node_rate"`). `0`: no limit. Default: `5_000`.
+        pub connect_rate_per_node: u32 = 5_000,
+        /// Connection attempts the node accepts at once (the bucket size). Default:
+        /// `100_000`, enough for every client of a full node to reconnect at once; raise it
+        /// with `max_connections`.
+        pub connect_burst_per_node: u32 = 100_000,
+        /// Connections one user (token `sub`) may hold on this node; the next `connect` is
+        /// answered with disconnect 3504 "connection limit" (`reason="user_connections"`).
+        /// Anonymous connections are not counted. `0`: no limit. Default: `0`.
+        pub max_connections_per_user: u32 = 0,
+        /// Client `publish` commands per second one user may make on average, node-wide
+        /// (anonymous clients: per connection); beyond it error 111, and after
+        /// `publish_burst_per_user` refusals in a row disconnect 3013 (`reason="publish_user"`).
+        /// `0`: no limit. Default: `0`.
+        pub publish_rate_per_user: u32 = 0,
+        /// Publishes one user may make at once (bucket size); also the refusals in a row
+        /// before 3013. Default: `100`.
+        pub publish_burst_per_user: u32 = 100,
+        /// Client `publish` commands per second into one channel, node-wide; beyond it error
+        /// 111 (`reason="publish_channel"`). `0`: no limit. Default: `0`.
+        pub publish_rate_per_channel: u32 = 0,
+        /// Publishes into one channel at once (bucket size). Default: `1_000`.
+        pub publish_burst_per_channel: u32 = 1_000,
+        /// Counters per table of the limits above (fixed memory, about 16 bytes per counter
+        /// for the address tables; addresses hash into them, so rotating addresses grow
+        /// nothing). Default: `65_536`. Raise it past ~200,000 distinct concurrent clients.
+        pub limits_table_size: usize = 65_536,
+        /// Address of an internal listener serving `/metrics`, `/api/*`, `/health` and the
+        /// liveness check `/livez` (as Centrifugo's internal port). When set, the public
+        /// listener answers 404 to `/metrics` and `/api/*` and keeps `/health` for load
+        /// balancers. Default: unset (everything on `listen`). Set `127.0.0.1:9000` or a
+        /// private interface.
+        pub internal_listen: Option<SocketAddr> = None,
     }
 }
 

@@ -14,6 +14,9 @@
 //!   yielding, clocks, wake-up flags); a leaf.
 //! - [`net`]: SO_REUSEPORT listeners, HTTP request heads, routing an accepted
 //!   connection to a WebSocket session or the HTTP endpoints.
+//! - [`limits`]: per-client limits shared by the cores (connections per address,
+//!   prefix and user; connection and publish rates), node-local behind interfaces a
+//!   cluster engine can back.
 //! - [`ws`]: the WebSocket handshake, frame codec, message reassembly, and the
 //!   close-code table.
 //! - [`auth`]: JWT verification of connection and subscription tokens.
@@ -39,6 +42,7 @@ pub mod config;
 pub mod engine;
 pub mod exec;
 pub mod hub;
+pub mod limits;
 pub mod mesh;
 pub mod metrics;
 pub mod net;

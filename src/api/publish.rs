@@ -4,7 +4,8 @@
 //! `tags` must be an object of string values (else 400); they travel with the
 //! publication. A repeat with the same `idempotency_key` within
 //! `engine.idempotency_ttl_s` answers the first result and publishes nothing.
-//! `skip_history` delivers without storing (no offset).
+//! `skip_history` delivers without storing (no offset). `data` longer than the
+//! namespace's `max_publication_bytes` is error 106 (HTTP 200, a method-level error).
 
 use bytes::Bytes;
 use simd_json::prelude::*;
@@ -69,6 +70,10 @@ pub async fn publish(core: &Rc<Core>, mut body: Vec<u8>) -> Response {
             return Response::error(status, e.code());
         }
     };
+    if options.max_publication_bytes > 0 && data.len() > options.max_publication_bytes {
+        crate::limits::Refusal::PublicationSize.counted(&core.metrics);
+        return Response::error(200, ErrorCode::LIMIT_EXCEEDED);
+    }
     opts.history = options.history();
     match core.engine.publish(&channel, Bytes::from(data), opts).await {
         Ok(pos) => {

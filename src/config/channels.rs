@@ -115,6 +115,13 @@ config_section! {
         /// Longest accepted channel name in bytes, namespace included; longer is 107.
         /// Default: `255`.
         pub max_channel_length: usize = 255,
+        /// Largest publication (`data`, as JSON bytes) accepted into the namespace's
+        /// channels, from a client `publish` or the API; larger is error 106 "limit
+        /// exceeded" (API: HTTP 200 with the error, as other method-level errors), counted in
+        /// `wiresocket_limit_refused_total{reason="publication_size"}`. `0`: only the
+        /// transport limits apply (`websocket.max_message_bytes`, `server.max_body_bytes`).
+        /// Default: `0`. Set it to what your application's messages need.
+        pub max_publication_bytes: usize = 0,
     }
 }
 

@@ -25,6 +25,20 @@ pub const CHANNEL_DENIED_REASONS: [&str; 4] = [
     "permission_denied",
 ];
 
+/// Label values of `wiresocket_limit_refused_total{reason}`, in the order of
+/// `limits::Refusal::ALL`.
+pub const LIMIT_REASONS: [&str; 9] = [
+    "ip_connections",
+    "prefix_connections",
+    "ip_rate",
+    "node_rate",
+    "origin",
+    "user_connections",
+    "publish_user",
+    "publish_channel",
+    "publication_size",
+];
+
 /// Counters of one core. Gauges are `AtomicI64` (inc/dec), counters `AtomicU64`.
 #[derive(Debug)]
 pub struct CoreMetrics {
@@ -72,6 +86,8 @@ pub struct CoreMetrics {
     /// Channel operations refused by the policy, indexed like [`ChannelError::REASONS`].
     /// Channel-policy refusals, indexed like [`CHANNEL_DENIED_REASONS`].
     pub channel_denied: [AtomicU64; CHANNEL_DENIED_REASONS.len()],
+    /// Refusals by the per-client limits (`limits`), indexed like [`LIMIT_REASONS`].
+    pub limit_refused: [AtomicU64; LIMIT_REASONS.len()],
     /// Publish accepted -> frame queued for a subscriber, in microseconds.
     pub deliver_latency: Histogram,
 }
@@ -113,6 +129,7 @@ impl CoreMetrics {
             http_unread_bodies: AtomicU64::new(0),
             api_refused_draining: AtomicU64::new(0),
             channel_denied: Default::default(),
+            limit_refused: Default::default(),
             deliver_latency: Histogram::new(),
         }
     }

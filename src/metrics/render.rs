@@ -242,6 +242,23 @@ pub fn render(cores: &[Arc<CoreMetrics>]) -> String {
             );
         }
     }
+    let name = "wiresocket_limit_refused_total";
+    header(
+        &mut out,
+        name,
+        "counter",
+        "Connections, connects and publishes refused by the per-client limits (403, 429, 503, 3504, 111/3013, 106), by reason.",
+    );
+    for m in cores {
+        for (reason, n) in super::LIMIT_REASONS.iter().zip(&m.limit_refused) {
+            let _ = writeln!(
+                out,
+                "{name}{{core=\"{}\",reason=\"{reason}\"}} {}",
+                m.core,
+                n.load(Relaxed)
+            );
+        }
+    }
     let name = "wiresocket_publish_deliver_seconds";
     header(
         &mut out,

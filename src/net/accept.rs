@@ -16,7 +16,8 @@ use crate::runtime::core::Core;
 
 /// Accepts for the life of the core (the task ends with the executor), or until a
 /// successor has taken the port over (then the listener is closed here).
-pub async fn run(core: Rc<Core>, listener: TcpListener) {
+/// `edge`: which listener this is (public or internal) and the node's per-client limits.
+pub async fn run(core: Rc<Core>, listener: TcpListener, edge: Rc<super::edge::Edge>) {
     loop {
         let accepted = listener.accept().await;
         if core.node.successor() {
@@ -24,7 +25,9 @@ pub async fn run(core: Rc<Core>, listener: TcpListener) {
             return; // drops the listener, already out of the port's group
         }
         match accepted {
-            Ok(stream) => crate::exec::spawn(super::conn::serve(core.clone(), stream)),
+            Ok(stream) => {
+                crate::exec::spawn(super::conn::serve(core.clone(), edge.clone(), stream))
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "accept failed");
                 // EMFILE and friends: back off instead of spinning

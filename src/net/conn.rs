@@ -16,6 +16,14 @@
 //!   reading it gets `Connection: close`, and the connection is closed
 //!   ([`http::linger`]): the unread bytes make it unusable for another request.
 //!
+//! Edge ([`super::edge`]): a connection from an untrusted peer is counted under its
+//! address before anything is read (429/503 + Retry-After when a per-client limit
+//! refuses); a trusted proxy's connection may start with a PROXY v2 header naming the
+//! client, else each upgrade is counted under its `X-Forwarded-For` client. An upgrade
+//! from a browser origin that is not allowed gets 403. On the internal listener upgrades
+//! are 404; on the public one, `/metrics` and `/api/*` are 404 when the internal listener
+//! exists.
+//!
 //! Admission: while the node drains or holds `max_connections` connected
 //! sessions, upgrades are answered 503 with a jittered `Retry-After`, so
 //! reconnecting clients spread out instead of stampeding.
@@ -26,22 +34,43 @@ use std::time::{Duration, Instant};
 use glommio::net::TcpStream;
 
 use super::admit::{self, Pending};
+use super::edge::{self, Edge, Peer};
 use super::http::{self, ReadError, Response};
-use super::request::{self, Parsed, Request};
+use super::request::{self, Parsed, Request, UpgradeMeta};
 use crate::api::Routed;
+use crate::limits::ConnLease;
 use crate::metrics::CoreMetrics;
 use crate::runtime::core::Core;
 use crate::session::driver::{self, Handler};
 use crate::ws::handshake;
 
-pub async fn serve(core: Rc<Core>, mut stream: TcpStream) {
+pub async fn serve(core: Rc<Core>, edge: Rc<Edge>, mut stream: TcpStream) {
     let _ = stream.set_nodelay(true); // explicit: not every kernel copies it from the listener
     let Some(pending) = Pending::enter(&core) else {
         let _ = http::write(&mut stream, &shed_response(&core), false).await;
         return;
     };
+    let peer = stream.peer_addr().ok().map(|a| a.ip());
+    let (mut lease, proxy) = match edge.accept(peer) {
+        Ok(Peer::Client(lease)) => (lease, false),
+        Ok(Peer::Proxy(lease)) => (lease, true),
+        Err(r) => {
+            let resp = edge::refusal(r, &core.metrics, &core.cfg.server);
+            let _ = http::write(&mut stream, &resp, false).await;
+            return;
+        }
+    };
     let header_timeout = Duration::from_millis(core.cfg.server.header_timeout_ms);
     let mut buf = Vec::new();
+    // a trusted proxy's connection may name its client in a PROXY v2 header
+    let mut named = false;
+    if proxy {
+        match proxied_client(&core, &edge, &mut stream, &mut buf, header_timeout).await {
+            Ok(Some(l)) => (lease, named) = (l, true),
+            Ok(None) => {}
+            Err(()) => return,
+        }
+    }
     loop {
         let deadline = Instant::now() + header_timeout;
         let max = core.cfg.server.max_header_bytes;
@@ -49,11 +78,24 @@ pub async fn serve(core: Rc<Core>, mut stream: TcpStream) {
             Ok(n) => n,
             Err(e) => return fail(&core, &mut stream, e).await,
         };
-        let req = match request::parse(&buf[..head_len], core.cfg.server.conformance_echo) {
+        let echo = core.cfg.server.conformance_echo;
+        let req = match request::parse(&buf[..head_len], echo) {
             Parsed::Http(req) => req,
-            Parsed::Upgrade(accepted, handler) => {
+            Parsed::Upgrade(..) if edge.internal => {
+                CoreMetrics::inc(&core.metrics.http_requests);
+                let _ = http::write(&mut stream, &Response::status_only(404), false).await;
+                return;
+            }
+            Parsed::Upgrade(accepted, handler, meta) => {
                 let early = buf[head_len..].to_vec();
-                return upgrade(core, stream, pending, accepted, early, handler).await;
+                let up = Upgrade {
+                    accepted,
+                    meta,
+                    early,
+                    handler,
+                    lease: (!proxy || named).then_some(lease),
+                };
+                return upgrade(core, &edge, stream, pending, up).await;
             }
             Parsed::Refuse(status) => {
                 if status != 404 {
@@ -67,10 +109,44 @@ pub async fn serve(core: Rc<Core>, mut stream: TcpStream) {
         };
         CoreMetrics::inc(&core.metrics.http_requests);
         buf.drain(..head_len);
-        match answer(&core, &mut stream, &req, &mut buf).await {
+        match answer(&core, &edge, &mut stream, &req, &mut buf).await {
             Next::KeepAlive => {}
             Next::Close => return,
             Next::Linger => return http::linger(&mut stream).await,
+        }
+    }
+}
+
+/// Reads the PROXY v2 header a trusted proxy may send first, and counts the connection under
+/// the client it names (`Ok(None)`: no header, or one naming no address). `Err`: answered
+/// and done (bad header, timeout, refused by a limit).
+async fn proxied_client(
+    core: &Core,
+    edge: &Edge,
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    timeout: Duration,
+) -> Result<Option<ConnLease>, ()> {
+    let deadline = Instant::now() + timeout;
+    let first = http::read_at_least(stream, buf, 1, deadline).await;
+    let named = match first {
+        Ok(()) if !super::proxy::maybe_header(buf) => return Ok(None),
+        Ok(()) => super::proxy::read(stream, buf, deadline).await,
+        Err(e) => Err(e),
+    };
+    match named {
+        Ok(None) => Ok(None),
+        Ok(Some(ip)) => match edge.limits.admit(ip) {
+            Ok(lease) => Ok(Some(lease)),
+            Err(r) => {
+                let resp = edge::refusal(r, &core.metrics, &core.cfg.server);
+                let _ = http::write(stream, &resp, false).await;
+                Err(())
+            }
+        },
+        Err(e) => {
+            fail(core, stream, e).await;
+            Err(())
         }
     }
 }
@@ -84,8 +160,20 @@ enum Next {
 }
 
 /// Answers one plain request whose head is consumed; `buf` holds bytes read past it.
-async fn answer(core: &Rc<Core>, stream: &mut TcpStream, req: &Request, buf: &mut Vec<u8>) -> Next {
-    let routed = crate::api::route(core, &req.method, &req.path, req.api_key.as_deref());
+async fn answer(
+    core: &Rc<Core>,
+    edge: &Edge,
+    stream: &mut TcpStream,
+    req: &Request,
+    buf: &mut Vec<u8>,
+) -> Next {
+    let routed = if edge.hides(&req.path) {
+        Routed::Done(Response::status_only(404))
+    } else if let Some(resp) = edge.liveness(&req.path) {
+        Routed::Done(resp)
+    } else {
+        crate::api::route(core, &req.method, &req.path, req.api_key.as_deref())
+    };
     let (resp, body_read) = match routed {
         Routed::Done(resp) => (resp, !req.has_body()),
         Routed::Body(call) => match read_body(core, stream, req, buf).await {
@@ -169,19 +257,55 @@ async fn fail(core: &Core, stream: &mut TcpStream, e: ReadError) {
     }
 }
 
-async fn upgrade(
-    core: Rc<Core>,
-    mut stream: TcpStream,
-    pending: Pending,
+/// An upgrade request, parsed; `lease`: `None` on a trusted proxy's connection that has
+/// not named its client (then `X-Forwarded-For` does).
+struct Upgrade {
     accepted: Result<Vec<u8>, handshake::HandshakeError>,
+    meta: UpgradeMeta,
     early: Vec<u8>,
     handler: Handler,
+    lease: Option<ConnLease>,
+}
+
+async fn upgrade(
+    core: Rc<Core>,
+    edge: &Edge,
+    mut stream: TcpStream,
+    pending: Pending,
+    up: Upgrade,
 ) {
+    let Upgrade {
+        accepted,
+        meta,
+        early,
+        handler,
+        lease,
+    } = up;
     let response = match accepted {
         Ok(r) => r,
         Err(e) => {
             tracing::debug!(error = %e, "bad upgrade");
             let _ = http::write(&mut stream, &Response::text(400, format!("{e}\n")), false).await;
+            return;
+        }
+    };
+    let lease = if !edge
+        .origins
+        .allows(meta.origin.as_deref(), meta.host.as_deref())
+    {
+        Err(crate::limits::Refusal::Origin)
+    } else {
+        match lease {
+            Some(lease) => Ok(lease),
+            None => edge.upgrade_client(&meta.forwarded_for),
+        }
+    };
+    let lease = match lease {
+        Ok(lease) => lease,
+        Err(r) => {
+            tracing::debug!(refusal = %r, origin = ?meta.origin, "upgrade refused");
+            let resp = edge::refusal(r, &core.metrics, &core.cfg.server);
+            let _ = http::write(&mut stream, &resp, false).await;
             return;
         }
     };
@@ -210,7 +334,7 @@ async fn upgrade(
     // and the session lives on in the small driver task.
     let fut = driver::run(
         core.env.clone(),
-        crate::net::socket::Socket::new(stream),
+        crate::net::socket::Socket::new(stream, lease),
         early,
         handler,
     );

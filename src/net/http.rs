@@ -84,6 +84,41 @@ async fn read_head_inner(
     }
 }
 
+/// Reads until `buf` holds at least `n` bytes, or until `deadline` (a PROXY header).
+pub async fn read_at_least(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    n: usize,
+    deadline: Instant,
+) -> Result<(), ReadError> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    let filled = std::cell::Cell::new(buf.len());
+    match crate::exec::timeout(left, read_at_least_inner(stream, buf, n, &filled)).await {
+        Some(r) => r,
+        None => {
+            buf.truncate(filled.get());
+            Err(ReadError::Timeout {
+                partial: !buf.is_empty(),
+            })
+        }
+    }
+}
+
+async fn read_at_least_inner(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    n: usize,
+    filled: &std::cell::Cell<usize>,
+) -> Result<(), ReadError> {
+    while buf.len() < n {
+        match read_more(stream, buf, (n - buf.len()).min(READ_CHUNK)).await {
+            Ok(0) | Err(_) => return Err(ReadError::Closed),
+            Ok(_) => filled.set(buf.len()),
+        }
+    }
+    Ok(())
+}
+
 fn head_end(buf: &[u8]) -> Option<usize> {
     buf.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4)
 }
@@ -274,12 +309,14 @@ pub fn reason(status: u16) -> &'static str {
         200 => "OK",
         400 => "Bad Request",
         401 => "Unauthorized",
+        403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
         408 => "Request Timeout",
         411 => "Length Required",
         413 => "Payload Too Large",
         426 => "Upgrade Required",
+        429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
         501 => "Not Implemented",

@@ -44,10 +44,24 @@ impl Request {
     }
 }
 
+/// The headers of an upgrade the edge checks: origin, host, and the client address a
+/// trusted proxy names.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct UpgradeMeta {
+    pub origin: Option<String>,
+    pub host: Option<String>,
+    /// Every `X-Forwarded-For` value, in order (read only from trusted proxies).
+    pub forwarded_for: Vec<String>,
+}
+
 /// What a complete request head asks for.
 pub enum Parsed {
-    /// A WebSocket upgrade: the 101 answer (or why not), and who handles it.
-    Upgrade(Result<Vec<u8>, handshake::HandshakeError>, Handler),
+    /// A WebSocket upgrade: the 101 answer (or why not), who handles it, and its meta.
+    Upgrade(
+        Result<Vec<u8>, handshake::HandshakeError>,
+        Handler,
+        UpgradeMeta,
+    ),
     Http(Request),
     /// Answer with this status and close.
     Refuse(u16),
@@ -73,13 +87,27 @@ pub fn parse(head: &[u8], echo: bool) -> Parsed {
     if content_length.is_some_and(|n| n > 0) {
         return Parsed::Refuse(400);
     }
-    match parsed.path {
-        Some("/connection/websocket") => {
-            Parsed::Upgrade(handshake::accept(&parsed), Handler::Centrifugo)
+    let handler = match parsed.path {
+        Some("/connection/websocket") => Handler::Centrifugo,
+        Some("/echo") if echo => Handler::Echo,
+        _ => return Parsed::Refuse(404),
+    };
+    Parsed::Upgrade(handshake::accept(&parsed), handler, meta(parsed.headers))
+}
+
+fn meta(headers: &[httparse::Header<'_>]) -> UpgradeMeta {
+    let mut m = UpgradeMeta::default();
+    for h in headers {
+        let value = || String::from_utf8_lossy(h.value).trim().to_string();
+        if h.name.eq_ignore_ascii_case("origin") {
+            m.origin = Some(value());
+        } else if h.name.eq_ignore_ascii_case("host") {
+            m.host = Some(value());
+        } else if h.name.eq_ignore_ascii_case("x-forwarded-for") {
+            m.forwarded_for.push(value());
         }
-        Some("/echo") if echo => Parsed::Upgrade(handshake::accept(&parsed), Handler::Echo),
-        _ => Parsed::Refuse(404),
     }
+    m
 }
 
 /// The announced body length, or the status refusing the framing.
@@ -202,6 +230,17 @@ mod tests {
     fn upgrade_with_a_body_is_refused() {
         let head = "GET /connection/websocket HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nContent-Length: 4\r\n\r\n";
         assert_eq!(status(head), Some(400));
+    }
+
+    #[test]
+    fn upgrade_meta_carries_origin_host_and_forwarded_for() {
+        let head = "GET /connection/websocket HTTP/1.1\r\nHost: ws.example.com\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nOrigin: http://evil.example\r\nX-Forwarded-For: 1.2.3.4\r\nX-Forwarded-For: 5.6.7.8\r\n\r\n";
+        let Parsed::Upgrade(Ok(_), Handler::Centrifugo, m) = parse(head.as_bytes(), false) else {
+            panic!("not an upgrade");
+        };
+        assert_eq!(m.origin.as_deref(), Some("http://evil.example"));
+        assert_eq!(m.host.as_deref(), Some("ws.example.com"));
+        assert_eq!(m.forwarded_for, ["1.2.3.4", "5.6.7.8"]);
     }
 
     #[test]

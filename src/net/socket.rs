@@ -9,6 +9,10 @@
 //! its session goes; [`Socket::shutdown`] ends the connection without releasing the
 //! descriptor, so a late write fails with EPIPE instead of reaching a stranger.
 //!
+//! The socket also holds the connection's [`ConnLease`]: what the connection counts in the
+//! node's per-client limits (its address, its user after `connect`), given back when the
+//! socket is dropped, i.e. exactly when the descriptor is closed.
+//!
 //! Invariant: the raw descriptor never leaves this type except as a [`BorrowedFd`] tied
 //! to a borrow of the socket. Reads and writability polls go through glommio's stream
 //! (borrowed only for the duration of one synchronous poll, never across an await).
@@ -22,20 +26,29 @@ use std::task::{Context, Poll};
 use futures_lite::io::{AsyncRead, AsyncWrite};
 use glommio::net::TcpStream;
 
+use crate::limits::ConnLease;
+
 pub struct Socket {
     stream: RefCell<TcpStream>,
     fd: RawFd,
     shut: Cell<bool>,
+    lease: ConnLease,
 }
 
 impl Socket {
-    pub fn new(stream: TcpStream) -> Self {
+    pub fn new(stream: TcpStream, lease: ConnLease) -> Self {
         let fd = stream.as_raw_fd();
         Socket {
             stream: RefCell::new(stream),
             fd,
             shut: Cell::new(false),
+            lease,
         }
+    }
+
+    /// What this connection holds in the node's per-client limits.
+    pub fn lease(&self) -> &ConnLease {
+        &self.lease
     }
 
     /// The descriptor, for a synchronous non-blocking syscall while `self` is borrowed.

@@ -6,6 +6,10 @@
 //! and runs: the accept loop, the mesh receive loops, the flusher, the
 //! heartbeat sweep and the drain watcher.
 //!
+//! With `server.internal_listen`, a second set of per-core listeners serves the internal
+//! endpoints (`net::edge`); its address is printed as `wiresocket internal on http://…`.
+//! The node's per-client limits (`limits::Limits`) are built here once and shared.
+//!
 //! One server per port: `serve` refuses to start when another process listens
 //! on the address, unless `takeover` is set (`net::listener`, `net::handover`).
 //!
@@ -62,6 +66,17 @@ pub fn serve(cfg: Config, dev_hint: Option<String>, takeover: bool) -> anyhow::R
         .local_addr()?
         .as_socket()
         .context("listener address")?;
+    let internal = match cfg.server.internal_listen {
+        Some(at) => {
+            if !takeover {
+                crate::net::listener::ensure_free(at)?;
+            }
+            let v = crate::net::listener::bind_all(at, cpus.len(), cfg.server.backlog)?;
+            let bound = v[0].local_addr()?.as_socket().context("internal address")?;
+            Some((v, bound))
+        }
+        None => None,
+    };
     let handover = crate::net::handover::Handover::new(addr, &listeners);
     if takeover {
         tracing::info!(%addr, "takeover: sharing the port until the previous process drains");
@@ -75,6 +90,11 @@ pub fn serve(cfg: Config, dev_hint: Option<String>, takeover: bool) -> anyhow::R
     let registry = Registry::new(cpus.len());
     let limits = crate::engine::memory::Limits::new(&cfg.engine);
     let node_name: Arc<str> = node_name(&cfg, addr).into();
+    let edge_limits = crate::limits::Limits::new(&cfg.server);
+    let (internal, internal_addr) = match internal {
+        Some((v, a)) => (v.into_iter().map(Some).collect(), Some(a)),
+        None => ((0..cpus.len()).map(|_| None).collect::<Vec<_>>(), None),
+    };
     let (exit_tx, exit_rx) = std::sync::mpsc::channel::<usize>();
     let mesh =
         (cpus.len() > 1).then(|| crate::mesh::builder(cpus.len(), cfg.mesh.channel_capacity));
@@ -82,7 +102,8 @@ pub fn serve(cfg: Config, dev_hint: Option<String>, takeover: bool) -> anyhow::R
 
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
     let mut handles = Vec::new();
-    for (i, (cpu, listener)) in cpus.iter().zip(listeners).enumerate() {
+    let per_core = listeners.into_iter().zip(internal);
+    for (i, (cpu, (listener, internal))) in cpus.iter().zip(per_core).enumerate() {
         let (cfg, node, registry, mesh, ready) = (
             cfg.clone(),
             node.clone(),
@@ -91,6 +112,7 @@ pub fn serve(cfg: Config, dev_hint: Option<String>, takeover: bool) -> anyhow::R
             ready_tx.clone(),
         );
         let (limits, node_name) = (limits.clone(), node_name.clone());
+        let edge_limits = edge_limits.clone();
         let exited = CoreExit(i, exit_tx.clone());
         let handle = glommio::LocalExecutorBuilder::new(glommio::Placement::Fixed(*cpu))
             .name(&format!("core-{i}"))
@@ -106,8 +128,9 @@ pub fn serve(cfg: Config, dev_hint: Option<String>, takeover: bool) -> anyhow::R
                     mesh,
                     limits,
                     node_name,
+                    edge_limits,
                 };
-                run_core(shared, listener, ready).await
+                run_core(shared, (listener, internal), ready).await
             })
             .map_err(|e| anyhow::anyhow!("starting the executor for CPU {cpu}: {e}"))?;
         handles.push(handle);
@@ -129,6 +152,10 @@ pub fn serve(cfg: Config, dev_hint: Option<String>, takeover: bool) -> anyhow::R
     tracing::info!(cores = cpus.len(), cpus = ?cpus, engine = ?cfg.engine.kind, "wiresocket {} started", env!("CARGO_PKG_VERSION"));
     // the readiness line scripts wait for; a closed stdout must not stop the server
     let _ = writeln!(std::io::stdout(), "wiresocket listening on http://{addr}");
+    if let Some(at) = internal_addr {
+        tracing::info!(%at, "internal endpoints (/metrics, /api, /health, /livez) listen apart");
+        let _ = writeln!(std::io::stdout(), "wiresocket internal on http://{at}");
+    }
     if let Some(hint) = dev_hint {
         tracing::warn!(
             "no config file: using built-in defaults with a random secret and API key for this run"
@@ -165,6 +192,7 @@ struct Shared {
     mesh: Option<crate::mesh::Builder>,
     limits: Arc<crate::engine::memory::Limits>,
     node_name: Arc<str>,
+    edge_limits: Arc<crate::limits::Limits>,
 }
 
 /// Sends the core's index when dropped (its executor ended, normally or by a panic).
@@ -187,7 +215,10 @@ fn node_name(cfg: &Config, addr: std::net::SocketAddr) -> String {
     format!("{host}:{}", addr.port())
 }
 
-async fn run_core(shared: Shared, listener: socket2::Socket, ready: std::sync::mpsc::Sender<()>) {
+/// This core's public listener and, if configured, its internal one.
+type CoreListeners = (socket2::Socket, Option<socket2::Socket>);
+
+async fn run_core(shared: Shared, listeners: CoreListeners, ready: std::sync::mpsc::Sender<()>) {
     let Shared {
         cfg,
         node,
@@ -195,7 +226,16 @@ async fn run_core(shared: Shared, listener: socket2::Socket, ready: std::sync::m
         mesh,
         limits,
         node_name,
+        edge_limits,
     } = shared;
+    let edge = |internal| {
+        Rc::new(crate::net::edge::Edge::new(
+            &cfg.server,
+            edge_limits.clone(),
+            internal,
+        ))
+    };
+    let (public, internal) = (edge(false), edge(true));
     let (mesh, inbox) =
         crate::mesh::Mesh::join(mesh, core::mesh_limits(&cfg), |me| registry.core(me)).await;
     let me = mesh.me();
@@ -218,9 +258,16 @@ async fn run_core(shared: Shared, listener: socket2::Socket, ready: std::sync::m
         "heartbeat",
         crate::session::heartbeat::run(core.env.clone()),
     );
+    let (listener, internal_listener) = listeners;
     let listener = listener_from(listener);
+    let internal_listener = internal_listener.map(listener_from);
     let _ = ready.send(());
-    crate::exec::spawn_critical("accept", crate::net::accept::run(core.clone(), listener));
+    let accept = crate::net::accept::run(core.clone(), listener, public);
+    crate::exec::spawn_critical("accept", accept);
+    if let Some(l) = internal_listener {
+        let accept = crate::net::accept::run(core.clone(), l, internal);
+        crate::exec::spawn_critical("accept-internal", accept);
+    }
     drain::wait_for_drain(&core).await;
     drain::drain_sessions(&core).await;
     tracing::debug!(core = me, "core stopped");

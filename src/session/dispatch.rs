@@ -2,7 +2,9 @@
 //! with newlines) and sends all their replies back in one frame.
 //!
 //! Order of checks per command: the per-connection rate limit (error 111, then
-//! 3013 when the client keeps going); a `connect` must come first (else 3501);
+//! 3013 when the client keeps going); for `publish`, after permission, the
+//! namespace's publication size (106) and the per-user and per-channel publish
+//! rates of `limits` (111, then 3013); a `connect` must come first (else 3501);
 //! a command without an id is a bad request, except `send` and the pong `{}`;
 //! then method-specific validation, permission, limits, and the engine call.
 //! Client-visible failures use the codes of `protocol::error` and `ws::close`
@@ -239,6 +241,9 @@ async fn publish(
         Ok(o) => o,
         Err(e) => return Outcome::Error(e),
     };
+    if let Err(o) = publish_limits(env, s, channel, data.len(), opts) {
+        return o;
+    }
     let info = Some(s.identity.borrow().client_info(&s.client_id()));
     let publish = PublishOptions {
         info,
@@ -255,6 +260,39 @@ async fn publish(
             Outcome::Replied
         }
         Err(e) => Outcome::Error(e.code()),
+    }
+}
+
+/// The publication size of the namespace (106), then the publish rates per user and per
+/// channel (`limits`: 111, then 3013 on persistent abuse); each refusal counted.
+fn publish_limits(
+    env: &Env,
+    s: &Session,
+    channel: &str,
+    len: usize,
+    opts: &ChannelOptions,
+) -> Result<(), Outcome> {
+    use crate::limits::{PublishVerdict, Refusal};
+    if opts.max_publication_bytes > 0 && len > opts.max_publication_bytes {
+        Refusal::PublicationSize.counted(&env.metrics);
+        return Err(Outcome::Error(ErrorCode::LIMIT_EXCEEDED));
+    }
+    let user = s.identity.borrow().user.clone();
+    let who = if user.is_empty() {
+        s.client_id()
+    } else {
+        user.into()
+    };
+    match s.socket().lease().limits().publish(&who, channel) {
+        PublishVerdict::Allow => Ok(()),
+        PublishVerdict::Refuse(r) => {
+            r.counted(&env.metrics);
+            Err(Outcome::Error(ErrorCode::TOO_MANY_REQUESTS))
+        }
+        PublishVerdict::Disconnect(r) => {
+            r.counted(&env.metrics);
+            Err(Outcome::Disconnect(Disconnect::TOO_MANY_REQUESTS))
+        }
     }
 }
 

@@ -4,7 +4,8 @@
 //! client sends in `connect.subs` after a reconnect, and reported in the
 //! reply's `subs` with `recoverable`, `epoch` and `offset`, so a publication made
 //! during a reconnect gap is recovered (or flagged `recovered: false`), never
-//! silently lost.
+//! silently lost. The user's connection count (`limits`, `server.max_connections_per_user`)
+//! is taken here: beyond it, disconnect 3504.
 
 use std::rc::Rc;
 
@@ -35,6 +36,10 @@ pub(super) async fn connect(
             Err(e) => return token_failure(&e),
         }
     };
+    if let Err(r) = s.socket().lease().acquire_user(&user) {
+        r.counted(&env.metrics);
+        return Outcome::Disconnect(Disconnect::CONNECTION_LIMIT); // limits: 3504, terminal
+    }
     if !env.admit_connected(s) {
         return Outcome::Disconnect(Disconnect::TOO_MANY_REQUESTS); // node full: retry later
     }
