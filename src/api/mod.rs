@@ -63,7 +63,7 @@ pub fn route(core: &Rc<Core>, method: &str, path: &str, api_key: Option<&str>) -
                 "publish" => ApiCall::Publish,
                 _ => return done(Response::error(404, ErrorCode::METHOD_NOT_FOUND)),
             };
-            if core.node.draining() {
+            if core.node.stopping() {
                 CoreMetrics::inc(&core.metrics.api_refused_draining);
                 return done(
                     Response::error(503, ErrorCode::INTERNAL).with_retry_after(&core.cfg.server),

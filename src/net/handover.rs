@@ -6,9 +6,9 @@
 //! 2. once it prints its `listening on` line, send SIGTERM to the old one.
 //!
 //! The draining old process then stops taking connections at once: at drain
-//! start, and every [`POLL`] afterwards while it drains, it looks in
-//! `/proc/net/tcp{,6}` for a LISTEN socket on its address whose inode is not
-//! one of its own listeners. When there is one, it shuts its listeners down
+//! start, and every [`POLL`] afterwards while it drains, it asks the kernel
+//! (`sock_diag`, [`super::listening`]; `/proc/net/tcp{,6}` as a fallback) for a
+//! LISTEN socket on its address whose inode is not one of its own listeners. When there is one, it shuts its listeners down
 //! (`shutdown(SHUT_RD)`: the sockets leave the SO_REUSEPORT group, so the
 //! kernel sends every new connection to the successor) and sets the node's
 //! `successor` flag, on which each core's accept loop drops its listener.
@@ -18,9 +18,9 @@
 //! drain, and reconnect to the successor. Without a successor the listeners
 //! stay open, so `/health` keeps answering 503 to load balancers.
 //!
-//! Why /proc and not a signal or socket from the successor: it needs no
-//! protocol between versions, and it sees the successor exactly when the
-//! kernel does (a LISTEN socket in the same group).
+//! Why ask the kernel and not wait for a signal or socket from the successor: it
+//! needs no protocol between versions, and it sees the successor exactly when
+//! the kernel does (a LISTEN socket in the same group).
 //!
 //! Invariant: the listener fds are only shut down here, never closed; the
 //! cores close them only after the `successor` flag is set, which happens
@@ -55,8 +55,19 @@ impl Handover {
         Handover { addr, fds, ours }
     }
 
-    /// Whether another socket, not ours, listens on our address.
+    /// Whether another socket, not ours, listens on our address (`sock_diag`; `/proc`
+    /// where netlink is not available).
     pub fn successor_listening(&self) -> bool {
+        let other = |(addr, inode): &(SocketAddr, u64)| {
+            !self.ours.contains(inode) && same_address(*addr, self.addr)
+        };
+        let diag = [libc::AF_INET, libc::AF_INET6]
+            .iter()
+            .map(|f| super::listening::listeners(*f))
+            .collect::<std::io::Result<Vec<_>>>();
+        if let Ok(families) = diag {
+            return families.iter().flatten().any(other);
+        }
         ["/proc/net/tcp", "/proc/net/tcp6"].iter().any(|path| {
             std::fs::read_to_string(path)
                 .map(|table| {

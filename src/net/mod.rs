@@ -14,6 +14,7 @@ pub mod edge;
 pub mod handover;
 pub mod http;
 pub mod listener;
+pub mod listening;
 pub mod origin;
 pub mod proxy;
 pub mod request;

@@ -39,8 +39,7 @@ pub fn install_signal_handlers(node: Arc<NodeState>, handover: Handover) -> anyh
         .spawn(move || {
             for sig in signals.forever() {
                 if count.fetch_add(1, Ordering::SeqCst) == 0 {
-                    // /health says 503 at once; the hand-over check below reads
-                    // /proc/net/tcp, which takes a while on a host with many sockets
+                    // /health says 503 at once, whatever the hand-over check below costs
                     node.begin_stop();
                     // before the drain flag: with a successor listening, no new
                     // connection reaches this process to be refused
