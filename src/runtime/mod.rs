@@ -53,6 +53,8 @@ const PREEMPT: Duration = Duration::from_millis(5);
 pub fn serve(cfg: Config, dev_hint: Option<String>, takeover: bool) -> anyhow::Result<()> {
     let cpus = cfg.server.cores.resolve()?;
     preflight::check(&cfg, cpus.len())?;
+    // one verifier per node: its clones on every core share keys, JWKS set and revocations
+    let verifier = crate::auth::Verifier::new(&cfg.auth)?;
     if !takeover {
         crate::net::listener::ensure_free(cfg.server.listen)?;
     }
@@ -90,7 +92,7 @@ pub fn serve(cfg: Config, dev_hint: Option<String>, takeover: bool) -> anyhow::R
             mesh.clone(),
             ready_tx.clone(),
         );
-        let (limits, node_name) = (limits.clone(), node_name.clone());
+        let (limits, node_name, verifier) = (limits.clone(), node_name.clone(), verifier.clone());
         let exited = CoreExit(i, exit_tx.clone());
         let handle = glommio::LocalExecutorBuilder::new(glommio::Placement::Fixed(*cpu))
             .name(&format!("core-{i}"))
@@ -106,6 +108,7 @@ pub fn serve(cfg: Config, dev_hint: Option<String>, takeover: bool) -> anyhow::R
                     mesh,
                     limits,
                     node_name,
+                    verifier,
                 };
                 run_core(shared, listener, ready).await
             })
@@ -165,6 +168,7 @@ struct Shared {
     mesh: Option<crate::mesh::Builder>,
     limits: Arc<crate::engine::memory::Limits>,
     node_name: Arc<str>,
+    verifier: crate::auth::Verifier,
 }
 
 /// Sends the core's index when dropped (its executor ended, normally or by a panic).
@@ -195,12 +199,13 @@ async fn run_core(shared: Shared, listener: socket2::Socket, ready: std::sync::m
         mesh,
         limits,
         node_name,
+        verifier,
     } = shared;
     let (mesh, inbox) =
         crate::mesh::Mesh::join(mesh, core::mesh_limits(&cfg), |me| registry.core(me)).await;
     let me = mesh.me();
     let core = Rc::new(core::Core::new(
-        cfg, node, registry, mesh, limits, node_name,
+        cfg, node, registry, mesh, limits, node_name, verifier,
     ));
 
     if let Some(mut inbox) = inbox {
