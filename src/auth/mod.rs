@@ -41,6 +41,8 @@ mod stats;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_jwks;
+#[cfg(test)]
 mod tests_keys;
 
 pub use claims::{ConnectClaims, SubscriptionClaims};
