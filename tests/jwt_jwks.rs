@@ -6,7 +6,7 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,10 +16,12 @@ use jsonwebtoken::jwk::Jwk;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 
-/// Serves the current document to every request until dropped; counts requests.
+/// Serves the current document with the current status to every request until dropped;
+/// counts requests.
 struct JwksServer {
     addr: SocketAddr,
     doc: Arc<ArcSwap<String>>,
+    status: Arc<AtomicU16>,
     hits: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
 }
@@ -30,10 +32,12 @@ impl JwksServer {
         let s = JwksServer {
             addr: listener.local_addr().unwrap(),
             doc: Arc::new(ArcSwap::from_pointee(doc)),
+            status: Arc::new(AtomicU16::new(200)),
             hits: Arc::new(AtomicUsize::new(0)),
             stop: Arc::new(AtomicBool::new(false)),
         };
         let (doc, hits, stop) = (s.doc.clone(), s.hits.clone(), s.stop.clone());
+        let status = s.status.clone();
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 if stop.load(SeqCst) {
@@ -52,7 +56,8 @@ impl JwksServer {
                 let body = doc.load();
                 let _ = write!(
                     conn,
-                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
+                    "HTTP/1.1 {} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
+                    status.load(SeqCst),
                     body.len(),
                     body
                 );
@@ -102,12 +107,14 @@ fn token(alg: Algorithm, name: &str, kid: &str) -> String {
     jsonwebtoken::encode(&header, &claims, &private_key(alg, name)).unwrap()
 }
 
-/// Close code of a refused connect, or 0 when it succeeded.
+/// Close code of a refused connect, 0 when it succeeded, or 1000 + the error code of an
+/// error reply (the connection stays open).
 fn connect(server: &Server, token: &str) -> u16 {
     let mut c = Client::open(server);
     c.send_text(&json!({"id": 1, "connect": { "token": token }}).to_string());
     match c.recv() {
         Ok(r) if r.get("connect").is_some() => 0,
+        Ok(r) if r["error"]["code"].is_u64() => 1000 + r["error"]["code"].as_u64().unwrap() as u16,
         Ok(_) => c.wait_close().0,
         Err(Ended::Closed(code, _)) => code,
         Err(Ended::Eof) => 1,
@@ -176,4 +183,38 @@ fn jwks_rotation_is_followed_with_one_early_fetch_per_window() {
         &["reason=\"unknown_key\""],
     );
     assert!(unknown >= 32.0, "{m}");
+}
+
+#[test]
+fn while_the_jwks_cannot_be_fetched_an_unknown_kid_is_a_temporary_error() {
+    let idp = JwksServer::start(jwks(&[(Algorithm::EdDSA, "ed-a", "k1")]));
+    idp.status.store(503, SeqCst);
+    let server = Server::start_with(&Overrides {
+        auth: format!(
+            "algorithms = [\"EdDSA\"]\n\
+             jwks_url = \"http://{}/jwks.json\"\n\
+             jwks_unknown_kid_refresh_s = 1\n",
+            idp.addr
+        ),
+        ..Default::default()
+    });
+    let k1 = token(Algorithm::EdDSA, "ed-a", "k1");
+    // error 100 (temporary, the SDK reconnects), not the terminal 3500
+    assert_eq!(connect(&server, &k1), 1100);
+    idp.status.store(200, SeqCst);
+    let until = Instant::now() + Duration::from_secs(10);
+    while connect(&server, &k1) != 0 {
+        assert!(Instant::now() < until, "never recovered");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let m = server.metrics();
+    assert!(
+        metric_sum(
+            &m,
+            "wiresocket_auth_tokens_refused_total",
+            &["reason=\"keys_unavailable\""]
+        ) >= 1.0,
+        "{m}"
+    );
+    assert!(metric_sum(&m, "wiresocket_auth_jwks_fetch_errors_total", &[]) >= 1.0);
 }

@@ -9,7 +9,9 @@
 //! Invariants: readers see a whole key set (`ArcSwap` replaces it atomically) and never wait;
 //! a failed or invalid fetch keeps the last good set; early refreshes (a token with an unknown
 //! `kid`) happen at most once per `jwks_unknown_kid_refresh_s`, however many tokens ask; the
-//! thread ends once the verifier that owns the set is gone.
+//! thread ends once the verifier that owns the set is gone. While the last fetch has failed,
+//! a token with an unknown `kid` is refused as temporarily unverifiable (error 100, the SDK
+//! retries) rather than invalid (3500, the SDK gives up).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, OnceLock, Weak};
@@ -34,6 +36,8 @@ pub struct Jwks {
     /// Set by `request_refresh`, taken by the thread.
     early: AtomicBool,
     thread: OnceLock<std::thread::Thread>,
+    /// Whether the last fetch succeeded.
+    healthy: AtomicBool,
     stats: Arc<AuthStats>,
 }
 
@@ -55,6 +59,7 @@ impl Jwks {
             last_early: AtomicU64::new(0),
             early: AtomicBool::new(false),
             thread: OnceLock::new(),
+            healthy: AtomicBool::new(false),
             stats,
         });
         jwks.refresh_now();
@@ -74,6 +79,12 @@ impl Jwks {
     /// The current key set (lock-free).
     pub fn current(&self) -> arc_swap::Guard<Arc<KeySet>> {
         self.keys.load()
+    }
+
+    /// Whether the last fetch succeeded: when it did not, an unknown `kid` may be a key the
+    /// node could not fetch, so the verifier answers with a temporary error instead of 3500.
+    pub fn healthy(&self) -> bool {
+        self.healthy.load(Relaxed)
     }
 
     /// Asks for an early fetch (a token named an unknown `kid`). Granted at most once per
@@ -110,9 +121,11 @@ impl Jwks {
                 self.stats.jwks_keys.store(set.len() as u64, Relaxed);
                 self.stats.jwks_fetches_ok.fetch_add(1, Relaxed);
                 self.keys.store(Arc::new(set));
+                self.healthy.store(true, Relaxed);
             }
             Err(e) => {
                 self.stats.jwks_fetches_failed.fetch_add(1, Relaxed);
+                self.healthy.store(false, Relaxed);
                 tracing::warn!(url = %self.url, error = %e, "JWKS fetch failed; keeping the previous key set");
             }
         }

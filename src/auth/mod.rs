@@ -16,7 +16,7 @@
 //! and the revocation store does not refuse its `jti` or its user's `iat`. Verifying reads
 //! shared state lock-free (JWKS set, revocation maps) and never blocks.
 //!
-//! Submodules: `claims` (wire shapes), `keys` (key sets), `jwks` (the refresh thread),
+//! Submodules: `claims` (wire shapes), `mint` (signing for tools and tests), `keys` (key sets), `jwks` (the refresh thread),
 //! `revocation` (the store), `stats` (node-wide metrics).
 
 use std::collections::HashSet;
@@ -27,15 +27,16 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::{Algorithm, EncodingKey, Header, Validation};
+use jsonwebtoken::{Algorithm, Validation};
 use serde::de::DeserializeOwned;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::config::{AuthConfig, SUPPORTED_ALGORITHMS};
 
 mod claims;
 mod jwks;
 pub mod keys;
+mod mint;
 pub mod revocation;
 mod stats;
 #[cfg(test)]
@@ -46,6 +47,7 @@ mod tests_jwks;
 mod tests_keys;
 
 pub use claims::{ConnectClaims, SubscriptionClaims};
+pub use mint::{connect_claims_json, mint, mint_with};
 pub use revocation::{RevocationError, Revocations, Revoked};
 pub use stats::{AuthStats, Refusal};
 
@@ -62,6 +64,10 @@ pub enum AuthError {
     /// No key is configured to verify (or sign) tokens with.
     #[error("token verification is not configured (no key)")]
     NotConfigured,
+    /// The token names a `kid` the JWKS set lacks while fetching the set fails: it may be
+    /// valid, so the client is told to retry (error 100) rather than given up on (3500).
+    #[error("token keys unavailable (JWKS fetch failing)")]
+    Unavailable,
     /// `[auth]` names key material that cannot be loaded (start-up only).
     #[error("{0}")]
     Config(String),
@@ -78,6 +84,7 @@ impl AuthError {
             AuthError::Expired => Refusal::Expired,
             AuthError::Invalid(why, _) => *why,
             AuthError::NotConfigured | AuthError::Config(_) => Refusal::UnknownKey,
+            AuthError::Unavailable => Refusal::KeysUnavailable,
         }
     }
 }
@@ -242,6 +249,9 @@ impl Verifier {
         match (kid, &inner.jwks) {
             (Some(kid), Some(jwks)) => {
                 jwks.request_refresh();
+                if !jwks.healthy() {
+                    return Err(AuthError::Unavailable);
+                }
                 Err(AuthError::invalid(
                     Refusal::UnknownKey,
                     format!("unknown key id {kid:?}"),
@@ -392,7 +402,7 @@ fn parse_algorithms(names: &[String]) -> Result<Vec<Algorithm>, AuthError> {
     names.iter().map(|name| parse_algorithm(name)).collect()
 }
 
-fn parse_algorithm(name: &str) -> Result<Algorithm, AuthError> {
+pub(crate) fn parse_algorithm(name: &str) -> Result<Algorithm, AuthError> {
     if !SUPPORTED_ALGORITHMS.contains(&name) {
         return Err(AuthError::invalid(
             Refusal::Algorithm,
@@ -429,42 +439,4 @@ fn map_error(kind: ErrorKind) -> AuthError {
 
 fn now() -> u64 {
     jsonwebtoken::get_current_timestamp()
-}
-
-/// Signs `claims` with HS256 and `secret`. Fails with `NotConfigured` on an empty secret.
-pub fn mint(secret: &str, claims: &Value) -> Result<String, AuthError> {
-    mint_with("HS256", secret, claims)
-}
-
-/// Signs `claims` with the named HMAC algorithm (`HS256`, `HS384` or `HS512`) and `secret`.
-pub fn mint_with(algorithm: &str, secret: &str, claims: &Value) -> Result<String, AuthError> {
-    if secret.is_empty() {
-        return Err(AuthError::NotConfigured);
-    }
-    let alg = parse_algorithm(algorithm)?;
-    let key = EncodingKey::from_secret(secret.as_bytes());
-    jsonwebtoken::encode(&Header::new(alg), claims, &key)
-        .map_err(|e| AuthError::invalid(Refusal::Algorithm, format!("cannot sign: {e}")))
-}
-
-/// Connection-token claims: `sub`, `iat`, `exp` = now + `ttl_s` (omitted when `ttl_s` is 0, so
-/// the token never expires), `info` when given, `channels` when non-empty.
-pub fn connect_claims_json(
-    user: &str,
-    ttl_s: u64,
-    info: Option<Value>,
-    channels: &[String],
-) -> Value {
-    let now = now();
-    let mut claims = json!({ "sub": user, "iat": now });
-    if ttl_s > 0 {
-        claims["exp"] = json!(now.saturating_add(ttl_s));
-    }
-    if let Some(info) = info {
-        claims["info"] = info;
-    }
-    if !channels.is_empty() {
-        claims["channels"] = json!(channels);
-    }
-    claims
 }

@@ -27,11 +27,13 @@ pub enum Refusal {
     Claims,
     /// Revoked by `jti` or invalidated for its user.
     Revoked,
+    /// Unknown `kid` while the JWKS fetch is failing (a temporary refusal).
+    KeysUnavailable,
 }
 
 impl Refusal {
     /// Every reason, in label order.
-    pub const ALL: [Refusal; 8] = [
+    pub const ALL: [Refusal; 9] = [
         Refusal::Missing,
         Refusal::Malformed,
         Refusal::Algorithm,
@@ -40,6 +42,7 @@ impl Refusal {
         Refusal::Expired,
         Refusal::Claims,
         Refusal::Revoked,
+        Refusal::KeysUnavailable,
     ];
 
     /// The metric label.
@@ -53,6 +56,7 @@ impl Refusal {
             Refusal::Expired => "expired",
             Refusal::Claims => "claims",
             Refusal::Revoked => "revoked",
+            Refusal::KeysUnavailable => "keys_unavailable",
         }
     }
 }

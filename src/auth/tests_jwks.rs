@@ -268,3 +268,23 @@ fn symmetric_encryption_and_mismatched_jwks_are_never_loaded() {
         Refusal::UnknownKey
     );
 }
+
+#[test]
+fn an_unknown_kid_while_fetches_fail_is_temporary_not_invalid() {
+    let server = JwksServer::start(doc(&[jwk(Algorithm::EdDSA, "ed-a", "k1")]));
+    server.status.store(503, SeqCst);
+    let v = Verifier::new(&jwks_cfg(server.url(), 3600, 1)).unwrap();
+    let k1 = token(Algorithm::EdDSA, "ed-a", "k1");
+    assert_eq!(v.verify_connect(&k1), Err(AuthError::Unavailable));
+    assert_eq!(v.stats().refused_count(Refusal::KeysUnavailable), 1);
+    // the provider recovers: a retry after the early-refresh window verifies
+    server.status.store(200, SeqCst);
+    wait_until("k1 verifies once the set is fetched", || {
+        v.verify_connect(&k1).is_ok()
+    });
+    // with a healthy set, an unknown kid is invalid again
+    assert_eq!(
+        refusal(&v, &token(Algorithm::EdDSA, "ed-a", "k9")),
+        Refusal::UnknownKey
+    );
+}
