@@ -207,3 +207,26 @@ fn an_unreadable_key_file_stops_the_start_naming_it() {
     .expect("must not start");
     assert!(err.contains("/nonexistent/key.pem"), "{err}");
 }
+
+#[test]
+fn check_config_loads_the_key_files() {
+    let dir = std::env::temp_dir().join(format!("ws-jwt-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let run = |keys: &str| {
+        let path = dir.join("ws.toml");
+        let toml = format!("[auth]\nalgorithms = [\"RS256\"]\npublic_keys = [\"{keys}\"]\n");
+        std::fs::write(&path, toml).unwrap();
+        std::process::Command::new(env!("CARGO_BIN_EXE_wiresocket"))
+            .args(["check-config", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap()
+    };
+    let good = run(&key_path("rsa-a.pub.pem"));
+    assert!(good.status.success(), "{good:?}");
+    let not_a_key = run(&key_path("README.md"));
+    assert!(!not_a_key.status.success());
+    let stderr = String::from_utf8_lossy(&not_a_key.stderr);
+    assert!(stderr.contains("README.md is not an RSA"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -22,11 +22,8 @@ use crate::config::AuthConfig;
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
     /// A `public_keys` file could not be read.
-    #[error("auth.public_keys: cannot read {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
+    #[error("auth.public_keys: cannot read {path}: {error}")]
+    Read { path: String, error: std::io::Error },
     /// A `public_keys` file holds no RSA, EC or Ed25519 public key in PEM form.
     #[error(
         "auth.public_keys: {path} is not an RSA, EC (P-256/P-384) or Ed25519 public key in PEM"
@@ -107,9 +104,9 @@ pub fn static_keys(cfg: &AuthConfig) -> Result<KeySet, KeyError> {
 
 /// Reads one PEM public key; its kid is the file name up to the first dot.
 fn load_pem(path: &str) -> Result<Key, KeyError> {
-    let pem = std::fs::read(path).map_err(|source| KeyError::Read {
+    let pem = std::fs::read(path).map_err(|error| KeyError::Read {
         path: path.to_owned(),
-        source,
+        error,
     })?;
     let key = DecodingKey::from_rsa_pem(&pem)
         .or_else(|_| DecodingKey::from_ec_pem(&pem))
