@@ -168,6 +168,7 @@ fn init_tracing(log: &LogConfig) -> anyhow::Result<()> {
 fn check_config(args: ConfigArgs) -> ExitCode {
     let checked = load_for_run(args.config).and_then(|(config, origin)| {
         let cpus = config.server.cores.resolve()?;
+        crate::auth::keys::static_keys(&config.auth)?; // the PEM files must load too
         Ok((config, origin, cpus))
     });
     match checked {

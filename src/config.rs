@@ -309,16 +309,48 @@ config_section! {
 }
 
 config_section! {
-    /// Connection and subscription token (JWT) verification.
+    /// Connection and subscription token (JWT) verification: algorithms, keys (HMAC secrets,
+    /// PEM public keys, a JWKS URL), claim checks and token revocation.
     pub struct AuthConfig {
         /// HMAC secret for HS256/HS384/HS512 tokens; empty means none configured.
         /// Default: `""`. Set it (or WIRESOCKET_AUTH__HMAC_SECRET) to the secret your
         /// backend signs tokens with; keep it out of version control.
         pub hmac_secret: String = String::new(),
-        /// Token algorithms accepted (allow-list). Supported now: HS256, HS384, HS512.
-        /// Default: `["HS256"]`. Match what your backend signs with.
+        /// More HMAC secrets accepted besides `hmac_secret`, for rotation: a token verifies if
+        /// any of them signed it. Default: `[]`. To rotate, add the new secret here, switch the
+        /// backend to it, and remove the old one once its tokens have expired. Empty entries are
+        /// refused (an empty HMAC key would let anyone sign).
+        #[serde(deserialize_with = "string_or_list")]
+        pub hmac_secrets: Vec<String> = Vec::new(),
+        /// Token algorithms accepted (allow-list): HS256, HS384, HS512, RS256, RS384, RS512,
+        /// PS256, ES256, ES384, EdDSA. A key only verifies the algorithms of its own type (an
+        /// HMAC secret never verifies RS256, an RSA key never HS256); `none` is never accepted.
+        /// Default: `["HS256"]`. Match what your backend or identity provider signs with.
         #[serde(deserialize_with = "string_or_list")]
         pub algorithms: Vec<String> = vec!["HS256".to_owned()],
+        /// PEM files of public keys (RSA, EC P-256/P-384 or Ed25519; SPKI `PUBLIC KEY` or
+        /// `RSA PUBLIC KEY`), read at start-up (an unreadable or invalid file stops the start).
+        /// Each key's id (`kid`) is its file name up to the first dot (`/etc/ws/k2026.pub.pem`
+        /// is `k2026`): a token whose header names a `kid` is verified with that key only; a
+        /// token without `kid` with each key of its algorithm's type. Default: `[]`.
+        #[serde(deserialize_with = "string_or_list")]
+        pub public_keys: Vec<String> = Vec::new(),
+        /// URL of a JSON Web Key Set (`{"keys":[...]}`, RSA/EC/OKP keys with `kid`), fetched on
+        /// a background thread at start and every `jwks_refresh_s`; tokens select a key by their
+        /// header's `kid`. A failed fetch keeps the last good set. Default: unset. Set it to your
+        /// identity provider's `jwks_uri` (http or https).
+        pub jwks_url: Option<String> = None,
+        /// Seconds between JWKS fetches. Default: `300`. Lower it if your provider rotates keys
+        /// without publishing the next key ahead of time.
+        pub jwks_refresh_s: u64 = 300,
+        /// Deadline of one JWKS fetch (connect, request and body). Default: `5_000` ms.
+        pub jwks_timeout_ms: u64 = 5_000,
+        /// A token naming a `kid` that is not in the key set triggers an early JWKS fetch, at
+        /// most once per this many seconds (never one per token). Default: `10` s.
+        pub jwks_unknown_kid_refresh_s: u64 = 10,
+        /// Largest accepted JWKS document; a bigger one is a failed fetch. Default: `1_048_576`
+        /// bytes.
+        pub jwks_max_bytes: usize = 1_048_576,
         /// Lets clients connect without a token, as the anonymous (empty) user.
         /// Default: `false`. Enable for public read-only feeds.
         pub allow_anonymous: bool = false,
@@ -326,9 +358,17 @@ config_section! {
         pub audience: Option<String> = None,
         /// When set, a token's `iss` claim must be present and match. Default: unset.
         pub issuer: Option<String> = None,
-        /// Clock-skew tolerance for `exp`/`nbf` checks. Default: `0` s. Set a few seconds if
-        /// token issuers' clocks drift.
+        /// Clock-skew tolerance for `exp`, `nbf` and `iat` checks (a token issued more than
+        /// this far in the future is refused). Default: `0` s. Set a few seconds if token
+        /// issuers' clocks drift.
         pub leeway_s: u64 = 0,
+        /// Revocation entries (`revoke_token` ids plus `invalidate_user_tokens` users) this
+        /// node keeps; beyond it, after dropping expired entries, the API answers error 106.
+        /// Default: `100_000`. Each entry costs ~100 bytes plus its id.
+        pub max_revocations: usize = 100_000,
+        /// How long a revocation without `expire_at` is kept. Default: `86_400` s. Keep it at
+        /// least as long as the lifetime of the tokens you issue (`exp - iat`).
+        pub revocation_ttl_s: u64 = 86_400,
     }
 }
 

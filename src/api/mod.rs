@@ -14,10 +14,14 @@
 //! process, so it is not acknowledged. 100 is the table's temporary error that
 //! does not ask the backend to slow down (111 would).
 //!
+//! Methods: `publish` (`publish.rs`), `revoke_token` and `invalidate_user_tokens`
+//! (`revoke.rs`). `/metrics` is the per-core registry plus the node-wide auth metrics.
+//!
 //! Answers follow PROTOCOL.md: `{"result":{...}}` or
 //! `{"error":{"code","message"}}`.
 
 mod publish;
+mod revoke;
 
 use std::rc::Rc;
 
@@ -30,6 +34,8 @@ use crate::runtime::core::Core;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ApiCall {
     Publish,
+    RevokeToken,
+    InvalidateUserTokens,
 }
 
 /// What a request head is answered with.
@@ -47,10 +53,11 @@ pub fn route(core: &Rc<Core>, method: &str, path: &str, api_key: Option<&str>) -
     let done = Routed::Done;
     match (method, path) {
         ("GET" | "HEAD", "/health") => done(health(core)),
-        ("GET" | "HEAD", "/metrics") => done(
-            Response::text(200, core.registry.render())
-                .with_header("Cache-Control", "no-store".into()),
-        ),
+        ("GET" | "HEAD", "/metrics") => {
+            let mut text = core.registry.render();
+            core.verifier.stats().render(&mut text);
+            done(Response::text(200, text).with_header("Cache-Control", "no-store".into()))
+        }
         (_, "/health" | "/metrics") => {
             done(Response::status_only(405).with_header("Allow", "GET, HEAD".into()))
         }
@@ -61,6 +68,8 @@ pub fn route(core: &Rc<Core>, method: &str, path: &str, api_key: Option<&str>) -
             }
             let call = match &p["/api/".len()..] {
                 "publish" => ApiCall::Publish,
+                "revoke_token" => ApiCall::RevokeToken,
+                "invalidate_user_tokens" => ApiCall::InvalidateUserTokens,
                 _ => return done(Response::error(404, ErrorCode::METHOD_NOT_FOUND)),
             };
             if core.node.stopping() {
@@ -85,6 +94,8 @@ pub fn route(core: &Rc<Core>, method: &str, path: &str, api_key: Option<&str>) -
 pub async fn call(core: &Rc<Core>, call: ApiCall, body: Vec<u8>) -> Response {
     match call {
         ApiCall::Publish => publish::publish(core, body).await,
+        ApiCall::RevokeToken => revoke::revoke_token(core, body),
+        ApiCall::InvalidateUserTokens => revoke::invalidate_user_tokens(core, body),
     }
 }
 

@@ -10,7 +10,7 @@ use serde::de::Error as _;
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
-use super::AuthError;
+use super::{AuthError, Refusal};
 
 /// Claims of a verified connection token.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -30,6 +30,10 @@ pub struct ConnectClaims {
     pub db_code: Option<String>,
     /// `regionCode`: the region nearest the user.
     pub region_code: Option<String>,
+    /// `jti`: the token id, for revocation (`revoke_token`).
+    pub jti: Option<String>,
+    /// `iat`: when the token was issued, for `invalidate_user_tokens`.
+    pub iat: Option<u64>,
 }
 
 impl ConnectClaims {
@@ -53,6 +57,10 @@ pub struct SubscriptionClaims {
     pub exp: Option<u64>,
     /// `expire_at`: subscription expiry overriding `exp` when present; `Some(0)` = never.
     pub expire_at: Option<u64>,
+    /// `jti`: the token id, for revocation.
+    pub jti: Option<String>,
+    /// `iat`: when the token was issued.
+    pub iat: Option<u64>,
 }
 
 impl SubscriptionClaims {
@@ -87,6 +95,10 @@ pub(super) struct RawConnect {
     db_code: Option<String>,
     #[serde(default, rename = "regionCode")]
     region_code: Option<String>,
+    #[serde(default)]
+    jti: Option<String>,
+    #[serde(default, deserialize_with = "numeric_date")]
+    iat: Option<u64>,
     /// `channel`: only subscription tokens carry it; read so a connection token that has one
     /// can be refused (as Centrifugo does), never used.
     #[serde(default)]
@@ -102,6 +114,7 @@ impl RawConnect {
             Some(Value::String(c)) if c.is_empty() => {}
             Some(_) => {
                 return Err(AuthError::Invalid(
+                    Refusal::Claims,
                     "subscription token (channel claim) used as a connection token".into(),
                 ))
             }
@@ -114,6 +127,8 @@ impl RawConnect {
             channels: self.channels.unwrap_or_default(),
             db_code: self.db_code,
             region_code: self.region_code,
+            jti: self.jti,
+            iat: self.iat,
         })
     }
 }
@@ -131,6 +146,10 @@ pub(super) struct RawSubscription {
     exp: Option<u64>,
     #[serde(default, deserialize_with = "numeric_date")]
     expire_at: Option<u64>,
+    #[serde(default)]
+    jti: Option<String>,
+    #[serde(default, deserialize_with = "numeric_date")]
+    iat: Option<u64>,
 }
 
 impl RawSubscription {
@@ -138,13 +157,15 @@ impl RawSubscription {
         let channel = self
             .channel
             .filter(|c| !c.is_empty())
-            .ok_or_else(|| AuthError::Invalid("missing channel claim".into()))?;
+            .ok_or_else(|| AuthError::Invalid(Refusal::Claims, "missing channel claim".into()))?;
         Ok(SubscriptionClaims {
             user: self.sub.unwrap_or_default(),
             channel,
             info: compact(self.info),
             exp: self.exp,
             expire_at: self.expire_at,
+            jti: self.jti,
+            iat: self.iat,
         })
     }
 }

@@ -63,6 +63,62 @@ fn validate_names_the_field() {
 }
 
 #[test]
+fn auth_keys_are_checked() {
+    // a public-key algorithm needs public_keys or a jwks_url
+    let mut c = with_secret();
+    c.auth.algorithms = vec!["HS256".into(), "EdDSA".into()];
+    assert_eq!(invalid_field(&c), "auth.algorithms");
+    c.auth.public_keys = vec!["/etc/ws/k1.pub.pem".into()];
+    c.validate().unwrap();
+    let mut c = with_secret();
+    c.auth.algorithms = vec!["RS256".into(), "ES384".into(), "PS256".into()];
+    c.auth.jwks_url = Some("https://idp.example/.well-known/jwks.json".into());
+    c.validate().unwrap();
+    c.auth.jwks_url = Some("ftp://idp.example/jwks".into());
+    assert_eq!(invalid_field(&c), "auth.jwks_url");
+    c.auth.jwks_url = Some("http://idp.example/jwks".into());
+    c.auth.jwks_refresh_s = 0;
+    assert_eq!(invalid_field(&c), "auth.jwks_refresh_s");
+    // public keys only: no HMAC secret needed when no HS algorithm is allowed
+    let mut c = Config::default();
+    c.auth.algorithms = vec!["RS256".into()];
+    c.auth.public_keys = vec!["/etc/ws/k1.pub.pem".into()];
+    c.validate().unwrap();
+    // a second secret alone is enough for HS256; an empty one is refused
+    let mut c = Config::default();
+    c.auth.hmac_secrets = vec!["next".into()];
+    c.validate().unwrap();
+    c.auth.hmac_secrets.push(String::new());
+    assert_eq!(invalid_field(&c), "auth.hmac_secrets[1]");
+    let mut c = with_secret();
+    c.auth.public_keys = vec![" ".into()];
+    assert_eq!(invalid_field(&c), "auth.public_keys[0]");
+    let mut c = with_secret();
+    c.auth.max_revocations = 0;
+    assert_eq!(invalid_field(&c), "auth.max_revocations");
+    let mut c = with_secret();
+    c.auth.algorithms = vec!["none".into()];
+    assert_eq!(invalid_field(&c), "auth.algorithms");
+}
+
+#[test]
+fn auth_key_lists_load_from_toml_and_env() {
+    Jail::expect_with(|jail| {
+        jail.create_file(
+            "ws.toml",
+            "[auth]\nhmac_secrets = [\"a\", \"b\"]\npublic_keys = [\"/k/one.pem\"]\njwks_url = \"https://idp/jwks\"\n",
+        )?;
+        jail.set_env("WIRESOCKET_AUTH__ALGORITHMS", "RS256,EdDSA");
+        let c = Config::load(Some(Path::new("ws.toml"))).unwrap();
+        assert_eq!(c.auth.hmac_secrets, ["a", "b"]);
+        assert_eq!(c.auth.public_keys, ["/k/one.pem"]);
+        assert_eq!(c.auth.jwks_url.as_deref(), Some("https://idp/jwks"));
+        assert_eq!(c.auth.algorithms, ["RS256", "EdDSA"]);
+        Ok(())
+    });
+}
+
+#[test]
 fn file_overrides_defaults() {
     Jail::expect_with(|jail| {
         jail.create_file(

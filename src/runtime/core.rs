@@ -47,6 +47,7 @@ impl Core {
         mesh: Rc<Mesh>,
         limits: Arc<Limits>,
         node_name: Arc<str>,
+        verifier: crate::auth::Verifier,
     ) -> Self {
         let me = mesh.me();
         let metrics = registry.core(me);
@@ -67,7 +68,6 @@ impl Core {
             metrics.clone(),
         ));
         hub.set_engine(engine.clone());
-        let verifier = crate::auth::Verifier::new(&cfg.auth).expect("auth config was validated");
         let policy = crate::channel::Policy::from_config(&cfg.channels)
             .expect("channels config was validated");
         let env = Rc::new(Env {

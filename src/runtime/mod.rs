@@ -57,6 +57,8 @@ const PREEMPT: Duration = Duration::from_millis(5);
 pub fn serve(cfg: Config, dev_hint: Option<String>, takeover: bool) -> anyhow::Result<()> {
     let cpus = cfg.server.cores.resolve()?;
     preflight::check(&cfg, cpus.len())?;
+    // one verifier per node: its clones on every core share keys, JWKS set and revocations
+    let verifier = crate::auth::Verifier::new(&cfg.auth)?;
     if !takeover {
         crate::net::listener::ensure_free(cfg.server.listen)?;
     }
@@ -111,7 +113,7 @@ pub fn serve(cfg: Config, dev_hint: Option<String>, takeover: bool) -> anyhow::R
             mesh.clone(),
             ready_tx.clone(),
         );
-        let (limits, node_name) = (limits.clone(), node_name.clone());
+        let (limits, node_name, verifier) = (limits.clone(), node_name.clone(), verifier.clone());
         let edge_limits = edge_limits.clone();
         let exited = CoreExit(i, exit_tx.clone());
         let handle = glommio::LocalExecutorBuilder::new(glommio::Placement::Fixed(*cpu))
@@ -129,6 +131,7 @@ pub fn serve(cfg: Config, dev_hint: Option<String>, takeover: bool) -> anyhow::R
                     limits,
                     node_name,
                     edge_limits,
+                    verifier,
                 };
                 run_core(shared, (listener, internal), ready).await
             })
@@ -193,6 +196,7 @@ struct Shared {
     limits: Arc<crate::engine::memory::Limits>,
     node_name: Arc<str>,
     edge_limits: Arc<crate::limits::Limits>,
+    verifier: crate::auth::Verifier,
 }
 
 /// Sends the core's index when dropped (its executor ended, normally or by a panic).
@@ -227,6 +231,7 @@ async fn run_core(shared: Shared, listeners: CoreListeners, ready: std::sync::mp
         limits,
         node_name,
         edge_limits,
+        verifier,
     } = shared;
     let edge = |internal| {
         Rc::new(crate::net::edge::Edge::new(
@@ -240,7 +245,7 @@ async fn run_core(shared: Shared, listeners: CoreListeners, ready: std::sync::mp
         crate::mesh::Mesh::join(mesh, core::mesh_limits(&cfg), |me| registry.core(me)).await;
     let me = mesh.me();
     let core = Rc::new(core::Core::new(
-        cfg, node, registry, mesh, limits, node_name,
+        cfg, node, registry, mesh, limits, node_name, verifier,
     ));
 
     if let Some(mut inbox) = inbox {

@@ -315,6 +315,8 @@ pub(crate) fn check<'e>(
 pub(crate) fn token_failure(e: &AuthError) -> Outcome {
     match e {
         AuthError::Expired => Outcome::Error(ErrorCode::TOKEN_EXPIRED),
+        // the key set cannot be fetched now: temporary, the SDK retries
+        AuthError::Unavailable => Outcome::Error(ErrorCode::INTERNAL),
         _ => Outcome::Disconnect(Disconnect::INVALID_TOKEN),
     }
 }
