@@ -7,7 +7,7 @@
 
 use super::{
     ApiConfig, AuthConfig, ChannelOptions, ChannelsConfig, Config, ConfigError, EngineConfig,
-    LogConfig, MeshConfig, ServerConfig, WebsocketConfig,
+    EngineKind, LogConfig, MeshConfig, RedisConfig, ServerConfig, WebsocketConfig,
 };
 
 /// Token algorithms the verifier implements today.
@@ -266,7 +266,44 @@ impl EngineConfig {
             positive("engine.history_ttl_s", self.history_ttl_s)?;
         }
         positive("engine.max_channels", self.max_channels as u64)?;
-        positive("engine.idempotency_ttl_s", self.idempotency_ttl_s)
+        positive("engine.idempotency_ttl_s", self.idempotency_ttl_s)?;
+        if self.kind == EngineKind::Redis {
+            self.redis.validate()?;
+        }
+        Ok(())
+    }
+}
+
+impl RedisConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        match self.url.split_once("://").map(|(scheme, _)| scheme) {
+            Some("redis") => {}
+            Some("rediss") => {
+                return Err(ConfigError::invalid(
+                    "engine.redis.url",
+                    "rediss:// (TLS to Redis) is not supported yet; use redis://",
+                ))
+            }
+            _ => {
+                return Err(ConfigError::invalid(
+                    "engine.redis.url",
+                    "expected redis://[user][:password@]host:port/db",
+                ))
+            }
+        }
+        redis::parse_redis_url(&self.url)
+            .ok_or_else(|| ConfigError::invalid("engine.redis.url", "not a valid Redis URL"))?;
+        if self.prefix.is_empty() {
+            return Err(ConfigError::invalid(
+                "engine.redis.prefix",
+                "must not be empty",
+            ));
+        }
+        positive("engine.redis.timeout_ms", self.timeout_ms)?;
+        positive("engine.redis.meta_ttl_s", self.meta_ttl_s)?;
+        positive("engine.redis.presence_ttl_s", self.presence_ttl_s)?;
+        positive("engine.redis.core_queue", self.core_queue as u64)?;
+        positive("engine.redis.pending_limit", self.pending_limit as u64)
     }
 }
 

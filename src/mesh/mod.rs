@@ -314,7 +314,12 @@ mod tests {
                 let peer = 1 - mesh.me();
                 assert!(!mesh.congested());
                 for _ in 0..16 {
-                    mesh.send(peer, CoreMsg::Reset { channel: "c".into() });
+                    mesh.send(
+                        peer,
+                        CoreMsg::Reset {
+                            channel: "c".into(),
+                        },
+                    );
                 }
                 crate::exec::sleep(Duration::from_millis(20)).await;
                 assert!(mesh.congested());

@@ -73,7 +73,7 @@ pub fn serve(cfg: Config, dev_hint: Option<String>, takeover: bool) -> anyhow::R
         cpus.len(),
     ));
     let registry = Registry::new(cpus.len());
-    let limits = crate::engine::memory::Limits::new(&cfg.engine);
+    let limits = core::EngineShared::build(&cfg)?;
     let node_name: Arc<str> = node_name(&cfg, addr).into();
     let (exit_tx, exit_rx) = std::sync::mpsc::channel::<usize>();
     let mesh =
@@ -163,7 +163,7 @@ struct Shared {
     node: Arc<NodeState>,
     registry: Registry,
     mesh: Option<crate::mesh::Builder>,
-    limits: Arc<crate::engine::memory::Limits>,
+    limits: core::EngineShared,
     node_name: Arc<str>,
 }
 
