@@ -110,17 +110,13 @@ impl RedisEngine {
     ) -> Result<Self, EngineError> {
         let (tx, mut rx) = futures_channel::mpsc::channel(node.cfg.core_queue);
         node.register(me, tx, metrics.clone())?;
-        let m = metrics.clone();
         crate::exec::spawn_critical("redis-inbox", async move {
             while let Some(msg) = rx.next().await {
                 match msg {
                     io::Inbound::Event(channel, event) => {
                         sink.deliver(&channel, &event, Instant::now())
                     }
-                    io::Inbound::Reset(channel) => {
-                        CoreMetrics::inc(&m.stream_resets);
-                        sink.reset(&channel)
-                    }
+                    io::Inbound::Reset(channel) => sink.reset(&channel),
                 }
                 crate::exec::yield_if_needed().await;
             }
