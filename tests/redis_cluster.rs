@@ -1,6 +1,7 @@
 //! Two wiresocket nodes on one Redis (`engine.kind = "redis"`): a publication made
 //! through one node's API reaches a client of the other with its offset, a client
-//! recovers across a reconnect to the other node, a node refuses to start with a
+//! recovers across a reconnect to the other node, presence and join/leave are one
+//! for the cluster, a node refuses to start with a
 //! clear message when Redis is down, and a Redis restart never acknowledges a
 //! publish it lost: publishes fail with a temporary error while Redis is away, and
 //! subscribers are told to resubscribe (2500) when it returns, then recover (here
@@ -155,4 +156,60 @@ fn a_redis_restart_fails_publishes_then_resets_subscribers() {
         "{res}"
     );
     assert_eq!(c.next_pub().1["data"], json!({"n": 3}));
+}
+
+/// Next push on `channel` of `kind` (`join`, `leave`), skipping others.
+fn next_kind(c: &mut Client, channel: &str, kind: &str) -> Value {
+    loop {
+        let v = c
+            .recv()
+            .unwrap_or_else(|e| panic!("expected a {kind} push, got {e:?}"));
+        if let Some(p) = v.get("push") {
+            if p["channel"] == channel && p.get(kind).is_some() {
+                return p[kind].clone();
+            }
+        }
+    }
+}
+
+#[test]
+fn presence_and_join_leave_span_nodes() {
+    let redis = RedisServer::start();
+    let mut o = redis.node_overrides(10);
+    o.channels =
+        "\n[[channels.namespaces]]\nname = \"room\"\npresence = true\njoin_leave = true\n".into();
+    let a = Server::start_with(&o);
+    let b = Server::start_with(&o);
+    let (mut alice, _) = Client::connect(&a, "alice");
+    alice.subscribe("room:1");
+    let (mut bob, _) = Client::connect(&b, "bob");
+    bob.subscribe("room:1");
+    let (mut bob2, _) = Client::connect(&a, "bob"); // bob's second device, on the other node
+    bob2.subscribe("room:1");
+    // alice (node A) hears bob join on node B
+    loop {
+        if next_kind(&mut alice, "room:1", "join")["info"]["user"] == "bob" {
+            break;
+        }
+    }
+    let stats = alice.call("presence_stats", json!({"channel": "room:1"}));
+    assert_eq!(
+        stats["presence_stats"],
+        json!({"num_clients": 3, "num_users": 2}),
+        "one presence for the cluster: {stats}"
+    );
+    let p = bob.call("presence", json!({"channel": "room:1"}));
+    let entries = p["presence"]["presence"].as_object().expect("presence");
+    assert_eq!(entries.len(), 3, "the same entries from node B: {p}");
+    // bob leaves on node B: alice on node A sees the leave and presence follows
+    let r = bob.call("unsubscribe", json!({"channel": "room:1"}));
+    assert!(r.get("unsubscribe").is_some());
+    let l = next_kind(&mut alice, "room:1", "leave");
+    assert_eq!(l["info"]["user"], "bob");
+    let stats = alice.call("presence_stats", json!({"channel": "room:1"}));
+    assert_eq!(
+        stats["presence_stats"],
+        json!({"num_clients": 2, "num_users": 2}),
+        "{stats}"
+    );
 }

@@ -322,3 +322,35 @@ impl LogConfig {
             .map_err(|e| ConfigError::invalid("log.level", e.to_string()))
     }
 }
+
+#[cfg(test)]
+mod redis_tests {
+    use super::*;
+
+    #[test]
+    fn redis_section_is_checked_only_when_selected() {
+        let mut cfg = Config::default(); // only [engine] is checked here
+        cfg.engine.redis.url = "rediss://h:6380/0".into();
+        assert!(
+            cfg.engine.validate().is_ok(),
+            "memory engine: [engine.redis] unused"
+        );
+        cfg.engine.kind = EngineKind::Redis;
+        let err = cfg.engine.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("engine.redis.url") && err.contains("not supported yet"),
+            "{err}"
+        );
+        cfg.engine.redis.url = "redis://user:12345@127.0.0.1:6379/2".into();
+        assert!(cfg.engine.validate().is_ok());
+        cfg.engine.redis.prefix.clear();
+        assert!(cfg
+            .engine
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("engine.redis.prefix"));
+        // WIRESOCKET_ENGINE__REDIS__URL is kept verbatim (a numeric password stays text)
+        assert!(super::super::env::is_string_field("engine.redis.url"));
+    }
+}
