@@ -197,6 +197,7 @@ fn summary(config: &Config, origin: &ConfigOrigin, cpus: &[usize]) -> String {
     let engine = &config.engine;
     let kind = match engine.kind {
         EngineKind::Memory => "memory",
+        EngineKind::Redis => "redis",
     };
     let api = if config.api.key.is_empty() {
         "disabled (no key)"

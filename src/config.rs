@@ -384,7 +384,9 @@ config_section! {
 config_section! {
     /// Publication storage backend.
     pub struct EngineConfig {
-        /// Engine kind; only "memory" (embedded, single node) exists now. Default: `"memory"`.
+        /// Engine kind: "memory" (embedded, one node) or "redis" (nodes share history,
+        /// presence and PUB/SUB through Redis: set it on every node of a cluster, with
+        /// `[engine.redis]`). Default: `"memory"`.
         pub kind: EngineKind = EngineKind::Memory,
         /// Deprecated: use `channels.default.history_size` (history is set per namespace).
         /// Set alone, it becomes the default namespace's history. Default: `0`.
@@ -403,6 +405,40 @@ config_section! {
         /// Idempotency results remembered node-wide; beyond it new keys are not
         /// deduplicated until old ones expire. Default: `100_000`.
         pub max_idempotency_keys: usize = 100_000,
+        /// The Redis engine (`kind = "redis"`): the `[engine.redis]` table (its keys are
+        /// listed there). Default: each option's own default.
+        pub redis: RedisConfig = RedisConfig::default(),
+    }
+}
+
+config_section! {
+    /// Redis engine: connection, key prefix, timeouts, presence expiry.
+    pub struct RedisConfig {
+        /// Standalone Redis URL, `redis://[user][:password@]host:port/db` (ACL user and
+        /// password go in the URL; `rediss://` TLS is not built yet). Env
+        /// `WIRESOCKET_ENGINE__REDIS__URL`. Default: `"redis://127.0.0.1:6379/0"`.
+        pub url: String = "redis://127.0.0.1:6379/0".to_owned(),
+        /// Prefix of every key and PUB/SUB channel, so several deployments can share one
+        /// Redis. Default: `"wiresocket"`.
+        pub prefix: String = "wiresocket".to_owned(),
+        /// Deadline of connecting and of every Redis command; beyond it the operation fails
+        /// with a temporary error (100) and `wiresocket_engine_redis_errors_total` counts it.
+        /// Default: `2_000` ms. Raise it for a distant Redis.
+        pub timeout_ms: u64 = 2_000,
+        /// How long a channel's meta hash (epoch, top offset) outlives its last publish; when
+        /// it expires the channel's next use starts a new epoch. Keep it well above the
+        /// history TTL. Default: `2_592_000` s (30 days).
+        pub meta_ttl_s: u64 = 2_592_000,
+        /// How long a presence entry lives without being refreshed (the entries of a node
+        /// that died disappear after it). Default: `60` s.
+        pub presence_ttl_s: u64 = 60,
+        /// Events from Redis waiting for one core; beyond it the channel is reset (its
+        /// subscribers resubscribe and recover) and `wiresocket_engine_redis_dropped_total`
+        /// counts it. Default: `65_536`.
+        pub core_queue: usize = 65_536,
+        /// Engine operations waiting for the Redis I/O thread; beyond it operations fail with
+        /// error 111 (too many requests). Default: `65_536`.
+        pub pending_limit: usize = 65_536,
     }
 }
 
@@ -441,6 +477,8 @@ pub enum EngineKind {
     /// Embedded in-memory engine (one node).
     #[default]
     Memory,
+    /// Redis (several nodes sharing history, presence and PUB/SUB).
+    Redis,
 }
 
 /// Log output formats.

@@ -174,6 +174,7 @@ impl Serialize for NamespaceConfig {
 pub(crate) fn nested_table(ty: &str) -> Option<(&'static [&'static str], &'static [FieldDoc])> {
     match ty {
         "ChannelOptions" => Some((ChannelOptions::DOC, ChannelOptions::FIELDS)),
+        "RedisConfig" => Some((super::RedisConfig::DOC, super::RedisConfig::FIELDS)),
         _ => None,
     }
 }

@@ -7,7 +7,7 @@
 
 use super::{
     ApiConfig, AuthConfig, ChannelOptions, ChannelsConfig, Config, ConfigError, EngineConfig,
-    LogConfig, MeshConfig, ServerConfig, WebsocketConfig,
+    EngineKind, LogConfig, MeshConfig, RedisConfig, ServerConfig, WebsocketConfig,
 };
 
 /// Token algorithms the verifier accepts in `auth.algorithms` (issue 9's allow-list).
@@ -394,7 +394,44 @@ impl EngineConfig {
             positive("engine.history_ttl_s", self.history_ttl_s)?;
         }
         positive("engine.max_channels", self.max_channels as u64)?;
-        positive("engine.idempotency_ttl_s", self.idempotency_ttl_s)
+        positive("engine.idempotency_ttl_s", self.idempotency_ttl_s)?;
+        if self.kind == EngineKind::Redis {
+            self.redis.validate()?;
+        }
+        Ok(())
+    }
+}
+
+impl RedisConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        match self.url.split_once("://").map(|(scheme, _)| scheme) {
+            Some("redis") => {}
+            Some("rediss") => {
+                return Err(ConfigError::invalid(
+                    "engine.redis.url",
+                    "rediss:// (TLS to Redis) is not supported yet; use redis://",
+                ))
+            }
+            _ => {
+                return Err(ConfigError::invalid(
+                    "engine.redis.url",
+                    "expected redis://[user][:password@]host:port/db",
+                ))
+            }
+        }
+        redis::parse_redis_url(&self.url)
+            .ok_or_else(|| ConfigError::invalid("engine.redis.url", "not a valid Redis URL"))?;
+        if self.prefix.is_empty() {
+            return Err(ConfigError::invalid(
+                "engine.redis.prefix",
+                "must not be empty",
+            ));
+        }
+        positive("engine.redis.timeout_ms", self.timeout_ms)?;
+        positive("engine.redis.meta_ttl_s", self.meta_ttl_s)?;
+        positive("engine.redis.presence_ttl_s", self.presence_ttl_s)?;
+        positive("engine.redis.core_queue", self.core_queue as u64)?;
+        positive("engine.redis.pending_limit", self.pending_limit as u64)
     }
 }
 
@@ -411,5 +448,37 @@ impl LogConfig {
         tracing_subscriber::EnvFilter::try_new(&self.level)
             .map(drop)
             .map_err(|e| ConfigError::invalid("log.level", e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod redis_tests {
+    use super::*;
+
+    #[test]
+    fn redis_section_is_checked_only_when_selected() {
+        let mut cfg = Config::default(); // only [engine] is checked here
+        cfg.engine.redis.url = "rediss://h:6380/0".into();
+        assert!(
+            cfg.engine.validate().is_ok(),
+            "memory engine: [engine.redis] unused"
+        );
+        cfg.engine.kind = EngineKind::Redis;
+        let err = cfg.engine.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("engine.redis.url") && err.contains("not supported yet"),
+            "{err}"
+        );
+        cfg.engine.redis.url = "redis://user:12345@127.0.0.1:6379/2".into();
+        assert!(cfg.engine.validate().is_ok());
+        cfg.engine.redis.prefix.clear();
+        assert!(cfg
+            .engine
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("engine.redis.prefix"));
+        // WIRESOCKET_ENGINE__REDIS__URL is kept verbatim (a numeric password stays text)
+        assert!(super::super::env::is_string_field("engine.redis.url"));
     }
 }

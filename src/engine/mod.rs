@@ -21,6 +21,7 @@
 
 pub mod memory;
 pub mod recovery;
+pub mod redis;
 
 #[cfg(test)]
 pub(crate) mod conformance;

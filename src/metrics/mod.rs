@@ -67,6 +67,12 @@ pub struct CoreMetrics {
     pub engine_channel_refusals: AtomicU64,
     pub stream_resets: AtomicU64,
     pub engine_subscribe_errors: AtomicU64,
+    /// Redis engine operations that failed (connection, timeout, script error).
+    pub engine_redis_errors: AtomicU64,
+    /// Channels subscribed again (and reset) after the Redis PUB/SUB connection came back.
+    pub engine_redis_resubscribes: AtomicU64,
+    /// Redis events dropped at a full core queue (the channel was reset).
+    pub engine_redis_dropped: AtomicU64,
     pub session_panics: AtomicU64,
     pub commands_rate_limited: AtomicU64,
     /// Channel streams held by this core's engine shard.
@@ -119,6 +125,9 @@ impl CoreMetrics {
             engine_channel_refusals: AtomicU64::new(0),
             stream_resets: AtomicU64::new(0),
             engine_subscribe_errors: AtomicU64::new(0),
+            engine_redis_errors: AtomicU64::new(0),
+            engine_redis_resubscribes: AtomicU64::new(0),
+            engine_redis_dropped: AtomicU64::new(0),
             session_panics: AtomicU64::new(0),
             commands_rate_limited: AtomicU64::new(0),
             engine_streams: AtomicI64::new(0),

@@ -114,6 +114,24 @@ const SIMPLE: &[(&str, &str, &str, Getter)] = &[
         |m| m.engine_subscribe_errors.load(Relaxed) as i128,
     ),
     (
+        "wiresocket_engine_redis_errors_total",
+        "counter",
+        "Redis engine operations that failed (Redis unreachable, timeout, script error): error 100, temporary.",
+        |m| m.engine_redis_errors.load(Relaxed) as i128,
+    ),
+    (
+        "wiresocket_engine_redis_resubscribes_total",
+        "counter",
+        "Channels resubscribed after the Redis PUB/SUB connection came back (subscribers told to resubscribe, 2500).",
+        |m| m.engine_redis_resubscribes.load(Relaxed) as i128,
+    ),
+    (
+        "wiresocket_engine_redis_dropped_total",
+        "counter",
+        "Redis events dropped at a full core queue (engine.redis.core_queue); the channel was reset.",
+        |m| m.engine_redis_dropped.load(Relaxed) as i128,
+    ),
+    (
         "wiresocket_stream_resets_total",
         "counter",
         "Channel streams that lost continuity while subscribed (subscribers told to resubscribe, 2500).",

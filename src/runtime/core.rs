@@ -5,7 +5,10 @@
 //! Built once per executor by [`crate::runtime::run_core`] and shared as
 //! `Rc<Core>` by the accept loop and HTTP tasks; sessions get only the `Env`.
 //! `Core` derefs to `Env` so HTTP code reads `core.cfg`, `core.engine`, ….
-//! Nothing here is `Send`.
+//! Nothing here is `Send`, except [`EngineShared`]: what the main thread builds
+//! once per node for the engine `engine.kind` names (the memory engine's node-wide
+//! limits, or the Redis engine's I/O thread, connected before any core starts so
+//! an unreachable Redis is a clear start-up error).
 
 use std::cell::Cell;
 use std::ops::Deref;
@@ -14,7 +17,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::Config;
+use crate::config::EngineKind;
 use crate::engine::memory::{Limits, MemoryEngine};
+use crate::engine::redis::{RedisEngine, RedisNode};
 use crate::hub::Hub;
 use crate::mesh::{CoreMsg, Mesh};
 use crate::metrics::Registry;
@@ -22,6 +27,51 @@ use crate::node::NodeState;
 use crate::session::table::SessionTable;
 use crate::session::{Env, Flusher, Session};
 use crate::ws::readbuf::BufferPool;
+
+/// The node-wide part of the configured engine, cloned into every core.
+#[derive(Clone)]
+pub enum EngineShared {
+    Memory(Arc<Limits>),
+    Redis(Arc<RedisNode>),
+}
+
+impl EngineShared {
+    /// Builds it for `engine.kind`; for Redis, connects (or fails with the reason).
+    pub fn build(cfg: &Config) -> anyhow::Result<EngineShared> {
+        Ok(match cfg.engine.kind {
+            EngineKind::Memory => EngineShared::Memory(Limits::new(&cfg.engine)),
+            EngineKind::Redis => EngineShared::Redis(RedisNode::start(&cfg.engine.redis)?),
+        })
+    }
+
+    /// This core's engine handle, delivering to `sink`.
+    fn engine(
+        self,
+        cfg: &Config,
+        mesh: &Rc<Mesh>,
+        sink: Rc<dyn crate::engine::PublicationSink>,
+        metrics: &Arc<crate::metrics::CoreMetrics>,
+    ) -> Rc<dyn crate::engine::Engine> {
+        match self {
+            EngineShared::Memory(limits) => Rc::new(MemoryEngine::new(
+                mesh.clone(),
+                sink,
+                limits,
+                metrics.clone(),
+            )),
+            EngineShared::Redis(node) => Rc::new(
+                RedisEngine::new(
+                    mesh.me(),
+                    node,
+                    sink,
+                    metrics.clone(),
+                    cfg.engine.idempotency_ttl_s,
+                )
+                .expect("the Redis I/O thread runs while the node starts"),
+            ),
+        }
+    }
+}
 
 pub struct Core {
     pub me: usize,
@@ -45,7 +95,7 @@ impl Core {
         node: Arc<NodeState>,
         registry: Registry,
         mesh: Rc<Mesh>,
-        limits: Arc<Limits>,
+        engine: EngineShared,
         node_name: Arc<str>,
         verifier: crate::auth::Verifier,
     ) -> Self {
@@ -61,12 +111,7 @@ impl Core {
             metrics.clone(),
             cfg.websocket.subscribe_buffer_frames,
         );
-        let engine: Rc<dyn crate::engine::Engine> = Rc::new(MemoryEngine::new(
-            mesh.clone(),
-            hub.clone(),
-            limits,
-            metrics.clone(),
-        ));
+        let engine = engine.engine(&cfg, &mesh, hub.clone(), &metrics);
         hub.set_engine(engine.clone());
         let policy = crate::channel::Policy::from_config(&cfg.channels)
             .expect("channels config was validated");

@@ -90,7 +90,7 @@ pub fn serve(cfg: Config, dev_hint: Option<String>, takeover: bool) -> anyhow::R
         cpus.len(),
     ));
     let registry = Registry::new(cpus.len());
-    let limits = crate::engine::memory::Limits::new(&cfg.engine);
+    let limits = core::EngineShared::build(&cfg)?;
     let node_name: Arc<str> = node_name(&cfg, addr).into();
     let edge_limits = crate::limits::Limits::new(&cfg.server);
     let (internal, internal_addr) = match internal {
@@ -193,7 +193,7 @@ struct Shared {
     node: Arc<NodeState>,
     registry: Registry,
     mesh: Option<crate::mesh::Builder>,
-    limits: Arc<crate::engine::memory::Limits>,
+    limits: core::EngineShared,
     node_name: Arc<str>,
     edge_limits: Arc<crate::limits::Limits>,
     verifier: crate::auth::Verifier,

@@ -1,0 +1,221 @@
+//! The Redis engine's own behaviour beyond the shared conformance suite: a lost
+//! meta starts a new epoch, a dropped PUB/SUB connection resubscribes and resets,
+//! Redis going away answers temporary errors (never an acknowledged loss), and the
+//! cost of the hop to the I/O thread (printed, never asserted).
+
+use std::rc::Rc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::testing::{config, run, RedisServer};
+use super::*;
+use crate::engine::conformance::Recorder;
+
+const H: HistoryOptions = HistoryOptions {
+    size: 10,
+    ttl: Duration::from_secs(60),
+};
+
+fn opts() -> PublishOptions {
+    PublishOptions {
+        history: H,
+        ..Default::default()
+    }
+}
+
+struct Fixture {
+    engine: RedisEngine,
+    sink: Rc<Recorder>,
+    metrics: Arc<CoreMetrics>,
+    node: Arc<RedisNode>,
+}
+
+fn fixture(cfg: &crate::config::RedisConfig) -> Fixture {
+    let node = RedisNode::start(cfg).expect("connect to the test redis-server");
+    let sink = Rc::new(Recorder::default());
+    let metrics = Arc::new(CoreMetrics::new(0));
+    let engine = RedisEngine::new(0, node.clone(), sink.clone(), metrics.clone(), 60).unwrap();
+    Fixture {
+        engine,
+        sink,
+        metrics,
+        node,
+    }
+}
+
+async fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        crate::exec::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[test]
+fn a_lost_meta_starts_a_new_epoch_and_resets_live_subscribers() {
+    let server = RedisServer::start();
+    let cfg = config(&server);
+    let meta = format!("{}:meta:{{c}}", cfg.prefix);
+    run(async move {
+        let f = fixture(&cfg);
+        let e = &f.engine;
+        e.subscribe_node("c").await.unwrap();
+        let old = e.position("c", H).await.unwrap();
+        for _ in 0..3 {
+            e.publish("c", Bytes::from_static(b"1"), opts())
+                .await
+                .unwrap();
+        }
+        assert_eq!(f.sink.wait_for(3).await, 3);
+        assert_eq!(server.cli(&["DEL", &meta]), "1"); // as an eviction would
+        let p = e
+            .publish("c", Bytes::from_static(b"2"), opts())
+            .await
+            .unwrap();
+        assert_ne!(p.epoch, old.epoch, "a new epoch");
+        assert_eq!(p.offset, 1, "offsets restart");
+        let h = e.history(
+            "c",
+            HistoryQuery {
+                limit: 10,
+                ..Default::default()
+            },
+            H,
+        );
+        assert_eq!(
+            h.await.unwrap().publications.len(),
+            1,
+            "the old stream is gone"
+        );
+        let q = HistoryQuery {
+            limit: 10,
+            since: Some(StreamPosition {
+                offset: 3,
+                epoch: old.epoch,
+            }),
+            reverse: false,
+        };
+        assert_eq!(
+            e.history("c", q, H).await.unwrap_err(),
+            EngineError::Unrecoverable
+        );
+        // the live stream jumped to a new epoch: subscribers are told to resubscribe
+        wait_until("the reset", || {
+            f.sink.resets.borrow().contains(&"c".to_owned())
+        })
+        .await;
+    });
+}
+
+#[test]
+fn a_dropped_pubsub_connection_resubscribes_and_resets() {
+    let server = RedisServer::start();
+    let cfg = config(&server);
+    run(async move {
+        let f = fixture(&cfg);
+        let e = &f.engine;
+        e.subscribe_node("a").await.unwrap();
+        e.subscribe_node("b").await.unwrap();
+        e.publish("a", Bytes::from_static(b"1"), opts())
+            .await
+            .unwrap();
+        assert_eq!(f.sink.wait_for(1).await, 1);
+        assert_eq!(server.cli(&["CLIENT", "KILL", "TYPE", "pubsub"]), "1");
+        wait_until("resets of both channels", || {
+            let r = f.sink.resets.borrow();
+            r.contains(&"a".to_owned()) && r.contains(&"b".to_owned())
+        })
+        .await;
+        assert_eq!(f.metrics.engine_redis_resubscribes.load(Relaxed), 2);
+        e.publish("b", Bytes::from_static(b"2"), opts())
+            .await
+            .unwrap();
+        assert_eq!(f.sink.wait_for(2).await, 2, "subscribed again");
+    });
+}
+
+#[test]
+fn redis_away_is_a_temporary_error_and_its_return_resets() {
+    let mut server = Some(RedisServer::start());
+    let port = server.as_ref().unwrap().port;
+    let cfg = config(server.as_ref().unwrap());
+    run(async move {
+        let f = fixture(&cfg);
+        let e = &f.engine;
+        e.subscribe_node("x").await.unwrap();
+        let first = e
+            .publish("x", Bytes::from_static(b"1"), opts())
+            .await
+            .unwrap();
+        drop(server.take()); // killed
+        let err = e
+            .publish("x", Bytes::from_static(b"2"), opts())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, EngineError::Internal(_)), "{err:?}");
+        assert!(err.code().temporary, "the client may retry");
+        assert!(f.metrics.engine_redis_errors.load(Relaxed) >= 1);
+        let _back = RedisServer::on_port(port); // empty: the data is gone
+        wait_until("the reset after Redis returned", || {
+            f.sink.resets.borrow().contains(&"x".to_owned())
+        })
+        .await;
+        let mut again = Err(EngineError::Overloaded);
+        for _ in 0..100 {
+            again = e.publish("x", Bytes::from_static(b"3"), opts()).await;
+            if again.is_ok() {
+                break;
+            }
+            crate::exec::sleep(Duration::from_millis(50)).await;
+        }
+        let again = again.expect("publishes work again");
+        assert_ne!(
+            again.epoch, first.epoch,
+            "a new stream, never a silent continuation"
+        );
+    });
+}
+
+#[test]
+fn redis_round_trip_cost() {
+    const N: u32 = 2_000;
+    let server = RedisServer::start();
+    let cfg = config(&server);
+    run(async move {
+        let f = fixture(&cfg);
+        let ping = || async {
+            f.node
+                .run(
+                    |mut c| async move { ::redis::cmd("PING").query_async::<String>(&mut c).await },
+                )
+                .await
+        };
+        for _ in 0..100 {
+            assert_eq!(ping().await.unwrap(), "PONG"); // warm-up
+        }
+        let t = Instant::now();
+        for _ in 0..N {
+            assert_eq!(ping().await.unwrap(), "PONG");
+        }
+        let hop = t.elapsed() / N;
+        let direct = f
+            .node
+            .run(|mut c| async move {
+                let t = Instant::now();
+                for _ in 0..N {
+                    ::redis::cmd("PING").query_async::<String>(&mut c).await?;
+                }
+                Ok(t.elapsed() / N)
+            })
+            .await
+            .unwrap();
+        println!(
+            "redis PING round trip: {hop:?} from a glommio core through the I/O thread, \
+             {direct:?} on the I/O thread itself (hop cost ~{:?})",
+            hop.saturating_sub(direct)
+        );
+    });
+}
