@@ -57,10 +57,11 @@ pub fn send_now(fd: BorrowedFd<'_>, bytes: &[u8]) -> Result<usize, ()> {
 #[derive(Default)]
 pub struct Outbound {
     frames: VecDeque<Bytes>,
-    /// A pong not yet started; written at the next frame boundary, replaced by newer pongs.
-    pong: Option<Bytes>,
-    /// Bytes of the front frame already written.
-    front_written: usize,
+    /// A pong not yet started; written at the next frame boundary, replaced by newer pongs
+    /// (boxed: rare, and this struct is in every idle session).
+    pong: Option<Box<Bytes>>,
+    /// Bytes of the front frame already written (frames are below 4 GiB: message limits).
+    front_written: u32,
     /// The front frame is a pong moved there from `pong` (replaceable while unstarted).
     front_is_pong: bool,
     /// Bytes of all queued frames and the pending pong, written or not.
@@ -90,7 +91,7 @@ impl Outbound {
             self.queued += self.frames[0].len() as u64;
             return;
         }
-        if let Some(old) = self.pong.replace(frame) {
+        if let Some(old) = self.pong.replace(Box::new(frame)) {
             self.queued -= old.len() as u64;
         }
         self.queued += self.pong.as_ref().map_or(0, |p| p.len() as u64);
@@ -102,7 +103,7 @@ impl Outbound {
 
     /// Bytes waiting to be written.
     pub fn queued(&self) -> u64 {
-        self.queued - self.front_written as u64
+        self.queued - u64::from(self.front_written)
     }
 
     /// The unsent rest of the front frame, for an asynchronous write. From here on the
@@ -111,7 +112,9 @@ impl Outbound {
     pub fn front(&mut self) -> Option<&[u8]> {
         self.take_pong_at_boundary();
         self.front_is_pong = false;
-        self.frames.front().map(|f| &f[self.front_written..])
+        self.frames
+            .front()
+            .map(|f| &f[self.front_written as usize..])
     }
 
     pub fn stalled_for_ms(&self, now_ms: u64) -> Option<u64> {
@@ -142,7 +145,7 @@ impl Outbound {
         if self.front_written == 0 {
             if let Some(p) = self.pong.take() {
                 // its bytes stay counted in `queued`: it only moves into the frame queue
-                self.frames.push_front(p);
+                self.frames.push_front(*p);
                 self.front_is_pong = true;
             }
         }
@@ -154,9 +157,9 @@ impl Outbound {
             self.progress_ms = crate::exec::now_ms();
         }
         while n > 0 {
-            let front_left = self.frames[0].len() - self.front_written;
+            let front_left = self.frames[0].len() - self.front_written as usize;
             if n < front_left {
-                self.front_written += n;
+                self.front_written += n as u32;
                 return;
             }
             n -= front_left;
@@ -185,7 +188,7 @@ impl Outbound {
             let mut count = 0;
             for (i, f) in self.frames.iter().take(MAX_IOV).enumerate() {
                 let s = if i == 0 {
-                    &f[self.front_written..]
+                    &f[self.front_written as usize..]
                 } else {
                     &f[..]
                 };
