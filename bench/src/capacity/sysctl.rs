@@ -97,6 +97,18 @@ fn accept(storm: f64) -> Vec<Entry> {
             "Per-CPU queue of received packets before the TCP stack; 16x the default for 10G+ \
              NIC bursts.",
         ),
+        Entry {
+            // the key exists only on Linux 5.14+
+            optional: true,
+            ..entry(
+                "net.ipv4.tcp_migrate_req",
+                "min",
+                1,
+                "Restart hand-over (serve --takeover): connections queued on the old \
+                 process's closing listeners move to the successor instead of being reset \
+                 (Linux 5.14+).",
+            )
+        },
     ]
 }
 
