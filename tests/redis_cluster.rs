@@ -213,3 +213,41 @@ fn presence_and_join_leave_span_nodes() {
         "{stats}"
     );
 }
+
+#[test]
+fn presence_outlives_its_ttl_while_the_client_stays() {
+    let redis = RedisServer::start();
+    let mut o = redis.node_overrides(10);
+    o.channels = "\n[[channels.namespaces]]\nname = \"room\"\npresence = true\n".into();
+    o.env.push((
+        "WIRESOCKET_ENGINE__REDIS__PRESENCE_TTL_S".into(),
+        "3".into(),
+    ));
+    let a = Server::start_with(&o);
+    let (mut alice, _) = Client::connect(&a, "alice");
+    alice.subscribe("room:1");
+    // well past the 3 s TTL: the node re-adds the entry of its client that is still here
+    std::thread::sleep(std::time::Duration::from_secs(8));
+    let stats = alice.call("presence_stats", json!({"channel": "room:1"}));
+    assert_eq!(
+        stats["presence_stats"],
+        json!({"num_clients": 1, "num_users": 1}),
+        "a present client stays present: {stats}"
+    );
+    // a client that left is gone at once, and one whose node died would expire with the TTL
+    drop(alice);
+    let (mut bob, _) = Client::connect(&a, "bob");
+    bob.subscribe("room:1");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let s = bob.call("presence_stats", json!({"channel": "room:1"}));
+        if s["presence_stats"] == json!({"num_clients": 1, "num_users": 1}) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "alice's entry stayed: {s}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}

@@ -235,4 +235,10 @@ pub trait Engine {
 
     /// Periodic upkeep (expiring idle streams); called about once a second on every core.
     fn housekeeping(&self, _now: Instant) {}
+
+    /// How often present clients' entries must be added again so they do not expire
+    /// (`None`: entries live until removed, as in the memory engine).
+    fn presence_refresh_every(&self) -> Option<Duration> {
+        None
+    }
 }

@@ -5,6 +5,8 @@
 //! were queued for longer than the write timeout (3008), and unsubscribes
 //! subscriptions whose subscription token expired without `sub_refresh`
 //! (unsubscribe push 2501, as Centrifugo: the SDK resubscribes with a new token).
+//! Where the engine's presence entries expire (Redis), it also re-adds the
+//! entries of this core's present clients every `presence_refresh_every`.
 //!
 //! One pass costs a few nanoseconds per session and no memory per session.
 
@@ -27,6 +29,8 @@ pub fn tick(env: &Env) -> Duration {
 
 pub async fn run(env: Rc<Env>) {
     let period = tick(&env);
+    let refresh = env.engine.presence_refresh_every();
+    let mut refreshed = Instant::now();
     loop {
         crate::exec::sleep(period).await;
         let expired = sweep(&env, crate::exec::now_ms());
@@ -41,7 +45,36 @@ pub async fn run(env: Rc<Env>) {
             }
         }
         env.engine.housekeeping(Instant::now());
+        if refresh.is_some_and(|every| refreshed.elapsed() >= every) {
+            refreshed = Instant::now();
+            refresh_presence(&env);
+        }
     }
+}
+
+/// Adds every present client's entries again (engines whose entries expire), in a task of
+/// its own so the sweep never waits on the engine.
+fn refresh_presence(env: &Rc<Env>) {
+    let mut entries = Vec::new();
+    env.sessions.for_each(|s| {
+        if s.phase.get() != Phase::Connected {
+            return;
+        }
+        for sub in s.subscriptions().present() {
+            entries.push((sub, env.client_info(s)));
+        }
+    });
+    if entries.is_empty() {
+        return;
+    }
+    let engine = env.engine.clone();
+    crate::exec::spawn(async move {
+        for (channel, info) in entries {
+            if let Err(e) = engine.presence_add(&channel, info).await {
+                tracing::debug!(%channel, error = %e, "presence refresh failed");
+            }
+        }
+    });
 }
 
 /// Now minus the expiry grace: tokens count as expired only past it.

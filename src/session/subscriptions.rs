@@ -89,6 +89,16 @@ impl Subscriptions {
             .collect()
     }
 
+    /// Channels whose subscription added a presence entry.
+    pub fn present(&self) -> Vec<Arc<str>> {
+        self.0
+            .borrow()
+            .iter()
+            .filter(|s| s.presence)
+            .map(|s| s.channel.clone())
+            .collect()
+    }
+
     /// Whether any subscription expires before `unix_now` (cheap check for the sweep).
     pub fn any_expired(&self, unix_now: u64) -> bool {
         self.0

@@ -40,9 +40,10 @@
 //! back after a drop.
 //!
 //! # Not yet built (issue 8)
-//! Presence entries expire after `engine.redis.presence_ttl_s` but are not yet
-//! refreshed in batches by the cores (a client present longer than the TTL
-//! drops out of presence until it resubscribes); `rediss://`, Sentinel and
+//! Presence entries expire after `engine.redis.presence_ttl_s`; every core
+//! re-adds its clients' entries each third of it (`session::heartbeat`), one
+//! script call per entry in a background task (pipelining them is a later
+//! step), so only the entries of a node that died expire. Not yet: `rediss://`, Sentinel and
 //! Cluster; `connect_retry` and `/health` following Redis (today Redis must be
 //! reachable at start-up, and a node whose Redis goes away answers temporary
 //! errors until it returns).
@@ -343,6 +344,13 @@ impl Engine for RedisEngine {
             })
             .await;
         self.counted(r).map(drop)
+    }
+
+    fn presence_refresh_every(&self) -> Option<std::time::Duration> {
+        // three chances before an entry of a live client expires
+        Some(std::time::Duration::from_millis(
+            self.node.cfg.presence_ttl_s.max(1) * 1000 / 3,
+        ))
     }
 
     async fn presence_add(&self, channel: &str, info: ClientInfo) -> Result<(), EngineError> {
