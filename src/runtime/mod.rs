@@ -104,17 +104,19 @@ pub fn serve(cfg: Config, dev_hint: Option<String>, takeover: bool) -> anyhow::R
 
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
     let mut handles = Vec::new();
+    let template = Shared {
+        cfg: cfg.clone(),
+        node: node.clone(),
+        registry: registry.clone(),
+        mesh,
+        limits,
+        node_name,
+        edge_limits,
+        verifier,
+    };
     let per_core = listeners.into_iter().zip(internal);
     for (i, (cpu, (listener, internal))) in cpus.iter().zip(per_core).enumerate() {
-        let (cfg, node, registry, mesh, ready) = (
-            cfg.clone(),
-            node.clone(),
-            registry.clone(),
-            mesh.clone(),
-            ready_tx.clone(),
-        );
-        let (limits, node_name, verifier) = (limits.clone(), node_name.clone(), verifier.clone());
-        let edge_limits = edge_limits.clone();
+        let (shared, ready) = (template.clone(), ready_tx.clone());
         let exited = CoreExit(i, exit_tx.clone());
         let handle = glommio::LocalExecutorBuilder::new(glommio::Placement::Fixed(*cpu))
             .name(&format!("core-{i}"))
@@ -123,16 +125,6 @@ pub fn serve(cfg: Config, dev_hint: Option<String>, takeover: bool) -> anyhow::R
             .preempt_timer(PREEMPT)
             .spawn(move || async move {
                 let _exited = exited; // reports the end of this core, even by a panic
-                let shared = Shared {
-                    cfg,
-                    node,
-                    registry,
-                    mesh,
-                    limits,
-                    node_name,
-                    edge_limits,
-                    verifier,
-                };
                 run_core(shared, (listener, internal), ready).await
             })
             .map_err(|e| anyhow::anyhow!("starting the executor for CPU {cpu}: {e}"))?;
@@ -187,7 +179,8 @@ pub fn serve(cfg: Config, dev_hint: Option<String>, takeover: bool) -> anyhow::R
     Ok(())
 }
 
-/// What every core receives from the main thread.
+/// What every core receives from the main thread (each core gets a clone).
+#[derive(Clone)]
 struct Shared {
     cfg: Arc<Config>,
     node: Arc<NodeState>,
