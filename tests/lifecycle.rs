@@ -295,3 +295,37 @@ fn parallel_starts_all_come_up_first_time() {
         }
     }
 }
+
+/// An executor glommio fails to build (its io_uring setup refused) is built again with the
+/// same listeners, the failure logged; one that keeps failing fails the start with its
+/// error at once instead of leaving its peers in the mesh join until the startup limit.
+#[test]
+fn an_executor_that_fails_to_build_is_built_again_or_named() {
+    let faults = |n: &str| Overrides {
+        env: vec![
+            ("WS_TEST_FAULTS".into(), "1".into()),
+            ("WS_TEST_FAULT_EXECUTOR_BUILDS".into(), n.into()),
+        ],
+        ..Overrides::default()
+    };
+    let mut s = Server::start_with(&faults("2"));
+    let retries = s
+        .log
+        .iter()
+        .filter(|l| l.contains("building the core's executor failed"))
+        .count();
+    assert_eq!(retries, 2, "{:#?}", s.log);
+    let (mut c, _) = Client::connect(&s, "u1");
+    assert!(c.subscribe("news").get("error").is_none());
+    s.sigterm();
+    assert!(s.wait_exit(Duration::from_secs(10)).unwrap().success());
+
+    let report = match Server::try_start(&faults("9")) {
+        Ok(_) => panic!("a core that never builds must fail the start"),
+        Err(report) => report,
+    };
+    assert!(report.contains("core 1 failed to start"), "{report}");
+    assert!(report.contains("exited: exit status: 1"), "{report}");
+    // named at its failure, not by the startup limit
+    assert!(!report.contains("not ready within"), "{report}");
+}

@@ -28,6 +28,7 @@
 pub mod core;
 mod drain;
 pub mod preflight;
+mod startup;
 
 use anyhow::Context as _;
 use std::io::Write as _;
@@ -97,13 +98,10 @@ pub fn serve(cfg: Config, dev_hint: Option<String>, takeover: bool) -> anyhow::R
         Some((v, a)) => (v.into_iter().map(Some).collect(), Some(a)),
         None => ((0..cpus.len()).map(|_| None).collect::<Vec<_>>(), None),
     };
-    let (exit_tx, exit_rx) = std::sync::mpsc::channel::<usize>();
     let mesh =
         (cpus.len() > 1).then(|| crate::mesh::builder(cpus.len(), cfg.mesh.channel_capacity));
     drain::install_signal_handlers(node.clone(), handover)?;
 
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
-    let mut handles = Vec::new();
     let template = Shared {
         cfg: cfg.clone(),
         node: node.clone(),
@@ -114,36 +112,21 @@ pub fn serve(cfg: Config, dev_hint: Option<String>, takeover: bool) -> anyhow::R
         edge_limits,
         verifier,
     };
-    let per_core = listeners.into_iter().zip(internal);
-    for (i, (cpu, (listener, internal))) in cpus.iter().zip(per_core).enumerate() {
-        let (shared, ready) = (template.clone(), ready_tx.clone());
-        let exited = CoreExit(i, exit_tx.clone());
-        let handle = glommio::LocalExecutorBuilder::new(glommio::Placement::Fixed(*cpu))
+    let inputs = listeners
+        .into_iter()
+        .zip(internal)
+        .map(|listeners| (template.clone(), listeners))
+        .collect();
+    let ring_depth = cfg.server.ring_depth;
+    let configure = move |i: usize, cpu: usize| {
+        glommio::LocalExecutorBuilder::new(glommio::Placement::Fixed(cpu))
             .name(&format!("core-{i}"))
-            .ring_depth(cfg.server.ring_depth)
+            .ring_depth(ring_depth)
             .io_memory(IO_MEMORY)
             .preempt_timer(PREEMPT)
-            .spawn(move || async move {
-                let _exited = exited; // reports the end of this core, even by a panic
-                run_core(shared, (listener, internal), ready).await
-            })
-            .map_err(|e| anyhow::anyhow!("starting the executor for CPU {cpu}: {e}"))?;
-        handles.push(handle);
-    }
-    drop(ready_tx);
-    // Bounded: a core that dies while starting (its executor or the mesh join failing)
-    // would otherwise leave this thread, and the core's peers in the mesh join, waiting
-    // forever. Its own error is logged above this one.
-    for started in 0..cpus.len() {
-        if ready_rx.recv_timeout(STARTUP_TIMEOUT).is_err() {
-            tracing::error!(
-                started,
-                cores = cpus.len(),
-                "a core failed to start within {STARTUP_TIMEOUT:?}; exiting"
-            );
-            std::process::exit(1);
-        }
-    }
+    };
+    let run = |(shared, listeners), life| run_core(shared, listeners, life);
+    let cores = startup::Cores::start(&cpus, inputs, configure, run, STARTUP_TIMEOUT)?;
     tracing::info!(cores = cpus.len(), cpus = ?cpus, engine = ?cfg.engine.kind, "wiresocket {} started", env!("CARGO_PKG_VERSION"));
     // the readiness line scripts wait for; a closed stdout must not stop the server
     let _ = writeln!(std::io::stdout(), "wiresocket listening on http://{addr}");
@@ -159,21 +142,16 @@ pub fn serve(cfg: Config, dev_hint: Option<String>, takeover: bool) -> anyhow::R
             tracing::info!("{line}");
         }
     }
-    drop(exit_tx);
     // the first core to end: a drain ends them all; anything else is a dead core
-    if let Ok(core) = exit_rx.recv() {
-        if !node.draining() {
-            tracing::error!(
-                core,
-                "a core stopped unexpectedly; exiting so the node is replaced"
-            );
-            std::process::exit(1);
-        }
+    let core = cores.first_exit();
+    if !node.draining() {
+        tracing::error!(
+            core,
+            "a core stopped unexpectedly; exiting so the node is replaced"
+        );
+        std::process::exit(1);
     }
-    let mut failed = false;
-    for h in handles {
-        failed |= h.join().is_err();
-    }
+    let failed = cores.join();
     tracing::info!("all cores stopped");
     anyhow::ensure!(!failed, "a core panicked");
     Ok(())
@@ -192,15 +170,6 @@ struct Shared {
     verifier: crate::auth::Verifier,
 }
 
-/// Sends the core's index when dropped (its executor ended, normally or by a panic).
-struct CoreExit(usize, std::sync::mpsc::Sender<usize>);
-
-impl Drop for CoreExit {
-    fn drop(&mut self) {
-        let _ = self.1.send(self.0);
-    }
-}
-
 /// `server.node_name`, or `hostname:port`.
 fn node_name(cfg: &Config, addr: std::net::SocketAddr) -> String {
     if let Some(name) = cfg.server.node_name.as_deref().filter(|n| !n.is_empty()) {
@@ -215,7 +184,7 @@ fn node_name(cfg: &Config, addr: std::net::SocketAddr) -> String {
 /// This core's public listener and, if configured, its internal one.
 type CoreListeners = (socket2::Socket, Option<socket2::Socket>);
 
-async fn run_core(shared: Shared, listeners: CoreListeners, ready: std::sync::mpsc::Sender<()>) {
+async fn run_core(shared: Shared, listeners: CoreListeners, life: startup::CoreLife) {
     let Shared {
         cfg,
         node,
@@ -236,6 +205,7 @@ async fn run_core(shared: Shared, listeners: CoreListeners, ready: std::sync::mp
     let (public, internal) = (edge(false), edge(true));
     let (mesh, inbox) =
         crate::mesh::Mesh::join(mesh, core::mesh_limits(&cfg), |me| registry.core(me)).await;
+    life.reached(startup::Stage::Wiring);
     let me = mesh.me();
     let core = Rc::new(core::Core::new(
         cfg, node, registry, mesh, limits, node_name, verifier,
@@ -259,7 +229,7 @@ async fn run_core(shared: Shared, listeners: CoreListeners, ready: std::sync::mp
     let (listener, internal_listener) = listeners;
     let listener = listener_from(listener);
     let internal_listener = internal_listener.map(listener_from);
-    let _ = ready.send(());
+    life.reached(startup::Stage::Ready);
     let accept = crate::net::accept::run(core.clone(), listener, public);
     crate::exec::spawn_critical("accept", accept);
     if let Some(l) = internal_listener {
