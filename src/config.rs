@@ -124,7 +124,7 @@ mod channels;
 mod server;
 
 pub use channels::{ChannelOptions, ChannelsConfig, NamespaceConfig};
-pub use server::ServerConfig;
+pub use server::{ServerConfig, TlsConfig};
 
 config_section! {
     /// WebSocket limits, buffers and heartbeats per connection.

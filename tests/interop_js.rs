@@ -111,3 +111,31 @@ fn js_sdk_server_side_subscription_recovers_across_a_gap() {
 fn js_sdk_subscription_token_refresh_and_expiry() {
     recovery_scenario("subexpiry", &Overrides::with_history(10));
 }
+
+/// The SDK over `wss://` (TLS on the public listener, `[server.tls]`): Node trusts the test
+/// CA through `NODE_EXTRA_CA_CERTS`, as a user with a private CA would; publications through
+/// the client protocol and the HTTPS API arrive.
+#[test]
+fn js_sdk_over_wss_with_a_private_ca() {
+    let dir = std::env::temp_dir().join(format!("ws-tls-js-{}", std::process::id()));
+    let ca = common::tls::Ca::new(&dir);
+    let (cert, key, _) = ca.issue("server", common::tls::Kind::Valid);
+    let mut o = Overrides::with_history(100);
+    o.server = common::tls::server_tls(&cert, &key);
+    let mut server = Server::start_with(&o);
+    let port = server.addr.port();
+    let env = [
+        ("TOKEN_A", server.token("alice", 3600)),
+        ("TOKEN_B", server.token("bob", 3600)),
+        ("SCENARIO", "pubsub".to_string()),
+        (
+            "WS_URL",
+            format!("wss://localhost:{port}/connection/websocket"),
+        ),
+        ("API_URL", format!("https://localhost:{port}")),
+        ("NODE_EXTRA_CA_CERTS", ca.ca_path().display().to_string()),
+    ];
+    let run = run_script(&server, "interop.mjs", &env, NODE_DEADLINE, |_| {});
+    assert_passed(&run, &mut server, "interop.mjs pubsub over wss");
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -56,6 +56,9 @@ pub fn route(core: &Rc<Core>, method: &str, path: &str, api_key: Option<&str>) -
         ("GET" | "HEAD", "/metrics") => {
             let mut text = core.registry.render();
             core.verifier.stats().render(&mut text);
+            if let Some(tls) = &core.tls {
+                tls.render(&mut text);
+            }
             done(Response::text(200, text).with_header("Cache-Control", "no-store".into()))
         }
         (_, "/health" | "/metrics") => {

@@ -175,6 +175,7 @@ pub(crate) fn nested_table(ty: &str) -> Option<(&'static [&'static str], &'stati
     match ty {
         "ChannelOptions" => Some((ChannelOptions::DOC, ChannelOptions::FIELDS)),
         "RedisConfig" => Some((super::RedisConfig::DOC, super::RedisConfig::FIELDS)),
+        "TlsConfig" => Some((super::TlsConfig::DOC, super::TlsConfig::FIELDS)),
         _ => None,
     }
 }

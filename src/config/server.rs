@@ -146,5 +146,26 @@ config_section! {
         /// balancers. Default: unset (everything on `listen`). Set `127.0.0.1:9000` or a
         /// private interface.
         pub internal_listen: Option<SocketAddr> = None,
+        /// TLS on the public listener: the `[server.tls]` table (its keys are listed
+        /// there). Default: off (plain `ws://`).
+        pub tls: TlsConfig = TlsConfig::default(),
+    }
+}
+
+config_section! {
+    /// TLS (`wss://`, `https://`) on the public listener, terminated by rustls on each core.
+    /// Set both `cert` and `key` to turn it on; the internal listener stays plain. SIGHUP
+    /// reloads both files without dropping connections (a bad new pair keeps the old one).
+    pub struct TlsConfig {
+        /// PEM file with the certificate chain, leaf first (what an ACME client writes as
+        /// `fullchain.pem`). Default: unset (no TLS).
+        pub cert: Option<std::path::PathBuf> = None,
+        /// PEM file with the private key (PKCS#8, PKCS#1 RSA or SEC1 EC; `privkey.pem`).
+        /// Default: unset.
+        pub key: Option<std::path::PathBuf> = None,
+        /// Deadline of the TLS handshake, from accept; a client that does not finish it in
+        /// time is dropped (`wiresocket_tls_handshake_failures_total{reason="timeout"}`).
+        /// Default: `5_000` ms.
+        pub handshake_timeout_ms: u64 = 5_000,
     }
 }

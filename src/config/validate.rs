@@ -155,6 +155,25 @@ impl ServerConfig {
                 ));
             }
         }
+        match (&self.tls.cert, &self.tls.key) {
+            (Some(_), None) => {
+                return Err(ConfigError::invalid(
+                    "server.tls.key",
+                    "must be set with server.tls.cert",
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::invalid(
+                    "server.tls.cert",
+                    "must be set with server.tls.key",
+                ))
+            }
+            _ => {}
+        }
+        positive(
+            "server.tls.handshake_timeout_ms",
+            self.tls.handshake_timeout_ms,
+        )?;
         Ok(())
     }
 }

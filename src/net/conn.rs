@@ -37,6 +37,7 @@ use super::admit::{self, Pending};
 use super::edge::{self, Edge, Peer};
 use super::http::{self, ReadError, Response};
 use super::request::{self, Parsed, Request, UpgradeMeta};
+use super::stream::Stream;
 use crate::api::Routed;
 use crate::limits::ConnLease;
 use crate::metrics::CoreMetrics;
@@ -44,19 +45,19 @@ use crate::runtime::core::Core;
 use crate::session::driver::{self, Handler};
 use crate::ws::handshake;
 
-pub async fn serve(core: Rc<Core>, edge: Rc<Edge>, mut stream: TcpStream) {
-    let _ = stream.set_nodelay(true); // explicit: not every kernel copies it from the listener
+pub async fn serve(core: Rc<Core>, edge: Rc<Edge>, mut tcp: TcpStream) {
+    let _ = tcp.set_nodelay(true); // explicit: not every kernel copies it from the listener
     let Some(pending) = Pending::enter(&core) else {
-        let _ = http::write(&mut stream, &shed_response(&core), false).await;
+        refuse_early(&edge, &mut tcp, &shed_response(&core)).await;
         return;
     };
-    let peer = stream.peer_addr().ok().map(|a| a.ip());
+    let peer = tcp.peer_addr().ok().map(|a| a.ip());
     let (mut lease, proxy) = match edge.accept(peer) {
         Ok(Peer::Client(lease)) => (lease, false),
         Ok(Peer::Proxy(lease)) => (lease, true),
         Err(r) => {
             let resp = edge::refusal(r, &core.metrics, &core.cfg.server);
-            let _ = http::write(&mut stream, &resp, false).await;
+            refuse_early(&edge, &mut tcp, &resp).await;
             return;
         }
     };
@@ -65,12 +66,20 @@ pub async fn serve(core: Rc<Core>, edge: Rc<Edge>, mut stream: TcpStream) {
     // a trusted proxy's connection may name its client in a PROXY v2 header
     let mut named = false;
     if proxy {
-        match proxied_client(&core, &edge, &mut stream, &mut buf, header_timeout).await {
+        match proxied_client(&core, &edge, &mut tcp, &mut buf, header_timeout).await {
             Ok(Some(l)) => (lease, named) = (l, true),
             Ok(None) => {}
             Err(()) => return,
         }
     }
+    let mut stream = match &edge.tls {
+        None => Stream::Plain(tcp),
+        // bytes read past a PROXY header belong to the handshake
+        Some(tls) => match tls.accept(tcp, std::mem::take(&mut buf)).await {
+            Some(stream) => stream,
+            None => return,
+        },
+    };
     loop {
         let deadline = Instant::now() + header_timeout;
         let max = core.cfg.server.max_header_bytes;
@@ -117,6 +126,14 @@ pub async fn serve(core: Rc<Core>, edge: Rc<Edge>, mut stream: TcpStream) {
     }
 }
 
+/// Answers a connection refused before its TLS handshake: in plain HTTP, or, on a TLS
+/// listener, by closing it (an answer would cost the handshake the refusal is saving).
+async fn refuse_early(edge: &Edge, tcp: &mut TcpStream, resp: &Response) {
+    if edge.tls.is_none() {
+        let _ = http::write(tcp, resp, false).await;
+    }
+}
+
 /// Reads the PROXY v2 header a trusted proxy may send first, and counts the connection under
 /// the client it names (`Ok(None)`: no header, or one naming no address). `Err`: answered
 /// and done (bad header, timeout, refused by a limit).
@@ -145,7 +162,16 @@ async fn proxied_client(
             }
         },
         Err(e) => {
-            fail(core, stream, e).await;
+            if e.status().is_some() {
+                CoreMetrics::inc(&core.metrics.http_requests);
+            }
+            count_failure(core, &e);
+            if let (Some(status), None) = (e.status(), &edge.tls) {
+                let _ = http::write(stream, &Response::status_only(status), false).await;
+                if status != 408 {
+                    http::linger(stream).await;
+                }
+            }
             Err(())
         }
     }
@@ -163,7 +189,7 @@ enum Next {
 async fn answer(
     core: &Rc<Core>,
     edge: &Edge,
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     req: &Request,
     buf: &mut Vec<u8>,
 ) -> Next {
@@ -204,7 +230,7 @@ async fn answer(
 /// refusal to send before closing; `Err(None)`: close at once.
 async fn read_body(
     core: &Core,
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     req: &Request,
     buf: &mut Vec<u8>,
 ) -> Result<Vec<u8>, Option<Response>> {
@@ -215,10 +241,12 @@ async fn read_body(
     };
     if req.expect_continue && buf.len() < len {
         let go = b"HTTP/1.1 100 Continue\r\n\r\n";
-        if futures_lite::AsyncWriteExt::write_all(stream, go)
-            .await
-            .is_err()
-        {
+        let sent = async {
+            use futures_lite::AsyncWriteExt as _;
+            stream.write_all(go).await?;
+            stream.flush().await
+        };
+        if sent.await.is_err() {
             return Err(None);
         }
     }
@@ -242,12 +270,16 @@ fn rejected(core: &Core, status: u16) -> Response {
     Response::status_only(status)
 }
 
-async fn fail(core: &Core, stream: &mut TcpStream, e: ReadError) {
+fn count_failure(core: &Core, e: &ReadError) {
     match e {
         ReadError::Timeout { .. } => CoreMetrics::inc(&core.metrics.http_timeouts),
         ReadError::TooLarge | ReadError::Malformed => CoreMetrics::inc(&core.metrics.http_rejected),
         ReadError::Closed => {}
     }
+}
+
+async fn fail(core: &Core, stream: &mut Stream, e: ReadError) {
+    count_failure(core, &e);
     if let Some(status) = e.status() {
         CoreMetrics::inc(&core.metrics.http_requests);
         let _ = http::write(stream, &Response::status_only(status), false).await;
@@ -267,13 +299,7 @@ struct Upgrade {
     lease: Option<ConnLease>,
 }
 
-async fn upgrade(
-    core: Rc<Core>,
-    edge: &Edge,
-    mut stream: TcpStream,
-    pending: Pending,
-    up: Upgrade,
-) {
+async fn upgrade(core: Rc<Core>, edge: &Edge, mut stream: Stream, pending: Pending, up: Upgrade) {
     let Upgrade {
         accepted,
         meta,
@@ -316,10 +342,12 @@ async fn upgrade(
         let _ = http::write(&mut stream, &shed_response(&core), false).await;
         return;
     }
-    if futures_lite::AsyncWriteExt::write_all(&mut stream, &response)
-        .await
-        .is_err()
-    {
+    let sent = async {
+        use futures_lite::AsyncWriteExt as _;
+        stream.write_all(&response).await?;
+        stream.flush().await // a TLS stream holds the record until flushed
+    };
+    if sent.await.is_err() {
         if handler == Handler::Echo {
             core.node.connected_closed();
         }
@@ -341,7 +369,7 @@ async fn upgrade(
     tracing::debug!(
         task = std::mem::size_of_val(&fut),
         session = std::mem::size_of::<crate::session::Session>(),
-        stream = std::mem::size_of::<TcpStream>(),
+        stream = std::mem::size_of::<Stream>(),
         "per-connection sizes"
     );
     crate::exec::spawn(fut);

@@ -7,6 +7,7 @@
 //! - Public listener: upgrades, `/health`, and (unless an internal listener is set)
 //!   `/metrics` and `/api/*`. With `server.internal_listen` set, `/metrics` and `/api/*`
 //!   answer 404 here.
+//! - TLS (`[server.tls]`) is terminated on the public listener only.
 //! - Internal listener: `/metrics`, `/api/*`, `/health`, `/livez` (200 while the process
 //!   serves, even when draining or shedding: a liveness, not a readiness, check); no
 //!   upgrades (404), no per-client limits, no origin check.
@@ -31,6 +32,8 @@ pub struct Edge {
     pub internal: bool,
     /// An internal listener exists (the public one hides `/metrics` and `/api/*`).
     pub split: bool,
+    /// TLS terminated on this listener (`[server.tls]`, public listener only).
+    pub tls: Option<Arc<super::tls::Tls>>,
 }
 
 /// Who a new connection is, as far as the socket tells.
@@ -42,12 +45,18 @@ pub enum Peer {
 }
 
 impl Edge {
-    pub fn new(cfg: &crate::config::ServerConfig, limits: Arc<Limits>, internal: bool) -> Self {
+    pub fn new(
+        cfg: &crate::config::ServerConfig,
+        limits: Arc<Limits>,
+        internal: bool,
+        tls: Option<Arc<super::tls::Tls>>,
+    ) -> Self {
         Edge {
             limits,
             origins: OriginPolicy::new(&cfg.allowed_origins),
             internal,
             split: cfg.internal_listen.is_some(),
+            tls: tls.filter(|_| !internal),
         }
     }
 

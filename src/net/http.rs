@@ -12,8 +12,12 @@
 
 use std::time::{Duration, Instant};
 
+use futures_lite::io::{AsyncRead, AsyncWrite};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
-use glommio::net::TcpStream;
+
+/// What the HTTP side reads from and writes to: a raw TCP stream (before TLS) or a [`Stream`].
+pub trait Io: AsyncRead + AsyncWrite + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Unpin> Io for T {}
 
 /// Most headers a request may carry.
 pub const MAX_HEADERS: usize = 64;
@@ -44,7 +48,7 @@ impl ReadError {
 
 /// Reads until `buf` holds a complete head, or until `deadline`; returns the head's length.
 pub async fn read_head(
-    stream: &mut TcpStream,
+    stream: &mut impl Io,
     buf: &mut Vec<u8>,
     max: usize,
     deadline: Instant,
@@ -65,7 +69,7 @@ pub async fn read_head(
 }
 
 async fn read_head_inner(
-    stream: &mut TcpStream,
+    stream: &mut impl Io,
     buf: &mut Vec<u8>,
     max: usize,
     filled: &std::cell::Cell<usize>,
@@ -86,7 +90,7 @@ async fn read_head_inner(
 
 /// Reads until `buf` holds at least `n` bytes, or until `deadline` (a PROXY header).
 pub async fn read_at_least(
-    stream: &mut TcpStream,
+    stream: &mut impl Io,
     buf: &mut Vec<u8>,
     n: usize,
     deadline: Instant,
@@ -105,7 +109,7 @@ pub async fn read_at_least(
 }
 
 async fn read_at_least_inner(
-    stream: &mut TcpStream,
+    stream: &mut impl Io,
     buf: &mut Vec<u8>,
     n: usize,
     filled: &std::cell::Cell<usize>,
@@ -125,7 +129,7 @@ fn head_end(buf: &[u8]) -> Option<usize> {
 
 /// Reads exactly `len` body bytes, some of which may already be in `have`, before `deadline`.
 pub async fn read_body(
-    stream: &mut TcpStream,
+    stream: &mut impl Io,
     have: &[u8],
     len: usize,
     deadline: Instant,
@@ -159,8 +163,12 @@ const LINGER_BYTES: usize = 64 << 10;
 /// answer), then discards what the client still sends for a moment, so the close does not
 /// turn into a reset that destroys the answer before the client has read it. Bounded by
 /// [`LINGER`] and [`LINGER_BYTES`]; no buffer is kept.
-pub async fn linger(stream: &mut TcpStream) {
-    let _ = stream.shutdown(std::net::Shutdown::Write).await;
+pub async fn linger(stream: &mut (impl Io + std::os::fd::AsRawFd)) {
+    // SHUT_WR on the descriptor: a FIN after what was written (on TLS, without a
+    // close_notify: the answer is complete, and a refused client gets no more than that)
+    let _ = stream.flush().await;
+    // SAFETY: plain syscall on a descriptor `stream` keeps open.
+    unsafe { libc::shutdown(stream.as_raw_fd(), libc::SHUT_WR) };
     let mut sink = vec![0u8; READ_CHUNK];
     let discard = async {
         let mut total = 0;
@@ -180,11 +188,7 @@ const READ_CHUNK: usize = 4096;
 /// Reads up to `want` bytes onto the end of `buf`. No stack buffer: this runs in every
 /// connection's first task, whose size is fixed by its largest await. Not cancel-safe:
 /// dropped mid-read, it leaves `want` zero bytes on `buf` (callers truncate).
-async fn read_more(
-    stream: &mut TcpStream,
-    buf: &mut Vec<u8>,
-    want: usize,
-) -> std::io::Result<usize> {
+async fn read_more(stream: &mut impl Io, buf: &mut Vec<u8>, want: usize) -> std::io::Result<usize> {
     let start = buf.len();
     buf.resize(start + want, 0);
     let r = stream.read(&mut buf[start..]).await;
@@ -282,17 +286,13 @@ impl Response {
     }
 }
 
-pub async fn write(
-    stream: &mut TcpStream,
-    resp: &Response,
-    keep_alive: bool,
-) -> std::io::Result<()> {
+pub async fn write(stream: &mut impl Io, resp: &Response, keep_alive: bool) -> std::io::Result<()> {
     write_for(stream, resp, keep_alive, false).await
 }
 
 /// [`write`], without the body when answering a `HEAD` request.
 pub async fn write_for(
-    stream: &mut TcpStream,
+    stream: &mut impl Io,
     resp: &Response,
     keep_alive: bool,
     head_only: bool,

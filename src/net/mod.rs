@@ -5,7 +5,8 @@
 //! trusted proxies ([`proxy`]), the browser origin check ([`origin`]), and the
 //! per-connection entry point that routes a request to the WebSocket session,
 //! the conformance echo, or the HTTP endpoints ([`conn`]), on the public or the
-//! internal listener; the socket a WebSocket session owns ([`socket`]).
+//! internal listener; the socket a WebSocket session owns ([`socket`]); TLS termination
+//! ([`tls`]) and the plain-or-TLS byte stream both sides use ([`stream`]).
 
 pub mod accept;
 pub mod admit;
@@ -19,3 +20,5 @@ pub mod origin;
 pub mod proxy;
 pub mod request;
 pub mod socket;
+pub mod stream;
+pub mod tls;

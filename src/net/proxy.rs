@@ -10,8 +10,6 @@
 use std::net::IpAddr;
 use std::time::Instant;
 
-use glommio::net::TcpStream;
-
 use super::http::{self, ReadError};
 
 /// The 12 bytes every v2 header starts with.
@@ -26,7 +24,7 @@ pub fn maybe_header(buf: &[u8]) -> bool {
 /// Reads a whole v2 header from the front of `buf` (reading more from `stream` as needed,
 /// until `deadline`), removes it from `buf`, and returns the client address it names.
 pub async fn read(
-    stream: &mut TcpStream,
+    stream: &mut impl super::http::Io,
     buf: &mut Vec<u8>,
     deadline: Instant,
 ) -> Result<Option<IpAddr>, ReadError> {

@@ -13,6 +13,9 @@
 //! node's per-client limits (its address, its user after `connect`), given back when the
 //! socket is dropped, i.e. exactly when the descriptor is closed.
 //!
+//! The stream may be TLS ([`super::stream::Stream`]): then every byte goes through
+//! [`Socket::poll_write`] (rustls encrypts it), never through the descriptor.
+//!
 //! Invariant: the raw descriptor never leaves this type except as a [`BorrowedFd`] tied
 //! to a borrow of the socket. Reads and writability polls go through glommio's stream
 //! (borrowed only for the duration of one synchronous poll, never across an await).
@@ -23,22 +26,24 @@ use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use super::stream::Stream;
 use futures_lite::io::{AsyncRead, AsyncWrite};
-use glommio::net::TcpStream;
 
 use crate::limits::ConnLease;
 
 pub struct Socket {
-    stream: RefCell<TcpStream>,
+    stream: RefCell<Stream>,
+    tls: bool,
     fd: RawFd,
     shut: Cell<bool>,
     lease: ConnLease,
 }
 
 impl Socket {
-    pub fn new(stream: TcpStream, lease: ConnLease) -> Self {
+    pub fn new(stream: Stream, lease: ConnLease) -> Self {
         let fd = stream.as_raw_fd();
         Socket {
+            tls: stream.is_tls(),
             stream: RefCell::new(stream),
             fd,
             shut: Cell::new(false),
@@ -51,7 +56,13 @@ impl Socket {
         &self.lease
     }
 
-    /// The descriptor, for a synchronous non-blocking syscall while `self` is borrowed.
+    /// Bytes must go through rustls ([`Socket::poll_write`]), never straight to [`Socket::fd`].
+    pub fn is_tls(&self) -> bool {
+        self.tls
+    }
+
+    /// The descriptor, for a synchronous non-blocking syscall while `self` is borrowed
+    /// (writes only when not [`Socket::is_tls`]).
     pub fn fd(&self) -> BorrowedFd<'_> {
         // SAFETY: `fd` belongs to `stream`, which lives (open) as long as `self`.
         unsafe { BorrowedFd::borrow_raw(self.fd) }
@@ -63,6 +74,14 @@ impl Socket {
 
     pub fn poll_write(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         Pin::new(&mut *self.stream.borrow_mut()).poll_write(cx, buf)
+    }
+
+    /// Writes out what a TLS stream still buffers (no-op on plain TCP).
+    pub fn poll_flush(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if !self.tls {
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut *self.stream.borrow_mut()).poll_flush(cx)
     }
 
     /// Ends the connection both ways; the descriptor stays ours until drop, so nothing

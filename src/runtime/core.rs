@@ -80,6 +80,8 @@ pub struct Core {
     pub mesh: Rc<Mesh>,
     /// Set when this core stops accepting (drain).
     pub draining: Cell<bool>,
+    /// The node's TLS (its counters go with `/metrics`), when `[server.tls]` is set.
+    pub tls: Option<Arc<crate::net::tls::Tls>>,
 }
 
 impl Deref for Core {
@@ -138,6 +140,7 @@ impl Core {
             registry,
             mesh,
             draining: Cell::new(false),
+            tls: None,
         }
     }
 

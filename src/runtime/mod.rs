@@ -28,6 +28,7 @@
 pub mod core;
 mod drain;
 pub mod preflight;
+mod reload;
 mod startup;
 
 use anyhow::Context as _;
@@ -101,6 +102,8 @@ pub fn serve(cfg: Config, dev_hint: Option<String>, takeover: bool) -> anyhow::R
     let mesh =
         (cpus.len() > 1).then(|| crate::mesh::builder(cpus.len(), cfg.mesh.channel_capacity));
     drain::install_signal_handlers(node.clone(), handover)?;
+    let tls = crate::net::tls::Tls::from_config(&cfg.server.tls)?;
+    reload::install(tls.clone())?;
 
     let template = Shared {
         cfg: cfg.clone(),
@@ -111,6 +114,7 @@ pub fn serve(cfg: Config, dev_hint: Option<String>, takeover: bool) -> anyhow::R
         node_name,
         edge_limits,
         verifier,
+        tls,
     };
     let inputs = listeners
         .into_iter()
@@ -129,7 +133,15 @@ pub fn serve(cfg: Config, dev_hint: Option<String>, takeover: bool) -> anyhow::R
     let cores = startup::Cores::start(&cpus, inputs, configure, run, STARTUP_TIMEOUT)?;
     tracing::info!(cores = cpus.len(), cpus = ?cpus, engine = ?cfg.engine.kind, "wiresocket {} started", env!("CARGO_PKG_VERSION"));
     // the readiness line scripts wait for; a closed stdout must not stop the server
-    let _ = writeln!(std::io::stdout(), "wiresocket listening on http://{addr}");
+    let scheme = if cfg.server.tls.cert.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let _ = writeln!(
+        std::io::stdout(),
+        "wiresocket listening on {scheme}://{addr}"
+    );
     if let Some(at) = internal_addr {
         tracing::info!(%at, "internal endpoints (/metrics, /api, /health, /livez) listen apart");
         let _ = writeln!(std::io::stdout(), "wiresocket internal on http://{at}");
@@ -168,6 +180,7 @@ struct Shared {
     node_name: Arc<str>,
     edge_limits: Arc<crate::limits::Limits>,
     verifier: crate::auth::Verifier,
+    tls: Option<Arc<crate::net::tls::Tls>>,
 }
 
 /// `server.node_name`, or `hostname:port`.
@@ -194,12 +207,14 @@ async fn run_core(shared: Shared, listeners: CoreListeners, life: startup::CoreL
         node_name,
         edge_limits,
         verifier,
+        tls,
     } = shared;
     let edge = |internal| {
         Rc::new(crate::net::edge::Edge::new(
             &cfg.server,
             edge_limits.clone(),
             internal,
+            tls.clone(),
         ))
     };
     let (public, internal) = (edge(false), edge(true));
@@ -207,9 +222,9 @@ async fn run_core(shared: Shared, listeners: CoreListeners, life: startup::CoreL
         crate::mesh::Mesh::join(mesh, core::mesh_limits(&cfg), |me| registry.core(me)).await;
     life.reached(startup::Stage::Wiring);
     let me = mesh.me();
-    let core = Rc::new(core::Core::new(
-        cfg, node, registry, mesh, limits, node_name, verifier,
-    ));
+    let mut core = core::Core::new(cfg, node, registry, mesh, limits, node_name, verifier);
+    core.tls = tls;
+    let core = Rc::new(core);
 
     if let Some(mut inbox) = inbox {
         for (_, rx) in inbox.streams() {

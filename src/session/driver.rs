@@ -219,7 +219,8 @@ impl Conn {
     }
 }
 
-/// Writes the blocked queue as the socket accepts it; Ready(Ok) when it is empty.
+/// Writes the blocked queue as the socket accepts it; Ready(Ok) when it is empty and
+/// written out (a TLS stream's buffered records flushed too).
 fn poll_drain(cx: &mut Context<'_>, s: &Session) -> Poll<Result<(), ()>> {
     loop {
         let step = s.with_front(|front| match front {
@@ -227,9 +228,12 @@ fn poll_drain(cx: &mut Context<'_>, s: &Session) -> Poll<Result<(), ()>> {
             Some(bytes) => s.socket().poll_write(cx, bytes),
         });
         match step {
-            Poll::Ready(Ok(0)) => return Poll::Ready(Ok(())),
+            Poll::Ready(Ok(0)) => return s.socket().poll_flush(cx).map_err(|_| ()),
             Poll::Ready(Ok(n)) => {
                 s.advance(n);
+                if s.socket().is_tls() {
+                    continue; // every byte goes through rustls, frame by frame
+                }
                 match s.flush() {
                     FlushOutcome::Done => return Poll::Ready(Ok(())),
                     FlushOutcome::Blocked => continue,

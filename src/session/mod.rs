@@ -188,7 +188,7 @@ impl Session {
     /// Sends a small frame at once when nothing is queued (no queue storage is allocated:
     /// the heartbeat sweep pings every due session in one burst), else queues it.
     pub fn send_or_enqueue(self: &Rc<Self>, frame: Bytes) {
-        if !self.writable() || self.blocked.get() || self.has_output() {
+        if !self.writable() || self.blocked.get() || self.has_output() || self.sock.is_tls() {
             self.enqueue(frame);
             return;
         }
@@ -213,11 +213,19 @@ impl Session {
     }
 
     /// Writes as much as the socket takes now, without blocking. Nothing once closed.
+    /// A TLS session writes only from its driver (through rustls, with a waker): with
+    /// output queued it answers `Blocked`, which hands the queue to the driver.
     pub fn flush(&self) -> FlushOutcome {
         if self.phase.get() == Phase::Closed || self.sock.is_shut() {
             return FlushOutcome::Failed;
         }
         let mut out = self.out.borrow_mut();
+        if self.sock.is_tls() {
+            return match out.queued() {
+                0 => FlushOutcome::Done,
+                _ => FlushOutcome::Blocked,
+            };
+        }
         let before = out.queued();
         let outcome = out.flush(self.sock.fd());
         CoreMetrics::add(&self.flusher.metrics.bytes_out, before - out.queued());

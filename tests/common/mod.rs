@@ -17,6 +17,7 @@ use serde_json::{json, Value};
 
 pub mod node;
 mod raw;
+pub mod tls;
 #[allow(unused_imports)]
 pub use raw::{masked_frame, RawWs};
 use tungstenite::protocol::frame::coding::CloseCode;
@@ -146,7 +147,7 @@ allow_client_publish = true
             log_rx: rx,
             log: vec![],
         };
-        let Some(line) = server.wait_log("listening on http://", Duration::from_secs(40)) else {
+        let Some(line) = server.wait_log("listening on http", Duration::from_secs(40)) else {
             let pid = server.child.id();
             let threads: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/task"))
                 .map(|d| {
@@ -166,7 +167,7 @@ allow_client_publish = true
             ));
         };
         let addr = line
-            .rsplit("http://")
+            .rsplit("://")
             .next()
             .unwrap()
             .split_whitespace()
