@@ -41,6 +41,7 @@ mod slow;
 mod stats;
 mod sys;
 mod systems;
+mod tls;
 mod worker;
 mod ws;
 
@@ -68,6 +69,8 @@ enum Cmd {
     Run(compare::RunArgs),
     /// Plan a host (RAM, cores, fds, sysctls, Redis) from measured costs in a results file.
     Capacity(capacity::CapacityArgs),
+    /// What TLS termination costs on one core: handshakes/s and idle memory per connection.
+    Tls(tls::TlsArgs),
     /// Internal: one load-generator process (started by the scenario runner).
     #[command(hide = true)]
     Worker(worker::WorkerArgs),
@@ -92,6 +95,7 @@ fn main() -> Result<()> {
     match Cli::parse().cmd {
         Cmd::Worker(a) => worker::main(a),
         Cmd::Capacity(a) => capacity::run(a),
+        Cmd::Tls(a) => tls::run(a),
         Cmd::Report(a) => compare::report(a),
         Cmd::Compare(a) => block_on(compare::run(a))?,
         Cmd::Run(a) => {
