@@ -10,7 +10,9 @@
 //!   node's entries expire (`engine.redis.presence_ttl_s = 3`, polled with a deadline).
 //! - `js_sdk_through_haproxy_recovers_after_a_sigkill` (the official JS SDK, `tests/js/fleet.mjs`,
 //!   behind HAProxy): the SDK reconnects through the load balancer to a live node and
-//!   recovers (`since` sent by the SDK itself): 0 lost acknowledged publications.
+//!   recovers by itself, half the clients with a client-side subscription (`subscribe` with
+//!   `recover`), half with a server-side one (token `channels`, `connect.subs`): 0 lost
+//!   acknowledged publications, none twice, in order.
 //! - `js_sdk_with_several_endpoints_recovers_after_a_sigkill`: the same with the node URLs
 //!   given to the client directly. centrifuge-js 5.7.4 takes an array of transport
 //!   endpoints only as a *transport fallback* for the first connect (once one transport

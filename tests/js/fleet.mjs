@@ -1,7 +1,9 @@
 // Stateless nodes under the official SDK (driven by tests/redis_fleet.rs): CLIENTS clients of
 // the unmodified centrifuge SDK subscribe to CHANNEL (history on) on a fleet of nodes sharing
-// one Redis; the Rust side publishes, kills one node with SIGKILL, and the SDK must reconnect
-// to a live node and recover by itself (it resubscribes with recover/epoch/offset).
+// one Redis, odd ones through a server-side subscription (token `channels`), even ones with a
+// client-side one; the Rust side publishes, kills one node with SIGKILL, and the SDK must
+// reconnect to a live node and recover by itself (`connect.subs` or `subscribe` with
+// recover/epoch/offset).
 //
 // MODE=haproxy: every client connects to WS_URL (an HAProxy in front of the nodes).
 // MODE=rotate: the node URLs are given directly (WS_URLS, comma separated). centrifuge-js
@@ -44,20 +46,24 @@ function transport(st, first) {
           if (!line.trim()) continue;
           const v = JSON.parse(line);
           if (v.connect && v.connect.node) st.node = v.connect.node;
-          if (v.subscribe && v.subscribe.was_recovering) {
-            st.fromHistory = (v.subscribe.publications || []).length;
-          }
+          const res = v.subscribe || (v.connect && v.connect.subs && v.connect.subs[CHANNEL]);
+          if (res && res.was_recovering) st.fromHistory = (res.publications || []).length;
         }
       });
     }
   };
 }
 
+/** Client i: odd ones hold a server-side subscription (token `channels`, recovered through
+ * `connect.subs`), even ones a client-side one (recovered by `subscribe`). */
 function fleetClient(i) {
   const name = `js${i}`;
+  const serverSide = i % 2 === 1;
   const st = { name, node: null, pubs: [], subscribed: 0, fromHistory: 0 };
+  const claims = { sub: `user${i}`, exp: nowS() + 3600 };
+  if (serverSide) claims.channels = [CHANNEL];
   st.c = newClient(name, {
-    token: mintToken({ sub: `user${i}`, exp: nowS() + 3600 }),
+    token: mintToken(claims),
     websocket: transport(st, i),
     minReconnectDelay: 100,
     maxReconnectDelay: 1000,
@@ -66,23 +72,27 @@ function fleetClient(i) {
   st.c.on('disconnected', (ctx) => {
     if (!isClosing()) fail(`${name} disconnected for good: ${JSON.stringify(ctx)}`);
   });
-  st.sub = st.c.newSubscription(CHANNEL);
+  // events of the channel: from the Subscription, or from the client for a server-side one
+  const events = serverSide ? st.c : st.c.newSubscription(CHANNEL);
+  const mine = (ctx) => !serverSide || ctx.channel === CHANNEL;
   st.done = waitFor(
     `${name} to receive the last publication`,
     (resolve) => {
-      st.sub.on('publication', (ctx) => {
+      events.on('publication', (ctx) => {
+        if (!mine(ctx)) return;
         st.pubs.push([ctx.offset, ctx.data.n]);
         if (ctx.data.n === 0) resolve();
       });
     },
     85_000,
   );
-  st.sub.on('error', (ctx) => fail(`${name}: subscription error ${JSON.stringify(ctx)}`));
-  st.sub.on('unsubscribed', (ctx) => {
-    if (!isClosing()) fail(`${name}: unsubscribed ${JSON.stringify(ctx)}`);
+  if (!serverSide) events.on('error', (ctx) => fail(`${name}: subscription error ${JSON.stringify(ctx)}`));
+  events.on('unsubscribed', (ctx) => {
+    if (mine(ctx) && !isClosing()) fail(`${name}: unsubscribed ${JSON.stringify(ctx)}`);
   });
   st.first = waitFor(`${name} subscribed`, (resolve) => {
-    st.sub.on('subscribed', (ctx) => {
+    events.on('subscribed', (ctx) => {
+      if (!mine(ctx)) return;
       st.subscribed += 1;
       if (st.subscribed === 1) {
         if (!ctx.recoverable) fail(`${name}: subscription is not recoverable: ${JSON.stringify(ctx)}`);
@@ -95,7 +105,7 @@ function fleetClient(i) {
       process.stdout.write(`RECOVERED ${name} ${st.node} ${st.fromHistory}\n`);
     });
   });
-  st.sub.subscribe();
+  if (!serverSide) events.subscribe();
   st.c.connect();
   return st;
 }
