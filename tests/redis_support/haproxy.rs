@@ -49,12 +49,15 @@ impl HaProxy {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("haproxy.cfg");
         std::fs::write(&path, config(port, backends)).unwrap();
+        // its log (a node going down, …) goes to a file, shown if it fails to start
+        let log_path = dir.join("haproxy.log");
+        let log = std::fs::File::create(&log_path).unwrap();
         let mut child = Command::new("haproxy")
             .arg("-f")
             .arg(&path)
             .arg("-db")
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(log)
             .spawn()
             .unwrap_or_else(|e| {
                 panic!("haproxy is needed by this test (apt-get install haproxy; scripts/test.sh installs it): {e}")
@@ -64,8 +67,9 @@ impl HaProxy {
         while TcpStream::connect(addr).is_err() {
             if let Ok(Some(st)) = child.try_wait() {
                 panic!(
-                    "haproxy exited at start ({st}); config:\n{}",
-                    config(port, backends)
+                    "haproxy exited at start ({st}); config:\n{}\nlog:\n{}",
+                    config(port, backends),
+                    std::fs::read_to_string(&log_path).unwrap_or_default()
                 );
             }
             assert!(
