@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, on a new machine: installs what the tests need (Node.js
 # and the pinned centrifuge JS SDK for the interop tests; redis-server and
-# redis-sentinel for the cluster tests; the benchmark peers: redis-server,
+# redis-sentinel for the cluster tests, haproxy for the fleet tests; the benchmark peers: redis-server,
 # nginx + Nchan, their npm packages), builds the workspace, runs every Rust unit
 # and black-box test against real servers on 127.0.0.1 (`cargo test --workspace`),
 # then the benchmark's end-to-end smoke test, which is behind the bench crate's
@@ -22,6 +22,7 @@ command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd) # tests/ops.rs
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server) # cluster tests start their own
 command -v redis-sentinel >/dev/null 2>&1 || need_apt+=(redis-sentinel)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl) # tests/tls.rs checks with s_client
+command -v haproxy >/dev/null 2>&1 || need_apt+=(haproxy) # tests/redis_fleet.rs: a load balancer in front of the nodes
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing ${need_apt[*]} from Debian packages"
   "${SUDO[@]}" apt-get update -qq

@@ -3,10 +3,10 @@
 //! Local side (this file): channel -> this core's subscribers. The first local
 //! subscriber of a channel makes the core announce its interest to the channel's
 //! owner core; the last one leaving withdraws it. A joining subscriber is
-//! *pending*: publications for it are buffered until its subscribe reply has been
+//! *pending*: publications for it are buffered until its subscribe reply is
 //! queued ([`Hub::activate`]), then those already covered by the reply (offset ≤
-//! the reply's offset) are dropped and the rest delivered, so a client never sees a
-//! publication before its subscribe reply, nor one twice.
+//! the reply's offset) are dropped and the rest go in the reply's frame, after it,
+//! so a client never sees a publication before its subscribe reply, nor one twice.
 //!
 //! Owner side ([`owner`]): channel -> interested cores, and the node's engine
 //! subscription with a per-channel state machine (subscribe/unsubscribe are
@@ -176,10 +176,17 @@ impl<S: Subscriber> Hub<S> {
         }
     }
 
-    /// Makes a pending subscriber live once its subscribe reply is queued: buffered frames
-    /// with `offset <= after` (already in the reply) are dropped, the rest delivered.
-    pub fn activate(&self, channel: &str, id: u64, after: u64) {
-        let reset_key = {
+    /// Makes a pending subscriber live as its subscribe reply is about to be queued: the
+    /// buffered frames with `offset <= after` (already in the reply) are dropped, the rest
+    /// are appended to `reply` (the text of the reply's frame) as lines of that same frame,
+    /// as is the unsubscribe push of a subscriber whose stream was reset meanwhile.
+    ///
+    /// One frame, not the reply's frame followed by one frame per publication: the JS SDK
+    /// (centrifuge 5.7.4) dispatches the lines of one frame in order, but frames that
+    /// arrive in the same read concurrently, so a publication in its own frame could be
+    /// handled before the reply's recovered publications (out of order after a recovery).
+    pub fn activate(&self, channel: &str, id: u64, after: u64, reply: &mut Vec<u8>) {
+        let reset = {
             let mut local = self.local.borrow_mut();
             let Some(ch) = local.get_mut(channel) else {
                 return;
@@ -189,19 +196,24 @@ impl<S: Subscriber> Hub<S> {
             };
             match std::mem::replace(&mut sub.state, State::Live { after }) {
                 State::Live { .. } => return,
-                State::Pending(p) if p.reset => Some(ch.key.clone()),
+                State::Pending(p) if p.reset => Some((ch.key.clone(), sub.s.clone())),
                 State::Pending(p) => {
                     for (offset, frame) in p.buf {
                         if offset == 0 || offset > after {
-                            sub.s.push(frame, &self.out);
+                            append_line(reply, frame::payload(&frame));
                         }
                     }
                     None
                 }
             }
         };
-        if let Some(key) = reset_key {
-            self.drop_subscriber(&key, id, Unsubscribe::INSUFFICIENT_STATE);
+        if let Some((key, s)) = reset {
+            append_line(
+                reply,
+                &unsubscribe_push(&key, Unsubscribe::INSUFFICIENT_STATE),
+            );
+            s.forget(&key);
+            self.leave(&key, id);
         }
     }
 
@@ -340,6 +352,14 @@ impl<S: Subscriber> Hub<S> {
             );
         }
     }
+}
+
+/// Appends `line` to a frame's text, newline-separated from what is there.
+fn append_line(text: &mut Vec<u8>, line: &[u8]) {
+    if !text.is_empty() && text.last() != Some(&b'\n') {
+        text.push(b'\n');
+    }
+    text.extend_from_slice(line);
 }
 
 #[cfg(test)]

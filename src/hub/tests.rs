@@ -148,6 +148,17 @@ fn publication(offset: u64) -> ChannelEvent {
     })
 }
 
+/// The publication offsets in a frame's text, one per line (0 for a line that is none).
+fn reply_offsets(text: &[u8]) -> Vec<u64> {
+    String::from_utf8_lossy(text)
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["push"]["pub"]["offset"].as_u64().unwrap_or(0)
+        })
+        .collect()
+}
+
 fn offsets(r: &Rec) -> Vec<u64> {
     r.got
         .borrow()
@@ -175,13 +186,19 @@ fn pending_subscriber_gets_nothing_before_activation_and_no_duplicates() {
             a.got.borrow().is_empty(),
             "nothing before the reply is queued"
         );
-        h.activate("ch", 1, 2); // the reply covered offsets up to 2
-        assert_eq!(offsets(&a), vec![3]);
+        let mut reply = b"{\"id\":1}".to_vec();
+        h.activate("ch", 1, 2, &mut reply); // the reply covered offsets up to 2
+        assert_eq!(
+            reply_offsets(&reply),
+            vec![0, 3],
+            "the rest of the buffer in the reply's frame, after the reply"
+        );
+        assert!(a.got.borrow().is_empty(), "no frame of its own");
         // a late duplicate from a slower path is filtered once; newer ones flow
         h.deliver("ch", &publication(2), now);
         h.deliver("ch", &publication(4), now);
         h.deliver("ch", &publication(5), now);
-        assert_eq!(offsets(&a), vec![3, 4, 5]);
+        assert_eq!(offsets(&a), vec![4, 5]);
     });
 }
 
@@ -238,8 +255,9 @@ fn on_off_on_ends_subscribed_with_one_engine_call_at_a_time() {
         );
         assert_eq!(engine.max_in_flight.get(), 1);
         h.deliver("ch", &publication(1), Instant::now());
-        h.activate("ch", 2, 0);
-        assert_eq!(offsets(&b), vec![1], "the node is not deaf");
+        let mut reply = Vec::new();
+        h.activate("ch", 2, 0, &mut reply);
+        assert_eq!(reply_offsets(&reply), vec![1], "the node is not deaf");
     });
 }
 
@@ -249,7 +267,7 @@ fn reset_tells_live_subscribers_to_resubscribe_and_pending_ones_after_their_repl
         let h = hub(Rc::new(Scripted::default()));
         let (a, b) = (rec(1), rec(2));
         h.join("ch", &a).await.unwrap();
-        h.activate("ch", 1, 0);
+        h.activate("ch", 1, 0, &mut Vec::new());
         h.join("ch", &b).await.unwrap();
         h.reset("ch");
         let unsub = |r: &Rec| {
@@ -260,8 +278,13 @@ fn reset_tells_live_subscribers_to_resubscribe_and_pending_ones_after_their_repl
         };
         assert!(unsub(&a) && *a.forgot.borrow() == vec!["ch".to_string()]);
         assert!(!unsub(&b), "pending: not before its reply");
-        h.activate("ch", 2, 0);
-        assert!(unsub(&b));
+        let mut reply = Vec::new();
+        h.activate("ch", 2, 0, &mut reply);
+        assert!(
+            String::from_utf8_lossy(&reply).contains(r#""unsubscribe":{"code":2500"#),
+            "after its reply, in the reply's frame"
+        );
+        assert_eq!(*b.forgot.borrow(), vec!["ch".to_string()]);
         assert_eq!(h.local_subscribers("ch"), 0);
     });
 }

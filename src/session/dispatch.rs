@@ -10,8 +10,9 @@
 //! Client-visible failures use the codes of `protocol::error` and `ws::close`
 //! only.
 //!
-//! Subscriptions made by the batch become live only after the batch's reply
-//! frame is queued ([`Batch::activate`] → `Hub::activate`), so a client reads its
+//! Subscriptions made by the batch become live as the batch's reply frame is
+//! queued ([`Batch::activate`] → `Hub::activate`, which appends the publications
+//! buffered meanwhile to that frame, after the replies), so a client reads its
 //! subscribe reply before any publication of the channel, and none twice.
 
 use bytes::Bytes;
@@ -108,14 +109,15 @@ pub async fn on_message(env: &Rc<Env>, s: &Rc<Session>, msg: &mut [u8]) -> Resul
             }
         }
     }
+    // the subscriptions go live with their buffered publications in the replies' frame
+    for (channel, after) in std::mem::take(&mut b.activate) {
+        env.hub.activate(&channel, s.id, after, &mut b.out);
+    }
     if b.out.last() == Some(&b'\n') {
         b.out.pop();
     }
     if !b.out.is_empty() {
         s.enqueue(crate::ws::frame::text(&b.out));
-    }
-    for (channel, after) in b.activate {
-        env.hub.activate(&channel, s.id, after);
     }
     result
 }

@@ -88,6 +88,19 @@ fn frame(opcode: OpCode, payload: &[u8]) -> Bytes {
     out.freeze()
 }
 
+/// The payload of a frame built here (to merge queued frames into one); empty if `frame`
+/// is not a whole frame.
+pub fn payload(frame: &[u8]) -> &[u8] {
+    let mut cursor = Cursor::new(frame);
+    match FrameHeader::parse(&mut cursor) {
+        Ok(Some((_, len))) => {
+            let start = cursor.position() as usize;
+            frame.get(start..start + len as usize).unwrap_or_default()
+        }
+        _ => &[],
+    }
+}
+
 /// A final, unmasked text frame carrying `payload`.
 pub fn text(payload: &[u8]) -> Bytes {
     frame(OpCode::Data(Data::Text), payload)
@@ -135,6 +148,19 @@ pub fn close_code_of(payload: &[u8]) -> Result<u16, Disconnect> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn payload_reads_back_every_length_form() {
+        for n in [0, 1, 125, 126, 65535, 65536] {
+            let p = vec![b'x'; n];
+            assert_eq!(payload(&text(&p)), &p[..], "{n} bytes");
+        }
+        assert_eq!(
+            payload(&text(b"abc")[..3]),
+            b"",
+            "a cut frame has no payload"
+        );
+    }
 
     fn masked(op: u8, fin: bool, payload: &[u8]) -> Vec<u8> {
         let mask = [1u8, 2, 3, 4];

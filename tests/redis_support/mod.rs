@@ -3,6 +3,8 @@
 //! `Overrides` that point a wiresocket node at it. A missing `redis-server` fails
 //! the test with a clear message; it is never skipped silently.
 
+pub mod haproxy;
+
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
