@@ -132,6 +132,7 @@ impl Core {
             node_name,
             policy,
         });
+        crate::cluster::install(&env, &mesh);
         Core {
             me,
             env,

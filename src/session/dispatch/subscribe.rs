@@ -263,6 +263,38 @@ pub(super) async fn subscribe(
     Outcome::Replied
 }
 
+/// A subscription the server makes for a connected session (API `subscribe`): granted, so
+/// only the name and namespace must be valid; nothing happens when the session is already
+/// subscribed or at `channels.max_subscriptions_per_client`. The client gets a `subscribe`
+/// push with the subscribe result's fields, then the channel's publications.
+pub async fn server_subscribe(
+    env: &Rc<Env>,
+    s: &Rc<Session>,
+    channel: &str,
+) -> Result<(), EngineError> {
+    let opts = env
+        .policy
+        .resolve(channel)
+        .map_err(|_| EngineError::NotAvailable)?
+        .options;
+    if s.subscriptions().contains(channel)
+        || s.subscriptions().len() >= env.cfg.channels.max_subscriptions_per_client
+    {
+        return Ok(());
+    }
+    let ask = Ask {
+        recoverable: false,
+        since: None,
+        reject_unrecovered: false,
+        expires_at: None,
+    };
+    let est = establish(env, s, channel, opts, ask).await?;
+    let push = crate::protocol::push::subscribe_push(channel, |r| est.write(r));
+    s.enqueue(crate::ws::frame::text(&push));
+    env.hub.activate(&est.key, s.id, est.covered());
+    Ok(())
+}
+
 /// `sub_refresh {channel, token}`: a new subscription token extends the subscription.
 pub(super) fn sub_refresh(
     env: &Env,
