@@ -192,3 +192,36 @@ fn the_per_user_connection_cap_holds_across_nodes() {
         "the cap still holds"
     );
 }
+
+/// The control channel is an engine channel with a reserved name: even where the channel
+/// rules let a client name it, subscribing and publishing are refused, so
+/// no client can take the node's control subscription away.
+#[test]
+fn clients_cannot_reach_the_control_channel() {
+    let redis = RedisServer::start();
+    let mut o = redis.node_overrides(10);
+    o.channels = "\n[channels.default]\nchannel_regex = \".*\"\n".into();
+    let a = Server::start_with(&o);
+    let reserved = "\u{0}control";
+
+    let (mut bob, _) = Client::connect(&a, "bob");
+    let r = bob.call("subscribe", json!({"channel": reserved}));
+    assert!(r.get("error").is_some(), "{r}"); // the engine refuses; the hub reports 100
+    let r = bob.call("unsubscribe", json!({"channel": reserved}));
+    assert!(r.get("unsubscribe").is_some(), "{r}");
+    let r = bob.call("publish", json!({"channel": reserved, "data": {}}));
+    assert_eq!(r["error"]["code"], 108, "{r}");
+    let (status, v) = a.api("publish", json!({"channel": reserved, "data": {}}));
+    assert_eq!(
+        (status, v["error"]["code"].as_u64()),
+        (200, Some(108)),
+        "{v}"
+    );
+    drop(bob);
+
+    // node commands still arrive
+    let (mut alice, _) = Client::connect(&a, "alice");
+    let (status, _) = a.api("subscribe", json!({"user": "alice", "channel": "doc"}));
+    assert_eq!(status, 200);
+    assert_eq!(next_push(&mut alice, "subscribe")["channel"], "doc");
+}

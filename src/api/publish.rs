@@ -24,9 +24,6 @@ use crate::protocol::reply::Obj;
 use crate::protocol::ErrorCode;
 use crate::runtime::core::Core;
 
-/// Channels one broadcast may name.
-pub const MAX_BROADCAST_CHANNELS: usize = 1000;
-
 /// The publication fields shared by `publish` and `broadcast`; `None` on a bad request.
 fn options(v: &BorrowedValue<'_>) -> Option<(Vec<u8>, PublishOptions)> {
     let data = v.get("data")?;
@@ -96,9 +93,8 @@ pub async fn broadcast(core: &Rc<Core>, mut body: Vec<u8>) -> Response {
                     .map(|c| c.as_str().map(str::to_owned))
                     .collect::<Option<Vec<_>>>()
             });
-        let Some(channels) =
-            channels.filter(|c| !c.is_empty() && c.len() <= MAX_BROADCAST_CHANNELS)
-        else {
+        let max = core.cfg.api.max_broadcast_channels;
+        let Some(channels) = channels.filter(|c| !c.is_empty() && c.len() <= max) else {
             return Response::error(400, ErrorCode::BAD_REQUEST);
         };
         let Some((data, opts)) = options(&v) else {
