@@ -52,6 +52,11 @@ fn broadcast_publishes_to_each_channel_and_reports_each_result() {
         let (status, v) = server.api("broadcast", bad.clone());
         assert_eq!((status, code(&v)), (400, Some(107)), "{bad} -> {v}");
     }
+    assert_eq!(
+        server.metric_sum("wiresocket_api_bad_requests_total", &[]),
+        3.0,
+        "each 400 counted"
+    );
 }
 
 #[test]

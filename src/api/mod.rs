@@ -122,6 +122,14 @@ pub fn route(core: &Rc<Core>, method: &str, path: &str, api_key: Option<&str>) -
 
 /// Runs an authorised API call with its body.
 pub async fn call(core: &Rc<Core>, call: ApiCall, body: Vec<u8>) -> Response {
+    let r = run(core, call, body).await;
+    if r.status == 400 {
+        CoreMetrics::inc(&core.metrics.api_bad_requests);
+    }
+    r
+}
+
+async fn run(core: &Rc<Core>, call: ApiCall, body: Vec<u8>) -> Response {
     match call {
         ApiCall::Publish => publish::publish(core, body).await,
         ApiCall::Broadcast => publish::broadcast(core, body).await,
