@@ -225,3 +225,23 @@ fn clients_cannot_reach_the_control_channel() {
     assert_eq!(status, 200);
     assert_eq!(next_push(&mut alice, "subscribe")["channel"], "doc");
 }
+
+/// A node that stops gracefully (SIGTERM) leaves the registry at the end of its drain, not
+/// after the TTL (here a minute).
+#[test]
+fn a_node_that_drains_leaves_info_at_once() {
+    let redis = RedisServer::start();
+    let node = |name: &str| {
+        let mut o = redis.node_overrides(10);
+        o.env
+            .push(("WIRESOCKET_ENGINE__REDIS__NODE_TTL_S".into(), "60".into()));
+        o.server = format!("node_name = \"{name}\"");
+        Server::start_with(&o)
+    };
+    let a = node("a");
+    let mut b = node("b");
+    common::wait_for(|| node_names(&a) == ["a", "b"]);
+    b.sigterm();
+    assert!(b.wait_exit(Duration::from_secs(10)).is_some(), "b drained");
+    assert_eq!(node_names(&a), ["a"]);
+}

@@ -12,7 +12,8 @@
 //!
 //! [`run`] is the per-core upkeep where the engine keeps a registry: core 0 announces this
 //! node's [`NodeInfo`] every `registry_refresh_every`, every core refreshes the cluster-wide
-//! count of its users' connections. Nothing here knows which engine runs.
+//! count of its users' connections; [`leave`] withdraws the node at the end of a drain.
+//! Nothing here knows which engine runs.
 
 mod commands;
 mod stats;
@@ -91,13 +92,24 @@ impl ControlSink for NodeSink {
     }
 }
 
+/// At the end of a graceful drain: core 0 takes this node out of the engine's registry (the
+/// announcements stop with the process).
+pub async fn leave(env: &Env) {
+    if env.core != 0 || env.engine.registry_refresh_every().is_none() {
+        return;
+    }
+    if let Err(e) = env.engine.withdraw(node_uid()).await {
+        tracing::warn!(error = %e, "leaving the node registry failed; the entry expires by itself");
+    }
+}
+
 /// Per-core upkeep for engines with a registry (see the module doc); returns at once for
 /// the others.
 pub async fn run(env: Rc<Env>, mesh: Rc<Mesh>) {
     let Some(every) = env.engine.registry_refresh_every() else {
         return;
     };
-    loop {
+    while !env.node.stopping() {
         if env.core == 0 {
             let info: NodeInfo = local_info(&mesh, &env.node_name).await;
             if let Err(e) = env.engine.announce(&info).await {

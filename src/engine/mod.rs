@@ -270,6 +270,11 @@ pub trait Engine {
         Ok(())
     }
 
+    /// Removes this node's entry from the registry (at the end of a graceful drain).
+    async fn withdraw(&self, _uid: &str) -> Result<(), EngineError> {
+        Ok(())
+    }
+
     /// The live nodes of the registry; `None`: no registry (one node).
     async fn nodes(&self) -> Result<Option<Vec<cluster::NodeInfo>>, EngineError> {
         Ok(None)

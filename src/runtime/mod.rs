@@ -242,6 +242,7 @@ async fn run_core(shared: Shared, listeners: CoreListeners, life: startup::CoreL
     }
     drain::wait_for_drain(&core).await;
     drain::drain_sessions(&core).await;
+    crate::cluster::leave(&core.env).await;
     tracing::debug!(core = me, "core stopped");
 }
 

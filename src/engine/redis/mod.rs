@@ -469,6 +469,11 @@ impl Engine for RedisEngine {
         self.counted(r)
     }
 
+    async fn withdraw(&self, uid: &str) -> Result<(), EngineError> {
+        let r = registry::withdraw(&self.node, uid).await;
+        self.counted(r)
+    }
+
     async fn nodes(&self) -> Result<Option<Vec<cluster::NodeInfo>>, EngineError> {
         let r = registry::nodes(&self.node).await;
         self.counted(r).map(Some)

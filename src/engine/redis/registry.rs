@@ -2,6 +2,7 @@
 //! [`NodeInfo`] as JSON. Every node writes its entry each third of `engine.redis.node_ttl_s`
 //! (`cluster::run` on core 0 calls [`announce`]); a reader keeps the entries updated within
 //! the TTL and deletes older ones, so a node that died leaves the registry within the TTL.
+//! A node that drains gracefully removes its entry at the end ([`withdraw`]).
 //! The hash itself expires after the TTL when no node announces any more. Entry ages are
 //! compared with the reader's clock: nodes' clocks must agree within a few seconds.
 
@@ -33,6 +34,20 @@ pub async fn announce(node: &RedisNode, info: &NodeInfo) -> Result<(), EngineErr
             .await
     })
     .await
+}
+
+/// Removes a node's entry (a node that stops gracefully leaves at once, not after the TTL).
+pub async fn withdraw(node: &RedisNode, uid: &str) -> Result<(), EngineError> {
+    let (key, uid) = (key(node), uid.to_owned());
+    node.run(move |mut conn| async move {
+        ::redis::cmd("HDEL")
+            .arg(key)
+            .arg(uid)
+            .query_async::<i64>(&mut conn)
+            .await
+    })
+    .await
+    .map(drop)
 }
 
 /// The live entries; stale ones are deleted on the way.
