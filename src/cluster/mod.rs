@@ -98,8 +98,11 @@ pub async fn leave(env: &Env) {
     if env.core != 0 || env.engine.registry_refresh_every().is_none() {
         return;
     }
-    if let Err(e) = env.engine.withdraw(node_uid()).await {
-        tracing::warn!(error = %e, "leaving the node registry failed; the entry expires by itself");
+    match env.engine.withdraw(node_uid()).await {
+        Ok(()) => tracing::info!(uid = node_uid(), "left the node registry"),
+        Err(e) => {
+            tracing::warn!(error = %e, "leaving the node registry failed; the entry expires by itself")
+        }
     }
 }
 
@@ -112,6 +115,7 @@ pub async fn run(env: Rc<Env>, mesh: Rc<Mesh>) {
     while !env.node.stopping() {
         if env.core == 0 {
             let info: NodeInfo = local_info(&mesh, &env.node_name).await;
+            tracing::debug!(uid = %info.uid, "announcing the node");
             if let Err(e) = env.engine.announce(&info).await {
                 tracing::debug!(error = %e, "node announce failed");
             }

@@ -1,9 +1,11 @@
 //! The cluster-wide count of a user's connections (for `server.max_connections_per_user`):
 //! a sorted set `p:user:{user}` of the user's client ids scored by expiry (unix seconds).
 //! `connect` adds the client in one script that first drops expired members and refuses
-//! when the user already holds `max`; the close removes it; each core re-adds its live
-//! clients every third of `engine.redis.node_ttl_s` (`cluster::run`), so the connections of
-//! a node that died stop counting within `node_ttl_s`. Client ids are random per node start
+//! when the user already holds `max`; the close removes it; each core extends its live
+//! clients' expiry every third of `engine.redis.node_ttl_s` (`cluster::run`; `ZADD XX`, so a
+//! client closed meanwhile is not brought back), so the connections of a node that died stop
+//! counting within `node_ttl_s`. After a Redis restart the count starts empty: connections
+//! made before it do not count until they reconnect. Expiry compares the nodes' clocks. Client ids are random per node start
 //! (`session::table`), so two nodes' ids do not collide in practice.
 
 use std::sync::LazyLock;
@@ -89,7 +91,13 @@ pub async fn refresh(node: &RedisNode, entries: Vec<(String, String)>) -> Result
         node.run(move |mut conn| async move {
             let mut p = ::redis::pipe();
             for (key, client) in &keys {
-                p.cmd("ZADD").arg(key).arg(at).arg(client).ignore();
+                // XX: a client removed meanwhile (closed) is not brought back
+                p.cmd("ZADD")
+                    .arg(key)
+                    .arg("XX")
+                    .arg(at)
+                    .arg(client)
+                    .ignore();
                 p.cmd("EXPIRE").arg(key).arg(ttl).ignore();
             }
             p.query_async::<()>(&mut conn).await
