@@ -229,3 +229,38 @@ fn info_and_channels_count_the_node() {
         v["result"]["channels"] == json!({})
     });
 }
+
+/// `subscribe` with `data` and `recover_since`: the push carries the data and the
+/// publications after the position, flagged `recovered`.
+#[test]
+fn subscribe_sends_data_and_recovers_from_a_position() {
+    let server = node();
+    for n in 1..=3 {
+        publish(&server, "room:r", n);
+    }
+    let (_, h) = server.api("history", json!({"channel": "room:r"}));
+    let epoch = h["result"]["epoch"].as_str().unwrap().to_owned();
+    let (mut a, _) = Client::connect(&server, "alice");
+
+    let (status, v) = server.api(
+        "subscribe",
+        json!({"user": "alice", "channel": "room:r", "data": {"hello": 1},
+               "recover_since": {"offset": 1, "epoch": epoch}}),
+    );
+    assert_eq!(status, 200, "{v}");
+    let p = next_push(&mut a, "subscribe");
+    let sub = &p["subscribe"];
+    assert_eq!(sub["data"], json!({"hello": 1}), "{p}");
+    assert_eq!(
+        (&sub["recovered"], &sub["offset"]),
+        (&json!(true), &json!(3)),
+        "{p}"
+    );
+    let offsets: Vec<u64> = sub["publications"]
+        .as_array()
+        .unwrap_or_else(|| panic!("publications in {p}"))
+        .iter()
+        .map(|p| p["offset"].as_u64().unwrap())
+        .collect();
+    assert_eq!(offsets, [2, 3], "{p}");
+}

@@ -8,10 +8,12 @@
 //!   disconnect"), sent as a `disconnect` push and close frame. The code must be one of the
 //!   close table's (PROTOCOL.md) from 3000 up, else 400; its reason text is the table's (a
 //!   custom `reason` is not carried).
-//! - `POST /api/subscribe {user, channel, client?, session?}`: subscribes the user's
-//!   connections to `channel`; each gets a `subscribe` push (with `epoch`/`offset` when the
-//!   namespace keeps history), then the channel's publications. Connections already
-//!   subscribed, or at `channels.max_subscriptions_per_client`, are left as they are.
+//! - `POST /api/subscribe {user, channel, client?, session?, data?, recover_since?}`:
+//!   subscribes the user's connections to `channel`; each gets a `subscribe` push (with
+//!   `epoch`/`offset` when the namespace keeps history, `data` when given, and the
+//!   publications after `recover_since: {offset, epoch}` with `recovered`), then the
+//!   channel's publications. Connections already subscribed, or at
+//!   `channels.max_subscriptions_per_client`, are left as they are.
 //! - `POST /api/unsubscribe {user, channel, client?, session?}`: an `unsubscribe` push (code
 //!   2000, the SDK stays unsubscribed) and the subscription ends.
 //! - `POST /api/refresh {user, client?, session?, expired?, expire_at?}`: `expired: true`
@@ -37,6 +39,13 @@ struct DisconnectAdvice {
 }
 
 #[derive(Deserialize)]
+struct Since {
+    offset: u64,
+    #[serde(default)]
+    epoch: String,
+}
+
+#[derive(Deserialize)]
 struct UserRequest {
     user: String,
     #[serde(default)]
@@ -47,6 +56,8 @@ struct UserRequest {
     #[serde(default)]
     expired: bool,
     expire_at: Option<u64>,
+    data: Option<serde_json::Value>,
+    recover_since: Option<Since>,
 }
 
 impl UserRequest {
@@ -99,6 +110,8 @@ pub async fn call(core: &Rc<Core>, kind: Kind, body: Vec<u8>) -> Response {
                     user: req.user,
                     channel: req.channel,
                     client,
+                    data: req.data.map(|d| d.to_string()),
+                    recover_since: req.recover_since.map(|s| (s.offset, s.epoch)),
                 }
             } else {
                 Command::Unsubscribe {

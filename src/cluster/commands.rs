@@ -33,6 +33,12 @@ pub enum Command {
         user: String,
         channel: String,
         client: Option<String>,
+        /// JSON sent in the push's `data`.
+        #[serde(default)]
+        data: Option<String>,
+        /// Recover publications after this position (offset, epoch).
+        #[serde(default)]
+        recover_since: Option<(u64, String)>,
     },
     /// Unsubscribe the user's connections from `channel` (an `unsubscribe` push each).
     Unsubscribe {
@@ -89,13 +95,23 @@ pub(super) fn apply(env: &Rc<Env>, cmd: &Command) {
             user,
             channel,
             client,
+            data,
+            recover_since,
         } => {
+            let ask = crate::session::dispatch::ServerSubscribe {
+                data: data.clone(),
+                since: recover_since
+                    .clone()
+                    .map(|(offset, epoch)| crate::engine::StreamPosition {
+                        offset,
+                        epoch: epoch.into(),
+                    }),
+            };
             for s in sessions_of(env, user, client.as_deref()) {
-                let (env, channel) = (env.clone(), channel.clone());
+                let (env, channel, ask) = (env.clone(), channel.clone(), ask.clone());
                 crate::exec::spawn(async move {
-                    if let Err(e) =
-                        crate::session::dispatch::server_subscribe(&env, &s, &channel).await
-                    {
+                    let r = crate::session::dispatch::server_subscribe(&env, &s, &channel, ask);
+                    if let Err(e) = r.await {
                         tracing::debug!(session = s.id, %channel, error = %e, "server subscribe failed");
                     }
                 });
