@@ -87,6 +87,8 @@ pub async fn survey(node: &RedisNode, request: Bytes) -> Result<Vec<Bytes>, Engi
     data.extend_from_slice(&request);
     publish(node, data).await?;
     let deadline = std::time::Instant::now() + Duration::from_millis(node.cfg.timeout_ms);
+    // answers usually arrive within a millisecond or two: poll soon, then less often
+    let mut wait = Duration::from_millis(1);
     loop {
         let k = key.clone();
         let got: usize =
@@ -97,7 +99,8 @@ pub async fn survey(node: &RedisNode, request: Bytes) -> Result<Vec<Bytes>, Engi
         if got >= expected || std::time::Instant::now() >= deadline {
             break;
         }
-        crate::exec::sleep(Duration::from_millis(10)).await;
+        crate::exec::sleep(wait).await;
+        wait = (wait * 2).min(Duration::from_millis(20));
     }
     let answers: Vec<Vec<u8>> = node
         .run(move |mut conn| async move {
