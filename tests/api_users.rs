@@ -71,7 +71,8 @@ fn disconnect_closes_every_connection_of_the_user_with_the_code() {
 
     // one client only; the default code is 3503
     let (mut c1, r1) = Client::connect(&server, "carol");
-    let (mut c2, _) = Client::connect(&server, "carol");
+    let (mut c2, r2) = Client::connect(&server, "carol");
+    let c2_client = r2["client"].as_str().unwrap().to_owned();
     c2.subscribe("room:c");
     let (status, _) = server.api(
         "disconnect",
@@ -81,6 +82,21 @@ fn disconnect_closes_every_connection_of_the_user_with_the_code() {
     assert_eq!(c1.wait_close(), (3503, "force disconnect".into()));
     publish(&server, "room:c", 2);
     assert_eq!(c2.next_pub().1["data"]["n"], 2, "the other client stays");
+
+    // all but the whitelisted client
+    let (mut c3, _) = Client::connect(&server, "carol");
+    let (status, _) = server.api(
+        "disconnect",
+        json!({"user": "carol", "whitelist": [c2_client]}),
+    );
+    assert_eq!(status, 200);
+    assert_eq!(c3.wait_close().0, 3503);
+    publish(&server, "room:c", 3);
+    assert_eq!(
+        c2.next_pub().1["data"]["n"],
+        3,
+        "the whitelisted client stays"
+    );
 
     for bad in [
         json!({"user": "carol", "disconnect": {"code": 4242}}),

@@ -3,8 +3,8 @@
 //! this node's cores already with the memory engine; with Redis, every node applies it when
 //! it reads the control channel, within milliseconds):
 //!
-//! - `POST /api/disconnect {user, client?, session?, disconnect?: {code, reason}}`: closes the
-//!   user's connections (one client's, when given) with `code` (default 3503 "force
+//! - `POST /api/disconnect {user, client?, session?, whitelist?, disconnect?: {code, reason}}`:
+//!   closes the user's connections (one client's, when given; not those in `whitelist`) with `code` (default 3503 "force
 //!   disconnect"), sent as a `disconnect` push and close frame. The code must be one of the
 //!   close table's (PROTOCOL.md) from 3000 up, else 400; its reason text is the table's (a
 //!   custom `reason` is not carried).
@@ -58,6 +58,8 @@ struct UserRequest {
     expire_at: Option<u64>,
     data: Option<serde_json::Value>,
     recover_since: Option<Since>,
+    #[serde(default)]
+    whitelist: Vec<String>,
 }
 
 impl UserRequest {
@@ -99,6 +101,7 @@ pub async fn call(core: &Rc<Core>, kind: Kind, body: Vec<u8>) -> Response {
                 user: req.user,
                 client,
                 code,
+                whitelist: req.whitelist,
             }
         }
         Kind::Subscribe | Kind::Unsubscribe => {

@@ -27,6 +27,9 @@ pub enum Command {
         user: String,
         client: Option<String>,
         code: u16,
+        /// Client ids left connected.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        whitelist: Vec<String>,
     },
     /// Subscribe the user's connections to `channel` (a `subscribe` push each).
     Subscribe {
@@ -81,14 +84,21 @@ fn sessions_of(env: &Env, user: &str, client: Option<&str>) -> Vec<Rc<Session>> 
 /// Applies `cmd` on this core.
 pub(super) fn apply(env: &Rc<Env>, cmd: &Command) {
     match cmd {
-        Command::Disconnect { user, client, code } => {
+        Command::Disconnect {
+            user,
+            client,
+            code,
+            whitelist,
+        } => {
             let d = Disconnect::ALL
                 .iter()
                 .find(|d| d.code == *code)
                 .copied()
                 .unwrap_or(Disconnect::FORCE_DISCONNECT);
             for s in sessions_of(env, user, client.as_deref()) {
-                s.request_close(d);
+                if !whitelist.contains(&s.client_id()) {
+                    s.request_close(d);
+                }
             }
         }
         Command::Subscribe {
@@ -210,6 +220,7 @@ mod tests {
             user: "u".into(),
             client: None,
             code: 3503,
+            whitelist: Vec::new(),
         };
         let j = serde_json::to_string(&c).unwrap();
         assert_eq!(
