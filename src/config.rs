@@ -242,6 +242,8 @@ config_section! {
         /// Key expected in `X-API-Key` (or `Authorization: apikey <key>`). Default: `""`,
         /// which disables the API (every call gets 401). Set a long random value.
         pub key: String = String::new(),
+        /// Channels one `/api/broadcast` may name; more is 400. Default: `1000`.
+        pub max_broadcast_channels: usize = 1000,
     }
 }
 
@@ -303,6 +305,11 @@ config_section! {
         /// Engine operations waiting for the Redis I/O thread; beyond it operations fail with
         /// error 111 (too many requests). Default: `65_536`.
         pub pending_limit: usize = 65_536,
+        /// How long a node's entry in the node registry (API `info`) lives without a
+        /// heartbeat; every node re-announces itself each third of it, so a node that died
+        /// leaves `info` within it. Also bounds how long a dead node's connections count
+        /// toward `server.max_connections_per_user`. Default: `15` s.
+        pub node_ttl_s: u64 = 15,
     }
 }
 

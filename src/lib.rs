@@ -31,6 +31,9 @@
 //!   channel ownership.
 //! - [`engine`]: the engine interface, the recovery rule and the embedded
 //!   memory engine.
+//! - [`cluster`]: node commands of the server API (disconnect, subscribe, unsubscribe,
+//!   refresh a user's connections) applied on every core of every node, surveys, and the
+//!   node statistics of `info`; carried between nodes by the engine.
 //! - [`api`]: `/api/*`, `/health`, `/metrics`.
 //! - [`metrics`]: per-core counters and the Prometheus exposition.
 
@@ -38,6 +41,7 @@ pub mod api;
 pub mod auth;
 pub mod channel;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod engine;
 pub mod exec;

@@ -14,14 +14,25 @@
 //! process, so it is not acknowledged. 100 is the table's temporary error that
 //! does not ask the backend to slow down (111 would).
 //!
-//! Methods: `publish` (`publish.rs`), `revoke_token` and `invalidate_user_tokens`
+//! Methods: `publish` and `broadcast` (`publish.rs`); `history`, `history_remove`,
+//! `presence`, `presence_stats` (`channel.rs`); `disconnect`, `subscribe`, `unsubscribe`,
+//! `refresh` on a user's connections on every node (`users.rs`, through `crate::cluster`);
+//! `info` and `channels` (`info.rs`); `revoke_token` and `invalidate_user_tokens`
 //! (`revoke.rs`). `/metrics` is the per-core registry plus the node-wide auth metrics.
+//!
+//! Status codes: a body that is not the method's JSON, or a bad channel name, is 400 (107);
+//! a method-level refusal (unknown namespace 102, not available 108, limit 106,
+//! unrecoverable position 112) is HTTP 200 with the error in the body; an engine failure is
+//! 503 when temporary (100, 111), else 500.
 //!
 //! Answers follow PROTOCOL.md: `{"result":{...}}` or
 //! `{"error":{"code","message"}}`.
 
+mod channel;
+mod info;
 mod publish;
 mod revoke;
+mod users;
 
 use std::rc::Rc;
 
@@ -34,6 +45,14 @@ use crate::runtime::core::Core;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ApiCall {
     Publish,
+    Broadcast,
+    History,
+    HistoryRemove,
+    Presence,
+    PresenceStats,
+    User(users::Kind),
+    Info,
+    Channels,
     RevokeToken,
     InvalidateUserTokens,
 }
@@ -71,6 +90,17 @@ pub fn route(core: &Rc<Core>, method: &str, path: &str, api_key: Option<&str>) -
             }
             let call = match &p["/api/".len()..] {
                 "publish" => ApiCall::Publish,
+                "broadcast" => ApiCall::Broadcast,
+                "history" => ApiCall::History,
+                "history_remove" => ApiCall::HistoryRemove,
+                "presence" => ApiCall::Presence,
+                "presence_stats" => ApiCall::PresenceStats,
+                "disconnect" => ApiCall::User(users::Kind::Disconnect),
+                "subscribe" => ApiCall::User(users::Kind::Subscribe),
+                "unsubscribe" => ApiCall::User(users::Kind::Unsubscribe),
+                "refresh" => ApiCall::User(users::Kind::Refresh),
+                "info" => ApiCall::Info,
+                "channels" => ApiCall::Channels,
                 "revoke_token" => ApiCall::RevokeToken,
                 "invalidate_user_tokens" => ApiCall::InvalidateUserTokens,
                 _ => return done(Response::error(404, ErrorCode::METHOD_NOT_FOUND)),
@@ -95,8 +125,24 @@ pub fn route(core: &Rc<Core>, method: &str, path: &str, api_key: Option<&str>) -
 
 /// Runs an authorised API call with its body.
 pub async fn call(core: &Rc<Core>, call: ApiCall, body: Vec<u8>) -> Response {
+    let r = run(core, call, body).await;
+    if r.status == 400 {
+        CoreMetrics::inc(&core.metrics.api_bad_requests);
+    }
+    r
+}
+
+async fn run(core: &Rc<Core>, call: ApiCall, body: Vec<u8>) -> Response {
     match call {
         ApiCall::Publish => publish::publish(core, body).await,
+        ApiCall::Broadcast => publish::broadcast(core, body).await,
+        ApiCall::History => channel::history(core, body).await,
+        ApiCall::HistoryRemove => channel::history_remove(core, body).await,
+        ApiCall::Presence => channel::presence(core, body, false).await,
+        ApiCall::PresenceStats => channel::presence(core, body, true).await,
+        ApiCall::User(kind) => users::call(core, kind, body).await,
+        ApiCall::Info => info::info(core).await,
+        ApiCall::Channels => info::channels(core, body).await,
         ApiCall::RevokeToken => revoke::revoke_token(core, body),
         ApiCall::InvalidateUserTokens => revoke::invalidate_user_tokens(core, body),
     }
@@ -125,4 +171,42 @@ fn authorized(core: &Core, given: Option<&str>) -> bool {
         .zip(want)
         .fold(0u8, |acc, (a, b)| acc | (a ^ b))
         == 0
+}
+
+fn bad_request() -> Response {
+    Response::error(400, ErrorCode::BAD_REQUEST)
+}
+
+/// A channel policy refusal: a missing or malformed name is a bad request (400); anything
+/// else is a method-level error, HTTP 200 with the code in the body (PROTOCOL.md).
+fn refused(core: &Core, e: crate::channel::ChannelError) -> Response {
+    let (status, code) = policy_refusal(core, e);
+    Response::error(status, code)
+}
+
+fn policy_refusal(core: &Core, e: crate::channel::ChannelError) -> (u16, ErrorCode) {
+    let e = e.counted(&core.metrics);
+    let status = if e.code() == ErrorCode::BAD_REQUEST {
+        400
+    } else {
+        200
+    };
+    (status, e.code())
+}
+
+/// An engine failure: temporary ones 503, internal 500, method-level ones 200.
+fn engine_failure(e: &crate::engine::EngineError) -> (u16, ErrorCode) {
+    use crate::engine::EngineError as E;
+    let status = match e {
+        E::Overloaded => 503,
+        _ if e.code().temporary => 503,
+        E::Internal(_) => 500,
+        E::NotAvailable | E::Unrecoverable | E::LimitExceeded => 200,
+    };
+    (status, e.code())
+}
+
+fn failed(e: &crate::engine::EngineError) -> Response {
+    let (status, code) = engine_failure(e);
+    Response::error(status, code)
 }

@@ -305,6 +305,10 @@ impl ApiConfig {
                 "has leading or trailing whitespace",
             ));
         }
+        positive(
+            "api.max_broadcast_channels",
+            self.max_broadcast_channels as u64,
+        )?;
         Ok(())
     }
 }

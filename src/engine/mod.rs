@@ -19,6 +19,7 @@
 //! The recovery rule both engines apply is [`recovery::missed_after`]; the
 //! conformance suite both must pass is `conformance` (tests).
 
+pub mod cluster;
 pub mod memory;
 pub mod recovery;
 pub mod redis;
@@ -240,5 +241,67 @@ pub trait Engine {
     /// (`None`: entries live until removed, as in the memory engine).
     fn presence_refresh_every(&self) -> Option<Duration> {
         None
+    }
+
+    // --- the cluster capability (`cluster.rs`) ---
+
+    /// Installs the receiver of node commands and surveys (once per core, at start).
+    fn set_control_sink(&self, _sink: std::rc::Rc<dyn cluster::ControlSink>) {}
+
+    /// Sends a node command to every node (this one included).
+    async fn command(&self, _cmd: Bytes) -> Result<(), EngineError> {
+        Err(EngineError::NotAvailable)
+    }
+
+    /// Asks every live node (this one included) and returns their answers; a node that
+    /// does not answer within the deadline is left out.
+    async fn survey(&self, _request: Bytes) -> Result<Vec<Bytes>, EngineError> {
+        Err(EngineError::NotAvailable)
+    }
+
+    /// How often [`Engine::announce`] and [`Engine::refresh_user_connections`] must run
+    /// (`None`: the engine keeps no registry).
+    fn registry_refresh_every(&self) -> Option<Duration> {
+        None
+    }
+
+    /// Publishes this node's entry in the node registry.
+    async fn announce(&self, _node: &cluster::NodeInfo) -> Result<(), EngineError> {
+        Ok(())
+    }
+
+    /// Removes this node's entry from the registry (at the end of a graceful drain).
+    async fn withdraw(&self, _uid: &str) -> Result<(), EngineError> {
+        Ok(())
+    }
+
+    /// The live nodes of the registry; `None`: no registry (one node).
+    async fn nodes(&self) -> Result<Option<Vec<cluster::NodeInfo>>, EngineError> {
+        Ok(None)
+    }
+
+    /// Counts `client` as a connection of `user` cluster-wide unless the user already holds
+    /// `max`; `false`: refused. Engines without a shared count accept (the node-local count
+    /// of `limits` applies).
+    async fn add_user_connection(
+        &self,
+        _user: &str,
+        _client: &str,
+        _max: u32,
+    ) -> Result<bool, EngineError> {
+        Ok(true)
+    }
+
+    /// Forgets a connection counted by [`Engine::add_user_connection`].
+    async fn remove_user_connection(&self, _user: &str, _client: &str) -> Result<(), EngineError> {
+        Ok(())
+    }
+
+    /// Keeps the counted connections of this core's live clients from expiring.
+    async fn refresh_user_connections(
+        &self,
+        _entries: Vec<(String, String)>,
+    ) -> Result<(), EngineError> {
+        Ok(())
     }
 }

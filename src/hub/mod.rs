@@ -322,6 +322,21 @@ impl<S: Subscriber> Hub<S> {
         self.local.borrow().get(channel).map_or(0, |c| c.subs.len())
     }
 
+    /// Channels this core owns with interest from some core (summed over cores: the node's
+    /// channels, each counted once).
+    pub fn owned_channels(&self) -> usize {
+        self.owned.borrow().len()
+    }
+
+    /// This core's channels with their local subscriber counts.
+    pub fn local_channel_counts(&self) -> Vec<(Arc<str>, usize)> {
+        self.local
+            .borrow()
+            .values()
+            .map(|c| (c.key.clone(), c.subs.len()))
+            .collect()
+    }
+
     fn announce(&self, channel: Arc<str>, on: bool, ready: Option<Rc<Ready<EngineError>>>) {
         let owner = owner_of(&channel, self.mesh.ncores());
         let ack = ready.map(|ready| {

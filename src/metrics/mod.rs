@@ -60,6 +60,8 @@ pub struct CoreMetrics {
     pub command_errors: AtomicU64,
     pub http_requests: AtomicU64,
     pub api_requests: AtomicU64,
+    /// Server API calls answered 400 (a body that is not the method's JSON, a bad name).
+    pub api_bad_requests: AtomicU64,
     pub mesh_pending: AtomicI64,
     pub publish_rejected: AtomicU64,
     pub mesh_refused: AtomicU64,
@@ -118,6 +120,7 @@ impl CoreMetrics {
             command_errors: AtomicU64::new(0),
             http_requests: AtomicU64::new(0),
             api_requests: AtomicU64::new(0),
+            api_bad_requests: AtomicU64::new(0),
             mesh_pending: AtomicI64::new(0),
             publish_rejected: AtomicU64::new(0),
             mesh_refused: AtomicU64::new(0),

@@ -174,6 +174,12 @@ const SIMPLE: &[(&str, &str, &str, Getter)] = &[
         |m| m.api_requests.load(Relaxed) as i128,
     ),
     (
+        "wiresocket_api_bad_requests_total",
+        "counter",
+        "Server API calls answered 400 (malformed body, missing field, bad channel name).",
+        |m| m.api_bad_requests.load(Relaxed) as i128,
+    ),
+    (
         "wiresocket_mesh_pending",
         "gauge",
         "Cross-core messages waiting for room in a full ring.",

@@ -83,6 +83,12 @@ pub fn unsubscribe_push(channel: &str, u: Unsubscribe) -> Vec<u8> {
     })
 }
 
+/// `{"push":{"channel":C,"subscribe":{..}}}`: the server subscribed the client (`body` writes
+/// the subscribe result's fields).
+pub fn subscribe_push(channel: &str, body: impl FnOnce(&mut Obj<'_>)) -> Vec<u8> {
+    push(Some(channel), "subscribe", body)
+}
+
 /// `{"push":{"disconnect":{"code":N,"reason":R,"reconnect":B}}}`.
 pub fn disconnect_push(d: Disconnect) -> Vec<u8> {
     push(None, "disconnect", |o| {

@@ -134,6 +134,7 @@ impl Core {
             node_name,
             policy,
         });
+        crate::cluster::install(&env, &mesh);
         Core {
             me,
             env,

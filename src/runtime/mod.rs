@@ -241,6 +241,10 @@ async fn run_core(shared: Shared, listeners: CoreListeners, life: startup::CoreL
         "heartbeat",
         crate::session::heartbeat::run(core.env.clone()),
     );
+    crate::exec::spawn_critical(
+        "cluster",
+        crate::cluster::run(core.env.clone(), core.mesh.clone()),
+    );
     let (listener, internal_listener) = listeners;
     let listener = listener_from(listener);
     let internal_listener = internal_listener.map(listener_from);
@@ -253,6 +257,7 @@ async fn run_core(shared: Shared, listeners: CoreListeners, life: startup::CoreL
     }
     drain::wait_for_drain(&core).await;
     drain::drain_sessions(&core).await;
+    crate::cluster::leave(&core.env).await;
     tracing::debug!(core = me, "core stopped");
 }
 

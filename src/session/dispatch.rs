@@ -34,6 +34,8 @@ mod connect;
 mod presence;
 mod subscribe;
 
+pub use subscribe::{server_subscribe, ServerSubscribe};
+
 /// Server version reported in `connect` and `refresh` results.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 

@@ -55,6 +55,7 @@ impl Env {
             self.release_subscription(s, &sub);
         }
         self.sessions.remove(s);
+        self.forget_user_connection(s);
         CoreMetrics::gauge(&self.metrics.connections, -1);
         self.metrics.closed(code);
         if s.admitted.replace(false) {
@@ -62,6 +63,24 @@ impl Env {
         } else {
             self.release_pending();
         }
+    }
+
+    /// Removes a connected client from the engine's cluster-wide count of its user's
+    /// connections (`server.max_connections_per_user`; a no-op for the memory engine).
+    fn forget_user_connection(&self, s: &Session) {
+        if self.cfg.server.max_connections_per_user == 0 || !s.admitted.get() {
+            return;
+        }
+        let user = s.identity.borrow().user.to_string();
+        if user.is_empty() {
+            return;
+        }
+        let (engine, client) = (self.engine.clone(), s.client_id());
+        crate::exec::spawn(async move {
+            if let Err(e) = engine.remove_user_connection(&user, &client).await {
+                tracing::debug!(error = %e, "removing a user connection from the engine failed");
+            }
+        });
     }
 
     /// On `connect`: moves the session from pending to connected; false when the node is

@@ -39,6 +39,8 @@ pub struct MemoryEngine {
     me: usize,
     mesh: Rc<Mesh>,
     shard: Rc<Shard>,
+    /// Node commands and surveys go straight to this node's sink (one node).
+    control: std::cell::OnceCell<Rc<dyn cluster::ControlSink>>,
 }
 
 impl MemoryEngine {
@@ -55,6 +57,7 @@ impl MemoryEngine {
             me: mesh.me(),
             mesh,
             shard,
+            control: Default::default(),
         }
     }
 
@@ -78,6 +81,21 @@ impl MemoryEngine {
 
 #[async_trait::async_trait(?Send)]
 impl Engine for MemoryEngine {
+    fn set_control_sink(&self, sink: Rc<dyn cluster::ControlSink>) {
+        let _ = self.control.set(sink);
+    }
+
+    async fn command(&self, cmd: Bytes) -> Result<(), EngineError> {
+        let sink = self.control.get().ok_or(EngineError::NotAvailable)?;
+        sink.command(cmd).await;
+        Ok(())
+    }
+
+    async fn survey(&self, request: Bytes) -> Result<Vec<Bytes>, EngineError> {
+        let sink = self.control.get().ok_or(EngineError::NotAvailable)?;
+        Ok(vec![sink.survey(request).await])
+    }
+
     fn name(&self) -> &'static str {
         "memory"
     }

@@ -39,6 +39,11 @@
 //! its live stream jumps (offset gap, new epoch) or its PUB/SUB connection came
 //! back after a drop.
 //!
+//! # Cluster capability
+//! Node commands and surveys of the server API travel over the control channel
+//! ([`control`]), `info` reads the node registry ([`registry`]), and the per-user
+//! connection cap counts connections cluster-wide ([`users`]); see `engine::cluster`.
+//!
 //! # Not yet built (issue 8)
 //! Presence entries expire after `engine.redis.presence_ttl_s`; every core
 //! re-adds its clients' entries each third of it (`session::heartbeat`), one
@@ -48,13 +53,16 @@
 //! reachable at start-up, and a node whose Redis goes away answers temporary
 //! errors until it returns).
 
+mod control;
 mod io;
 mod payload;
+mod registry;
 mod scripts;
 #[cfg(test)]
 pub(crate) mod testing;
 #[cfg(test)]
 mod tests;
+mod users;
 
 use bytes::Bytes;
 use futures_lite::StreamExt as _;
@@ -97,6 +105,8 @@ pub struct RedisEngine {
     node: Arc<RedisNode>,
     metrics: Arc<CoreMetrics>,
     idempotency_ttl_s: u64,
+    /// Where control-channel messages go (core 0 receives them).
+    control: Rc<std::cell::OnceCell<Rc<dyn cluster::ControlSink>>>,
 }
 
 impl RedisEngine {
@@ -111,9 +121,18 @@ impl RedisEngine {
     ) -> Result<Self, EngineError> {
         let (tx, mut rx) = futures_channel::mpsc::channel(node.cfg.core_queue);
         node.register(me, tx, metrics.clone())?;
+        let control: Rc<std::cell::OnceCell<Rc<dyn cluster::ControlSink>>> = Rc::default();
+        let (ctl, inbox_node) = (control.clone(), node.clone());
         crate::exec::spawn_critical("redis-inbox", async move {
             while let Some(msg) = rx.next().await {
                 match msg {
+                    io::Inbound::Event(channel, ChannelEvent::Publication(p))
+                        if control::reserved(&channel) =>
+                    {
+                        control::on_message(&inbox_node, ctl.get().cloned(), p.data)
+                    }
+                    io::Inbound::Event(channel, _) | io::Inbound::Reset(channel)
+                        if control::reserved(&channel) => {}
                     io::Inbound::Event(channel, event) => {
                         sink.deliver(&channel, &event, Instant::now())
                     }
@@ -122,11 +141,15 @@ impl RedisEngine {
                 crate::exec::yield_if_needed().await;
             }
         });
+        if me == 0 {
+            crate::exec::spawn(control::subscribe(node.clone(), me));
+        }
         Ok(RedisEngine {
             me,
             node,
             metrics,
             idempotency_ttl_s: idempotency_ttl_s.max(1),
+            control,
         })
     }
 
@@ -206,6 +229,9 @@ impl Engine for RedisEngine {
         data: Bytes,
         opts: PublishOptions,
     ) -> Result<StreamPosition, EngineError> {
+        if control::reserved(channel) {
+            return Err(EngineError::NotAvailable);
+        }
         let k = self.keys(channel);
         let size = if opts.history.enabled() && !opts.skip_history {
             opts.history.size
@@ -238,6 +264,9 @@ impl Engine for RedisEngine {
         channel: &str,
         event: ChannelEvent,
     ) -> Result<(), EngineError> {
+        if control::reserved(channel) {
+            return Err(EngineError::NotAvailable);
+        }
         let msg = match &event {
             ChannelEvent::Join(i) => payload::join_leave(true, i),
             ChannelEvent::Leave(i) => payload::join_leave(false, i),
@@ -258,11 +287,17 @@ impl Engine for RedisEngine {
     }
 
     async fn subscribe_node(&self, channel: &str) -> Result<(), EngineError> {
+        if control::reserved(channel) {
+            return Err(EngineError::NotAvailable);
+        }
         let r = self.node.subscribe(channel, self.me).await;
         self.counted(r)
     }
 
     async fn unsubscribe_node(&self, channel: &str) -> Result<(), EngineError> {
+        if control::reserved(channel) {
+            return Ok(()); // never subscribed through the hub (see `subscribe_node`)
+        }
         let r = self.node.unsubscribe(channel).await;
         self.counted(r)
     }
@@ -407,5 +442,63 @@ impl Engine for RedisEngine {
             num_clients,
             num_users,
         })
+    }
+
+    fn set_control_sink(&self, sink: Rc<dyn cluster::ControlSink>) {
+        let _ = self.control.set(sink);
+    }
+
+    async fn command(&self, cmd: Bytes) -> Result<(), EngineError> {
+        let r = control::command(&self.node, cmd).await;
+        self.counted(r)
+    }
+
+    async fn survey(&self, request: Bytes) -> Result<Vec<Bytes>, EngineError> {
+        let r = control::survey(&self.node, request).await;
+        self.counted(r)
+    }
+
+    fn registry_refresh_every(&self) -> Option<std::time::Duration> {
+        Some(std::time::Duration::from_millis(
+            self.node.cfg.node_ttl_s.max(1) * 1000 / 3,
+        ))
+    }
+
+    async fn announce(&self, node: &cluster::NodeInfo) -> Result<(), EngineError> {
+        let r = registry::announce(&self.node, node).await;
+        self.counted(r)
+    }
+
+    async fn withdraw(&self, uid: &str) -> Result<(), EngineError> {
+        let r = registry::withdraw(&self.node, uid).await;
+        self.counted(r)
+    }
+
+    async fn nodes(&self) -> Result<Option<Vec<cluster::NodeInfo>>, EngineError> {
+        let r = registry::nodes(&self.node).await;
+        self.counted(r).map(Some)
+    }
+
+    async fn add_user_connection(
+        &self,
+        user: &str,
+        client: &str,
+        max: u32,
+    ) -> Result<bool, EngineError> {
+        let r = users::add(&self.node, user, client, max).await;
+        self.counted(r)
+    }
+
+    async fn remove_user_connection(&self, user: &str, client: &str) -> Result<(), EngineError> {
+        let r = users::remove(&self.node, user, client).await;
+        self.counted(r)
+    }
+
+    async fn refresh_user_connections(
+        &self,
+        entries: Vec<(String, String)>,
+    ) -> Result<(), EngineError> {
+        let r = users::refresh(&self.node, entries).await;
+        self.counted(r)
     }
 }

@@ -129,7 +129,8 @@ fn a_dropped_pubsub_connection_resubscribes_and_resets() {
             r.contains(&"a".to_owned()) && r.contains(&"b".to_owned())
         })
         .await;
-        assert_eq!(f.metrics.engine_redis_resubscribes.load(Relaxed), 2);
+        // a, b and the node's control channel (`control.rs`)
+        assert_eq!(f.metrics.engine_redis_resubscribes.load(Relaxed), 3);
         e.publish("b", Bytes::from_static(b"2"), opts())
             .await
             .unwrap();

@@ -5,7 +5,9 @@
 //! reply's `subs` with `recoverable`, `epoch` and `offset`, so a publication made
 //! during a reconnect gap is recovered (or flagged `recovered: false`), never
 //! silently lost. The user's connection count (`limits`, `server.max_connections_per_user`)
-//! is taken here: beyond it, disconnect 3504.
+//! is taken here: beyond it, disconnect 3504. Where the engine counts a user's connections
+//! cluster-wide (Redis), the cap is asked there too, so it holds across nodes; an engine
+//! that cannot answer makes the connect fail with the temporary error 100 (the SDK retries).
 
 use std::rc::Rc;
 
@@ -42,6 +44,21 @@ pub(super) async fn connect(
     }
     if !env.admit_connected(s) {
         return Outcome::Disconnect(Disconnect::TOO_MANY_REQUESTS); // node full: retry later
+    }
+    let max = env.cfg.server.max_connections_per_user;
+    if max > 0 && !user.is_empty() {
+        match env
+            .engine
+            .add_user_connection(&user, &s.client_id(), max)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                crate::limits::Refusal::UserConnections.counted(&env.metrics);
+                return Outcome::Disconnect(Disconnect::CONNECTION_LIMIT);
+            }
+            Err(e) => return e.into(),
+        }
     }
     let client = s.client_id();
     *s.identity.borrow_mut() = Identity {

@@ -263,6 +263,53 @@ pub(super) async fn subscribe(
     Outcome::Replied
 }
 
+/// What the API asks of a server-side subscription.
+#[derive(Debug, Default, Clone)]
+pub struct ServerSubscribe {
+    /// JSON for the push's `data`.
+    pub data: Option<String>,
+    /// Recover the publications after this position (`recovered` tells whether it worked).
+    pub since: Option<StreamPosition>,
+}
+
+/// A subscription the server makes for a connected session (API `subscribe`): granted, so
+/// only the name and namespace must be valid; nothing happens when the session is already
+/// subscribed or at `channels.max_subscriptions_per_client`. The client gets a `subscribe`
+/// push with the subscribe result's fields (and `data`), then the channel's publications.
+pub async fn server_subscribe(
+    env: &Rc<Env>,
+    s: &Rc<Session>,
+    channel: &str,
+    asked: ServerSubscribe,
+) -> Result<(), EngineError> {
+    let opts = env
+        .policy
+        .resolve(channel)
+        .map_err(|_| EngineError::NotAvailable)?
+        .options;
+    if s.subscriptions().contains(channel)
+        || s.subscriptions().len() >= env.cfg.channels.max_subscriptions_per_client
+    {
+        return Ok(());
+    }
+    let ask = Ask {
+        recoverable: asked.since.is_some(),
+        since: asked.since,
+        reject_unrecovered: false,
+        expires_at: None,
+    };
+    let est = establish(env, s, channel, opts, ask).await?;
+    let push = crate::protocol::push::subscribe_push(channel, |r| {
+        est.write(r);
+        if let Some(data) = &asked.data {
+            r.raw("data", data.as_bytes());
+        }
+    });
+    s.enqueue(crate::ws::frame::text(&push));
+    env.hub.activate(&est.key, s.id, est.covered());
+    Ok(())
+}
+
 /// `sub_refresh {channel, token}`: a new subscription token extends the subscription.
 pub(super) fn sub_refresh(
     env: &Env,
