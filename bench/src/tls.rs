@@ -160,10 +160,8 @@ fn session<S: std::io::Read + std::io::Write>(
     Ok(ws)
 }
 
-enum Held {
-    Plain(tungstenite::WebSocket<TcpStream>),
-    Tls(Box<tungstenite::WebSocket<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>>),
-}
+/// An open session, kept only to hold its connection.
+type Held = Box<dyn std::any::Any + Send>;
 
 /// Opens `n` idle sessions from `threads` threads; returns them (to keep them open).
 fn hold(
@@ -181,15 +179,12 @@ fn hold(
                 for i in 0..per.min(n.saturating_sub(t * per)) {
                     let user = format!("u{t}-{i}");
                     v.push(match &tls {
-                        Some(cfg) => Held::Tls(Box::new(session(
-                            handshake(addr, cfg)?,
-                            addr,
-                            "wss",
-                            &user,
-                        )?)),
+                        Some(cfg) => {
+                            Box::new(session(handshake(addr, cfg)?, addr, "wss", &user)?) as Held
+                        }
                         None => {
                             let tcp = TcpStream::connect(addr)?;
-                            Held::Plain(session(tcp, addr, "ws", &user)?)
+                            Box::new(session(tcp, addr, "ws", &user)?) as Held
                         }
                     });
                 }

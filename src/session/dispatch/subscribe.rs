@@ -299,14 +299,15 @@ pub async fn server_subscribe(
         expires_at: None,
     };
     let est = establish(env, s, channel, opts, ask).await?;
-    let push = crate::protocol::push::subscribe_push(channel, |r| {
+    let mut push = crate::protocol::push::subscribe_push(channel, |r| {
         est.write(r);
         if let Some(data) = &asked.data {
             r.raw("data", data.as_bytes());
         }
     });
+    // publications buffered meanwhile travel in the push's frame, after it (`Hub::activate`)
+    env.hub.activate(&est.key, s.id, est.covered(), &mut push);
     s.enqueue(crate::ws::frame::text(&push));
-    env.hub.activate(&est.key, s.id, est.covered());
     Ok(())
 }
 
