@@ -175,6 +175,10 @@ pub(crate) fn nested_table(ty: &str) -> Option<(&'static [&'static str], &'stati
     match ty {
         "ChannelOptions" => Some((ChannelOptions::DOC, ChannelOptions::FIELDS)),
         "RedisConfig" => Some((super::RedisConfig::DOC, super::RedisConfig::FIELDS)),
+        "Option<RedisSentinelConfig>" => Some((
+            super::RedisSentinelConfig::DOC,
+            super::RedisSentinelConfig::FIELDS,
+        )),
         _ => None,
     }
 }

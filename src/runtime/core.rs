@@ -80,6 +80,8 @@ pub struct Core {
     pub mesh: Rc<Mesh>,
     /// Set when this core stops accepting (drain).
     pub draining: Cell<bool>,
+    /// The Redis engine's node handle (`engine.kind = "redis"`), for `/health` and `/metrics`.
+    pub redis: Option<Arc<RedisNode>>,
 }
 
 impl Deref for Core {
@@ -101,6 +103,10 @@ impl Core {
     ) -> Self {
         let me = mesh.me();
         let metrics = registry.core(me);
+        let redis = match &engine {
+            EngineShared::Redis(node) => Some(node.clone()),
+            EngineShared::Memory(_) => None,
+        };
         let flusher = Rc::new(Flusher::new(
             cfg.websocket.outbound_queue_bytes,
             metrics.clone(),
@@ -138,6 +144,7 @@ impl Core {
             registry,
             mesh,
             draining: Cell::new(false),
+            redis,
         }
     }
 

@@ -48,9 +48,11 @@
 //! reachable at start-up, and a node whose Redis goes away answers temporary
 //! errors until it returns).
 
+mod connect;
 mod io;
 mod payload;
 mod scripts;
+mod stats;
 #[cfg(test)]
 pub(crate) mod testing;
 #[cfg(test)]
@@ -66,16 +68,19 @@ use super::memory::NO_EPOCH;
 use super::recovery::missed_after;
 use super::*;
 use crate::metrics::CoreMetrics;
-pub use io::RedisNode;
+pub use io::{Conn, RedisNode};
 use scripts::Keys;
+pub use stats::RedisStats;
 
 /// Why the Redis engine could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum RedisError {
-    #[error("engine.redis.url {0} is not a valid Redis URL: {1}")]
+    #[error("invalid Redis address {0}: {1}")]
     Url(String, ::redis::RedisError),
-    #[error("cannot connect to Redis at {0} (engine.redis.url): {1}")]
+    #[error("cannot connect to Redis at {0}: {1} (engine.redis.connect_retry = true starts the node anyway and keeps trying)")]
     Connect(String, ::redis::RedisError),
+    #[error("cannot read engine.redis.tls_ca {0}: {1}")]
+    TlsCa(String, String),
     #[error("cannot start the Redis I/O thread: {0}")]
     Thread(String),
 }

@@ -1,0 +1,149 @@
+//! Where the node's Redis connections go, and how they are opened: a fixed
+//! `engine.redis.url` (`redis://` or `rediss://` TLS, optionally trusting the
+//! private CA in `engine.redis.tls_ca`), or the current master of a Sentinel
+//! group (`engine.redis.sentinel`), looked up again through the sentinels on
+//! every (re)connect of each connection and checked with `ROLE` by the `redis`
+//! crate's [`SentinelClient`].
+//!
+//! Used only by the I/O thread (`io`): [`Target::command`] opens the multiplexed
+//! command connection, [`Target::pubsub`] the PUB/SUB connection, both within the
+//! configured deadline. [`is_broken`] says whether a failed command means the
+//! connection must be replaced (connection lost, or the server became a read-only
+//! replica after a failover).
+
+use std::future::Future;
+use std::time::Duration;
+
+use redis::aio::{MultiplexedConnection, PubSub};
+use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
+use redis::{AsyncConnectionConfig, Client, IntoConnectionInfo, RedisConnectionInfo, RedisResult};
+
+use super::RedisError;
+use crate::config::RedisConfig;
+
+/// The Redis the node talks to.
+pub enum Target {
+    /// One server, `engine.redis.url`.
+    Fixed(Client),
+    /// The master of a Sentinel group, resolved on every connect.
+    Sentinel(tokio::sync::Mutex<SentinelClient>),
+}
+
+impl Target {
+    /// Builds the target from the config (reads `tls_ca`); connects nothing yet.
+    pub fn new(cfg: &RedisConfig) -> Result<Target, RedisError> {
+        if let Some(s) = &cfg.sentinel {
+            let shown = shown(cfg);
+            let mut redis = RedisConnectionInfo::default().set_db(s.db);
+            if !s.username.is_empty() {
+                redis = redis.set_username(&s.username);
+            }
+            if !s.password.is_empty() {
+                redis = redis.set_password(&s.password);
+            }
+            let node = SentinelNodeConnectionInfo::default().set_redis_connection_info(redis);
+            let urls: Vec<&str> = s.urls.iter().map(String::as_str).collect();
+            let client = SentinelClient::build(
+                urls,
+                s.master.as_str(),
+                Some(node),
+                SentinelServerType::Master,
+            )
+            .map_err(|e| RedisError::Url(shown, e))?;
+            return Ok(Target::Sentinel(tokio::sync::Mutex::new(client)));
+        }
+        let shown = super::redacted(&cfg.url);
+        let info = cfg
+            .url
+            .as_str()
+            .into_connection_info()
+            .map_err(|e| RedisError::Url(shown.clone(), e))?;
+        let client = if cfg.tls_ca.is_empty() {
+            Client::open(info)
+        } else {
+            let pem = std::fs::read(&cfg.tls_ca)
+                .map_err(|e| RedisError::TlsCa(cfg.tls_ca.clone(), e.to_string()))?;
+            let certs = redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(pem),
+            };
+            Client::build_with_tls(info, certs)
+        }
+        .map_err(|e| RedisError::Url(shown, e))?;
+        Ok(Target::Fixed(client))
+    }
+
+    /// A client for the server to connect to now (for Sentinel: the current master).
+    async fn client(&self) -> RedisResult<Client> {
+        match self {
+            Target::Fixed(client) => Ok(client.clone()),
+            Target::Sentinel(sentinel) => sentinel.lock().await.async_get_client().await,
+        }
+    }
+
+    /// Opens the multiplexed command connection; `timeout` bounds the whole
+    /// connect (Sentinel lookup included) and then each command's answer.
+    pub async fn command(&self, timeout: Duration) -> RedisResult<MultiplexedConnection> {
+        let cfg = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout));
+        within(timeout, async {
+            self.client()
+                .await?
+                .get_multiplexed_async_connection_with_config(&cfg)
+                .await
+        })
+        .await
+    }
+
+    /// Opens the PUB/SUB connection within `timeout`.
+    pub async fn pubsub(&self, timeout: Duration) -> RedisResult<PubSub> {
+        within(timeout, async {
+            self.client().await?.get_async_pubsub().await
+        })
+        .await
+    }
+}
+
+/// How the target is named in messages and logs (passwords hidden).
+pub fn shown(cfg: &RedisConfig) -> String {
+    match &cfg.sentinel {
+        Some(s) => format!(
+            "master {:?} of sentinels {} (engine.redis.sentinel)",
+            s.master,
+            s.urls
+                .iter()
+                .map(|u| super::redacted(u))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        None => super::redacted(&cfg.url),
+    }
+}
+
+/// `fut`, failing with a timed-out I/O error after `timeout`.
+pub async fn within<T>(
+    timeout: Duration,
+    fut: impl Future<Output = RedisResult<T>>,
+) -> RedisResult<T> {
+    match tokio::time::timeout(timeout, fut).await {
+        Ok(r) => r,
+        Err(_) => Err(redis::RedisError::from(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "timed out",
+        ))),
+    }
+}
+
+/// Whether a command's failure means its connection must be replaced: the
+/// connection is gone, or the server answers as a read-only replica (a Sentinel
+/// failover demoted it).
+pub fn is_broken(e: &redis::RedisError) -> bool {
+    if e.is_timeout() {
+        return false; // a slow answer; the health check catches a hung server
+    }
+    e.is_connection_dropped()
+        || e.is_unrecoverable_error()
+        || e.code() == Some("READONLY")
+        || e.to_string().contains("READONLY")
+}
