@@ -136,6 +136,7 @@ fn nodes_follow_a_sentinel_failover_without_losing_acknowledged_publications() {
     }
     group.wait_replicated();
     group.master.kill9();
+    let outage_started = Instant::now();
 
     // publish through both nodes until 20 more are acknowledged after the failover
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -155,6 +156,11 @@ fn nodes_follow_a_sentinel_failover_without_losing_acknowledged_publications() {
         saw_503 |= http(nodes[i % 2].addr, "GET", "/health", &[], "").0 == 503;
         i += 1;
     }
+    eprintln!(
+        "failover: {refused} publishes refused over {:?}, {} acknowledged in all",
+        outage_started.elapsed(),
+        acked.len()
+    );
     assert!(refused > 0, "the outage was seen by publishers");
     assert!(saw_503, "/health reported the outage");
     let new_master = group.current_master_port().expect("a master");
