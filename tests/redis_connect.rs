@@ -3,7 +3,8 @@
 //! 200 again once the node has reconnected (the reconnect and connection-up
 //! metrics follow), and with `engine.redis.connect_retry = true` a node starts
 //! while Redis is down, answers temporary errors, and serves subscribers and
-//! publishes once Redis comes up.
+//! publishes once Redis comes up. The shipped Redis config example passes
+//! `check-config`.
 
 mod common;
 mod redis_support;
@@ -154,4 +155,30 @@ fn connect_retry_starts_without_redis_and_serves_once_it_is_up() {
         node.metric_sum("wiresocket_engine_redis_reconnects_total", &[]),
         0.0
     );
+}
+
+#[test]
+fn the_shipped_redis_example_passes_check_config() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wiresocket"))
+        .args([
+            "check-config",
+            "--config",
+            "systemd/wiresocket-redis.toml.example",
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env(
+            "WIRESOCKET_AUTH__HMAC_SECRET",
+            "a-long-enough-test-secret-0123456789",
+        )
+        .env("WIRESOCKET_API__KEY", "a-long-enough-api-key-0123456789")
+        .env("WIRESOCKET_ENGINE__REDIS__SENTINEL__PASSWORD", "12345")
+        .output()
+        .expect("run check-config");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("config OK"), "{text}");
 }

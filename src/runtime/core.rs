@@ -8,7 +8,7 @@
 //! Nothing here is `Send`, except [`EngineShared`]: what the main thread builds
 //! once per node for the engine `engine.kind` names (the memory engine's node-wide
 //! limits, or the Redis engine's I/O thread, connected before any core starts so
-//! an unreachable Redis is a clear start-up error).
+//! an unreachable Redis is a clear start-up error unless `engine.redis.connect_retry`).
 
 use std::cell::Cell;
 use std::ops::Deref;

@@ -138,11 +138,18 @@ impl SentinelGroup {
     /// other sentinels (so a failover can be agreed on).
     pub fn start() -> SentinelGroup {
         let dir = temp_dir("sentinel");
-        let master = RedisProcess::server(free_port(), &[]);
+        let data = dir.to_string_lossy().into_owned(); // where the replica writes its RDB copy
+        let master = RedisProcess::server(free_port(), &["--dir", &data]);
         let replica_port = free_port();
         let replica = RedisProcess::server(
             replica_port,
-            &["--replicaof", "127.0.0.1", &master.port.to_string()],
+            &[
+                "--dir",
+                &data,
+                "--replicaof",
+                "127.0.0.1",
+                &master.port.to_string(),
+            ],
         );
         let sentinels = (0..3)
             .map(|_| {

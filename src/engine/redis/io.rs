@@ -1,6 +1,13 @@
 //! The node's Redis I/O thread: one OS thread running a tokio current-thread
 //! runtime with the `redis` crate, owning the node's two Redis connections (a
-//! reconnecting multiplexed command connection and the PUB/SUB connection).
+//! multiplexed command connection and the PUB/SUB connection), each kept by its
+//! own loop: `PING` every `health_check_ms`, a broken connection is dropped
+//! (connection-up gauge to 0, `/health` 503) and opened again with backoff
+//! through [`Target`] (for Sentinel: the current master). Jobs sent while the
+//! command connection is down fail at once with a temporary error; a job whose
+//! command failed because the connection broke (or the server turned read-only
+//! replica) drops that connection (a generation number keeps a late failure from
+//! dropping its successor).
 //!
 //! Cores talk to it through [`RedisNode`] (`Send + Sync`, shared by `Arc`):
 //! requests go over one bounded tokio mpsc (a full queue is error 111 for the

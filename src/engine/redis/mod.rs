@@ -39,14 +39,30 @@
 //! its live stream jumps (offset gap, new epoch) or its PUB/SUB connection came
 //! back after a drop.
 //!
-//! # Not yet built (issue 8)
+//! # Connections
+//! [`connect`] says where the connections go: `engine.redis.url` (`redis://`,
+//! or `rediss://` verified against the system roots or `engine.redis.tls_ca`;
+//! ACL user and password in the URL, shown as `***`), or the master of a Sentinel
+//! group (`engine.redis.sentinel`), asked of the sentinels and checked with
+//! `ROLE` on every (re)connect of each connection, so a node follows a failover.
+//! The I/O thread ([`io`]) checks both connections with `PING` every
+//! `health_check_ms`, drops a broken one and reconnects with backoff; engine calls
+//! fail at once with the temporary error 100 while the command connection is
+//! down, and `/health` answers 503 (`reason: redis`) while either is.
+//! `connect_retry` lets a node start while Redis is unreachable. Node-wide
+//! connection metrics are in [`stats`].
+//!
+//! # Presence
 //! Presence entries expire after `engine.redis.presence_ttl_s`; every core
 //! re-adds its clients' entries each third of it (`session::heartbeat`), one
 //! script call per entry in a background task (pipelining them is a later
-//! step), so only the entries of a node that died expire. Not yet: `rediss://`, Sentinel and
-//! Cluster; `connect_retry` and `/health` following Redis (today Redis must be
-//! reachable at start-up, and a node whose Redis goes away answers temporary
-//! errors until it returns).
+//! step), so only the entries of a node that died expire.
+//!
+//! # Not yet built (issue 8)
+//! Redis Cluster (sharded PUB/SUB); TLS to a Sentinel-resolved master; `WAIT`
+//! for replicas before acknowledging a publish (Redis replication is
+//! asynchronous: a publication acknowledged just before the master dies may be
+//! missing on the promoted replica).
 
 mod connect;
 mod io;
