@@ -3,14 +3,15 @@
 //! 200 again once the node has reconnected (the reconnect and connection-up
 //! metrics follow), and with `engine.redis.connect_retry = true` a node starts
 //! while Redis is down, answers temporary errors, and serves subscribers and
-//! publishes once Redis comes up. The shipped Redis config example passes
+//! publishes once Redis comes up. A Redis that hangs (SIGSTOP) without closing
+//! its connections is found by the `PING` health check. The shipped Redis config example passes
 //! `check-config`.
 
 mod common;
 mod redis_support;
 
 use common::{http, Client, Overrides, Server};
-use redis_support::sentinel::{free_port, wait_until};
+use redis_support::sentinel::{free_port, wait_until, RedisProcess};
 use redis_support::RedisServer;
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -53,6 +54,15 @@ fn health_follows_redis_and_reconnects_are_counted() {
         node.metric_sum("wiresocket_engine_redis_command_seconds_count", &[]) >= 1.0,
         "command round trips are measured"
     );
+
+    // steady state: the health checks pass, nothing reconnects
+    std::thread::sleep(Duration::from_millis(1000));
+    assert_eq!(
+        node.metric_sum("wiresocket_engine_redis_reconnects_total", &[])
+            + node.metric_sum("wiresocket_engine_redis_connect_failures_total", &[]),
+        0.0
+    );
+    assert_eq!(health(&node).0, 200);
 
     drop(redis); // killed
     wait_until(Duration::from_secs(10), "/health to answer 503", || {
@@ -181,4 +191,36 @@ fn the_shipped_redis_example_passes_check_config() {
     );
     assert!(out.status.success(), "{text}");
     assert!(text.contains("config OK"), "{text}");
+}
+
+#[test]
+fn a_hung_redis_is_found_by_the_health_check() {
+    let redis = RedisProcess::server(free_port(), &[]);
+    let mut o = fast_checks(Overrides {
+        env: vec![
+            ("WIRESOCKET_ENGINE__KIND".into(), "redis".into()),
+            (
+                "WIRESOCKET_ENGINE__REDIS__URL".into(),
+                format!("redis://127.0.0.1:{}/0", redis.port),
+            ),
+            common::history_env(10),
+        ],
+        ..Default::default()
+    });
+    o.env
+        .push(("WIRESOCKET_ENGINE__REDIS__TIMEOUT_MS".into(), "500".into()));
+    let node = Server::start_with(&o);
+    assert_eq!(health(&node).0, 200);
+    redis.signal("STOP"); // connections stay open, nothing answers
+    wait_until(Duration::from_secs(10), "/health to answer 503", || {
+        health(&node).0 == 503
+    });
+    let (status, res) = publish(&node, "doc", json!({"n": 1}));
+    assert_eq!((status, &res["error"]["code"]), (503, &json!(100)), "{res}");
+    redis.signal("CONT");
+    wait_until(Duration::from_secs(10), "/health to answer 200", || {
+        health(&node).0 == 200
+    });
+    let (status, res) = publish(&node, "doc", json!({"n": 2}));
+    assert_eq!(status, 200, "{res}");
 }

@@ -11,13 +11,15 @@
 //! asynchronous, so the test waits (`WAIT`) for the replica to hold what was
 //! acknowledged before the kill, as a deployment would need `WAIT` for that
 //! guarantee too; everything acknowledged after the kill comes from the new master.
+//! Without reachable sentinels a node refuses to start, naming them (passwords
+//! hidden).
 
 mod common;
 #[allow(dead_code)] // its RedisServer is not used here
 mod redis_support;
 
 use common::{http, Client, Server};
-use redis_support::sentinel::{wait_until, SentinelGroup};
+use redis_support::sentinel::{free_port, wait_until, SentinelGroup};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -197,4 +199,34 @@ fn nodes_follow_a_sentinel_failover_without_losing_acknowledged_publications() {
             "the node is still running"
         );
     }
+}
+
+#[test]
+fn a_node_without_reachable_sentinels_refuses_to_start_naming_them() {
+    let port = free_port();
+    let overrides = common::Overrides {
+        env: vec![
+            ("WIRESOCKET_ENGINE__KIND".into(), "redis".into()),
+            (
+                "WIRESOCKET_ENGINE__REDIS__SENTINEL__MASTER".into(),
+                "mymaster".into(),
+            ),
+            (
+                "WIRESOCKET_ENGINE__REDIS__SENTINEL__URLS".into(),
+                format!("redis://:hidden-pw@127.0.0.1:{port}"),
+            ),
+        ],
+        ..Default::default()
+    };
+    let err = match Server::try_start(&overrides) {
+        Ok(_) => panic!("a node started without its sentinels"),
+        Err(report) => report,
+    };
+    assert!(
+        err.contains(&format!(
+            "cannot connect to Redis at master \"mymaster\" of sentinels redis://:***@127.0.0.1:{port}"
+        )),
+        "{err}"
+    );
+    assert!(!err.contains("hidden-pw"), "{err}");
 }

@@ -80,6 +80,15 @@ impl RedisProcess {
         Self::spawn("redis-server", &args, port)
     }
 
+    /// Sends `signal` (`STOP`, `CONT`, …) with `kill(1)`.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .expect("kill(1)");
+        assert!(status.success(), "kill -{signal} failed");
+    }
+
     /// SIGKILL, and waits until the process is gone.
     pub fn kill9(&mut self) {
         let _ = self.child.kill();
