@@ -147,3 +147,52 @@ pub fn is_broken(e: &redis::RedisError) -> bool {
         || e.code() == Some("READONLY")
         || e.to_string().contains("READONLY")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::RedisSentinelConfig;
+
+    #[test]
+    fn broken_means_the_connection_must_go() {
+        let io = |kind| redis::RedisError::from(std::io::Error::new(kind, "x"));
+        assert!(is_broken(&io(std::io::ErrorKind::ConnectionReset)));
+        assert!(is_broken(&io(std::io::ErrorKind::BrokenPipe)));
+        assert!(
+            !is_broken(&io(std::io::ErrorKind::TimedOut)),
+            "slow, not gone"
+        );
+        let readonly = redis::RedisError::from((
+            redis::ErrorKind::Extension,
+            "script",
+            "READONLY You can't write against a read only replica.".to_owned(),
+        ));
+        assert!(is_broken(&readonly), "a demoted master");
+        let script = redis::RedisError::from((
+            redis::ErrorKind::Extension,
+            "script",
+            "ERR bad argument".to_owned(),
+        ));
+        assert!(!is_broken(&script));
+    }
+
+    #[test]
+    fn targets_are_shown_without_passwords() {
+        let mut cfg = RedisConfig {
+            url: "rediss://app:pw-1@h:6380/0".into(),
+            ..Default::default()
+        };
+        assert_eq!(shown(&cfg), "rediss://app:***@h:6380/0");
+        cfg.sentinel = Some(RedisSentinelConfig {
+            master: "m".into(),
+            urls: vec!["redis://:pw-2@s1:26379".into(), "redis://s2:26379".into()],
+            password: "pw-3".into(),
+            ..Default::default()
+        });
+        let s = shown(&cfg);
+        assert_eq!(
+            s,
+            "master \"m\" of sentinels redis://:***@s1:26379, redis://s2:26379 (engine.redis.sentinel)"
+        );
+    }
+}
