@@ -283,14 +283,14 @@ config_section! {
         /// user and password go in the URL. Leave it at its default when `sentinel` is set.
         /// Env `WIRESOCKET_ENGINE__REDIS__URL`. Default: `"redis://127.0.0.1:6379/0"`.
         pub url: String = "redis://127.0.0.1:6379/0".to_owned(),
-        /// PEM file of the CA that signed the Redis server's certificate (`rediss://` only),
-        /// for a private CA; read at start-up. Default: `""` (the system's trusted roots).
+        /// PEM file of the CA that signed the Redis server's certificate (`rediss://`, or
+        /// `sentinel.tls`), for a private CA; read at start-up. Default: `""` (the system's
+        /// trusted roots).
         pub tls_ca: String = String::new(),
         /// Redis Sentinel: `{ master = "mymaster", urls = ["redis://10.0.0.1:26379", ...] }`
-        /// (optional keys: `username`, `password`, `db` for the master). The node asks the
-        /// sentinels for the master on every (re)connect of each connection and checks its
-        /// `ROLE`, so it follows a failover. Exclusive with a non-default `url`; the master is
-        /// reached over plain TCP. Default: unset.
+        /// (optional keys: `username`, `password`, `db`, `tls` for the master). The node asks
+        /// the sentinels for the master on every (re)connect of each connection and checks its
+        /// `ROLE`, so it follows a failover. Exclusive with a non-default `url`. Default: unset.
         pub sentinel: Option<RedisSentinelConfig> = None,
         /// Start even when Redis is unreachable and keep trying in the background (engine
         /// calls fail with the temporary error 100 and `/health` answers 503 meanwhile).
@@ -334,7 +334,8 @@ config_section! {
         /// Default: `""` (required).
         pub master: String = String::new(),
         /// Sentinel URLs, `redis://[user][:password@]host:port` (a list, or one string of
-        /// comma-separated URLs). Default: `[]` (at least one required).
+        /// comma-separated URLs; the sentinels share one user and password). Default: `[]`
+        /// (at least one required).
         #[serde(deserialize_with = "string_or_list")]
         pub urls: Vec<String> = Vec::new(),
         /// ACL user on the master (and replicas). Default: `""` (none).
@@ -343,6 +344,10 @@ config_section! {
         pub password: String = String::new(),
         /// Database number on the master. Default: `0`.
         pub db: i64 = 0,
+        /// TLS to the master and replicas the sentinels name (verified against the system
+        /// roots, or `engine.redis.tls_ca`); the sentinels themselves are reached over plain
+        /// TCP. Default: `false`.
+        pub tls: bool = false,
     }
 }
 

@@ -11,8 +11,8 @@
 //! asynchronous, so the test waits (`WAIT`) for the replica to hold what was
 //! acknowledged before the kill, as a deployment would need `WAIT` for that
 //! guarantee too; everything acknowledged after the kill comes from the new master.
-//! Without reachable sentinels a node refuses to start, naming them (passwords
-//! hidden).
+//! The same over TLS to master and replica (`sentinel.tls`, test CA). Without
+//! reachable sentinels a node refuses to start, naming them (passwords hidden).
 
 mod common;
 #[allow(dead_code)] // its RedisServer is not used here
@@ -101,7 +101,15 @@ impl Subscriber {
 
 #[test]
 fn nodes_follow_a_sentinel_failover_without_losing_acknowledged_publications() {
-    let mut group = SentinelGroup::start();
+    failover_scenario(SentinelGroup::start());
+}
+
+#[test]
+fn nodes_follow_a_failover_over_tls_to_the_masters() {
+    failover_scenario(SentinelGroup::start_tls());
+}
+
+fn failover_scenario(mut group: SentinelGroup) {
     let old_master = group.master.port;
     let mut a = Server::start_with(&group.node_overrides(1000));
     let mut b = Server::start_with(&group.node_overrides(1000));

@@ -424,10 +424,11 @@ impl RedisConfig {
         }
         redis::parse_redis_url(&self.url)
             .ok_or_else(|| ConfigError::invalid("engine.redis.url", "not a valid Redis URL"))?;
-        if !self.tls_ca.is_empty() && !tls {
+        let sentinel_tls = self.sentinel.as_ref().is_some_and(|s| s.tls);
+        if !self.tls_ca.is_empty() && !tls && !sentinel_tls {
             return Err(ConfigError::invalid(
                 "engine.redis.tls_ca",
-                "applies to a rediss:// url only",
+                "applies to a rediss:// url or engine.redis.sentinel.tls only",
             ));
         }
         if let Some(s) = &self.sentinel {
@@ -455,11 +456,11 @@ impl RedisConfig {
 impl RedisSentinelConfig {
     fn validate(&self, redis: &RedisConfig) -> Result<(), ConfigError> {
         let defaults = RedisConfig::default();
-        if redis.url != defaults.url || !redis.tls_ca.is_empty() {
+        if redis.url != defaults.url {
             return Err(ConfigError::invalid(
                 "engine.redis.sentinel",
-                "exclusive with engine.redis.url and tls_ca: the sentinels name the master \
-                 (set its username/password/db in the sentinel table)",
+                "exclusive with engine.redis.url: the sentinels name the master \
+                 (set its username/password/db/tls in the sentinel table)",
             ));
         }
         if self.master.is_empty() {
@@ -474,14 +475,26 @@ impl RedisSentinelConfig {
                 "at least one sentinel URL is required",
             ));
         }
+        let mut auth = None;
         for url in &self.urls {
-            if !url.starts_with("redis://") || redis::parse_redis_url(url).is_none() {
+            let parsed = redis::parse_redis_url(url).filter(|_| url.starts_with("redis://"));
+            let Some(parsed) = parsed else {
                 return Err(ConfigError::invalid(
                     "engine.redis.sentinel.urls",
                     format!(
                         "{} is not a redis://host:port sentinel URL",
                         crate::engine::redis::redacted(url)
                     ),
+                ));
+            };
+            let this = (
+                parsed.username().to_owned(),
+                parsed.password().map(str::to_owned),
+            );
+            if *auth.get_or_insert_with(|| this.clone()) != this {
+                return Err(ConfigError::invalid(
+                    "engine.redis.sentinel.urls",
+                    "the sentinels must share one user and password",
                 ));
             }
         }
@@ -570,6 +583,14 @@ mod redis_tests {
         );
         cfg.engine.redis.url = RedisConfig::default().url;
         assert_eq!(redis_err(&cfg), "");
+        cfg.engine.redis.tls_ca = "/etc/ca.pem".into();
+        assert!(redis_err(&cfg).contains("engine.redis.tls_ca"));
+        cfg.engine.redis.sentinel = Some(RedisSentinelConfig {
+            tls: true,
+            ..sentinel.clone()
+        });
+        assert_eq!(redis_err(&cfg), "", "TLS to the master with a private CA");
+        cfg.engine.redis.tls_ca.clear();
         for (bad, field) in [
             (
                 RedisSentinelConfig {
@@ -591,6 +612,13 @@ mod redis_tests {
                     ..sentinel.clone()
                 },
                 "sentinel.urls",
+            ),
+            (
+                RedisSentinelConfig {
+                    urls: vec!["redis://:secret@h:1".into(), "redis://h:2".into()],
+                    ..sentinel.clone()
+                },
+                "share one user and password",
             ),
         ] {
             cfg.engine.redis.sentinel = Some(bad);

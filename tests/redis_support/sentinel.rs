@@ -105,9 +105,15 @@ impl Drop for RedisProcess {
 /// Runs `redis-cli -p port` with `commands` (one per line, on one connection);
 /// returns stdout.
 pub fn redis_cli(port: u16, commands: &str) -> String {
+    redis_cli_with(port, &[], commands)
+}
+
+/// [`redis_cli`] with more `redis-cli` arguments (`--tls`, `--cacert …`).
+pub fn redis_cli_with(port: u16, args: &[String], commands: &str) -> String {
     use std::io::Write;
     let mut child = Command::new("redis-cli")
         .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -134,11 +140,42 @@ pub fn wait_until(limit: Duration, what: &str, mut check: impl FnMut() -> bool) 
 
 pub const MASTER_NAME: &str = "mymaster";
 
-/// One master, one replica and three sentinels (quorum 2) on loopback.
+/// The test keys of the Redis TLS tests (tests/keys/).
+pub fn key(name: &str) -> String {
+    format!("{}/tests/keys/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `redis-server` arguments serving TLS only on `port` with the test server
+/// certificate (clients need no certificate; replication uses TLS too).
+pub fn tls_server_args(port: u16) -> Vec<String> {
+    [
+        "--port",
+        "0",
+        "--tls-port",
+        &port.to_string(),
+        "--tls-cert-file",
+        &key("redis-server.crt.pem"),
+        "--tls-key-file",
+        &key("redis-server.key.pem"),
+        "--tls-ca-cert-file",
+        &key("redis-ca.crt.pem"),
+        "--tls-auth-clients",
+        "no",
+        "--tls-replication",
+        "yes",
+    ]
+    .map(|s| s.to_string())
+    .to_vec()
+}
+
+/// One master, one replica and three sentinels (quorum 2) on loopback; with
+/// `tls`, master and replica serve TLS only (test CA) and the sentinels reach
+/// them over TLS, while the sentinels themselves answer plain TCP.
 pub struct SentinelGroup {
     pub master: RedisProcess,
     pub replica: RedisProcess,
     pub sentinels: Vec<RedisProcess>,
+    pub tls: bool,
     dir: PathBuf,
 }
 
@@ -146,20 +183,45 @@ impl SentinelGroup {
     /// Starts the group and waits until every sentinel knows the replica and the two
     /// other sentinels (so a failover can be agreed on).
     pub fn start() -> SentinelGroup {
+        Self::start_with(false)
+    }
+
+    /// [`SentinelGroup::start`] with TLS to master and replica.
+    pub fn start_tls() -> SentinelGroup {
+        Self::start_with(true)
+    }
+
+    fn start_with(tls: bool) -> SentinelGroup {
         let dir = temp_dir("sentinel");
         let data = dir.to_string_lossy().into_owned(); // where the replica writes its RDB copy
-        let master = RedisProcess::server(free_port(), &["--dir", &data]);
-        let replica_port = free_port();
-        let replica = RedisProcess::server(
-            replica_port,
-            &[
-                "--dir",
-                &data,
-                "--replicaof",
-                "127.0.0.1",
-                &master.port.to_string(),
-            ],
+        let server = |port: u16, extra: &[&str]| {
+            let mut args = vec!["--dir", &data];
+            args.extend(extra);
+            let tls_args = if tls { tls_server_args(port) } else { vec![] };
+            args.extend(tls_args.iter().map(String::as_str));
+            RedisProcess::server(port, &args)
+        };
+        let master = server(free_port(), &[]);
+        let replica = server(
+            free_port(),
+            &["--replicaof", "127.0.0.1", &master.port.to_string()],
         );
+        // with tls-replication the sentinels also reach each other over TLS (on the
+        // tls-port they announce), while nodes use their plain port
+        let tls_conf = || {
+            if tls {
+                format!(
+                    "tls-replication yes\ntls-port {}\ntls-auth-clients no\n\
+                     tls-cert-file {}\ntls-key-file {}\ntls-ca-cert-file {}\n",
+                    free_port(),
+                    key("redis-server.crt.pem"),
+                    key("redis-server.key.pem"),
+                    key("redis-ca.crt.pem")
+                )
+            } else {
+                String::new()
+            }
+        };
         let sentinels = (0..3)
             .map(|_| {
                 let port = free_port();
@@ -167,12 +229,13 @@ impl SentinelGroup {
                 std::fs::write(
                     &conf,
                     format!(
-                        "port {port}\nbind 127.0.0.1\ndir {dir}\n\
+                        "port {port}\nbind 127.0.0.1\ndir {dir}\n{tls}\
                          sentinel monitor {MASTER_NAME} 127.0.0.1 {master} 2\n\
                          sentinel down-after-milliseconds {MASTER_NAME} 1000\n\
                          sentinel failover-timeout {MASTER_NAME} 4000\n\
                          sentinel parallel-syncs {MASTER_NAME} 1\n",
                         dir = dir.display(),
+                        tls = tls_conf(),
                         master = master.port
                     ),
                 )
@@ -188,10 +251,13 @@ impl SentinelGroup {
             master,
             replica,
             sentinels,
+            tls,
             dir,
         };
         wait_until(Duration::from_secs(30), "the replica to sync", || {
-            redis_cli(group.replica.port, "INFO replication\n").contains("master_link_status:up")
+            group
+                .cli(group.replica.port, "INFO replication\n")
+                .contains("master_link_status:up")
         });
         for s in &group.sentinels {
             wait_until(
@@ -214,6 +280,16 @@ impl SentinelGroup {
         group
     }
 
+    /// `redis-cli` on master or replica (over TLS in a TLS group).
+    pub fn cli(&self, port: u16, commands: &str) -> String {
+        let args = if self.tls {
+            vec!["--tls".into(), "--cacert".into(), key("redis-ca.crt.pem")]
+        } else {
+            vec![]
+        };
+        redis_cli_with(port, &args, commands)
+    }
+
     pub fn sentinel_urls(&self) -> Vec<String> {
         self.sentinels
             .iter()
@@ -233,7 +309,7 @@ impl SentinelGroup {
     /// Waits until the replica has every write the master acknowledged so far
     /// (Redis replication is asynchronous: only then can a failover keep them).
     pub fn wait_replicated(&self) {
-        let out = redis_cli(
+        let out = self.cli(
             self.master.port,
             "SET wiresocket-test-sync 1\nWAIT 1 5000\n",
         );
@@ -245,27 +321,44 @@ impl SentinelGroup {
 
     /// A node on this group (via the sentinels) keeping `history` publications per channel.
     pub fn node_overrides(&self, history: usize) -> Overrides {
+        let tls = if self.tls {
+            vec![
+                (
+                    "WIRESOCKET_ENGINE__REDIS__SENTINEL__TLS".to_string(),
+                    "true".to_string(),
+                ),
+                (
+                    "WIRESOCKET_ENGINE__REDIS__TLS_CA".to_string(),
+                    key("redis-ca.crt.pem"),
+                ),
+            ]
+        } else {
+            vec![]
+        };
         Overrides {
-            env: vec![
-                ("WIRESOCKET_ENGINE__KIND".into(), "redis".into()),
-                (
-                    "WIRESOCKET_ENGINE__REDIS__SENTINEL__MASTER".into(),
-                    MASTER_NAME.into(),
-                ),
-                (
-                    "WIRESOCKET_ENGINE__REDIS__SENTINEL__URLS".into(),
-                    self.sentinel_urls().join(","),
-                ),
-                (
-                    "WIRESOCKET_ENGINE__REDIS__HEALTH_CHECK_MS".into(),
-                    "300".into(),
-                ),
-                (
-                    "WIRESOCKET_ENGINE__REDIS__RECONNECT_MAX_DELAY_MS".into(),
-                    "300".into(),
-                ),
-                history_env(history),
-            ],
+            env: tls
+                .into_iter()
+                .chain([
+                    ("WIRESOCKET_ENGINE__KIND".into(), "redis".into()),
+                    (
+                        "WIRESOCKET_ENGINE__REDIS__SENTINEL__MASTER".into(),
+                        MASTER_NAME.into(),
+                    ),
+                    (
+                        "WIRESOCKET_ENGINE__REDIS__SENTINEL__URLS".into(),
+                        self.sentinel_urls().join(","),
+                    ),
+                    (
+                        "WIRESOCKET_ENGINE__REDIS__HEALTH_CHECK_MS".into(),
+                        "300".into(),
+                    ),
+                    (
+                        "WIRESOCKET_ENGINE__REDIS__RECONNECT_MAX_DELAY_MS".into(),
+                        "300".into(),
+                    ),
+                    history_env(history),
+                ])
+                .collect(),
             ..Default::default()
         }
     }

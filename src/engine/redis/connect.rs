@@ -3,7 +3,8 @@
 //! private CA in `engine.redis.tls_ca`), or the current master of a Sentinel
 //! group (`engine.redis.sentinel`), looked up again through the sentinels on
 //! every (re)connect of each connection and checked with `ROLE` by the `redis`
-//! crate's [`SentinelClient`].
+//! crate's [`SentinelClient`] (TLS to the master with `sentinel.tls`, trusting
+//! `tls_ca`; the sentinels share one user/password, taken from their URLs).
 //!
 //! Used only by the I/O thread (`io`): [`Target::command`] opens the multiplexed
 //! command connection, [`Target::pubsub`] the PUB/SUB connection, both within the
@@ -15,8 +16,10 @@ use std::future::Future;
 use std::time::Duration;
 
 use redis::aio::{MultiplexedConnection, PubSub};
-use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
-use redis::{AsyncConnectionConfig, Client, IntoConnectionInfo, RedisConnectionInfo, RedisResult};
+use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
+use redis::{
+    AsyncConnectionConfig, Client, IntoConnectionInfo, RedisResult, TlsCertificates, TlsMode,
+};
 
 use super::RedisError;
 use crate::config::RedisConfig;
@@ -34,22 +37,43 @@ impl Target {
     pub fn new(cfg: &RedisConfig) -> Result<Target, RedisError> {
         if let Some(s) = &cfg.sentinel {
             let shown = shown(cfg);
-            let mut redis = RedisConnectionInfo::default().set_db(s.db);
+            let bad = |e| RedisError::Url(shown.clone(), e);
+            let mut sentinels = Vec::with_capacity(s.urls.len());
+            let mut auth = (None, None);
+            for url in &s.urls {
+                let info = url.as_str().into_connection_info().map_err(bad)?;
+                let r = info.redis_settings();
+                if auth.1.is_none() && r.password().is_some() {
+                    auth = (
+                        r.username().map(str::to_owned),
+                        r.password().map(str::to_owned),
+                    );
+                }
+                sentinels.push(info.addr().clone());
+            }
+            let mut b =
+                SentinelClientBuilder::new(sentinels, &s.master, SentinelServerType::Master)
+                    .map_err(bad)?
+                    .set_client_to_redis_db(s.db);
+            if let (user, Some(password)) = auth {
+                if let Some(user) = user {
+                    b = b.set_client_to_sentinel_username(user);
+                }
+                b = b.set_client_to_sentinel_password(password);
+            }
             if !s.username.is_empty() {
-                redis = redis.set_username(&s.username);
+                b = b.set_client_to_redis_username(&s.username);
             }
             if !s.password.is_empty() {
-                redis = redis.set_password(&s.password);
+                b = b.set_client_to_redis_password(&s.password);
             }
-            let node = SentinelNodeConnectionInfo::default().set_redis_connection_info(redis);
-            let urls: Vec<&str> = s.urls.iter().map(String::as_str).collect();
-            let client = SentinelClient::build(
-                urls,
-                s.master.as_str(),
-                Some(node),
-                SentinelServerType::Master,
-            )
-            .map_err(|e| RedisError::Url(shown, e))?;
+            if s.tls {
+                b = b.set_client_to_redis_tls_mode(TlsMode::Secure);
+                if let Some(certs) = tls_ca(cfg)? {
+                    b = b.set_client_to_redis_certificates(certs);
+                }
+            }
+            let client = b.build().map_err(bad)?;
             return Ok(Target::Sentinel(tokio::sync::Mutex::new(client)));
         }
         let shown = super::redacted(&cfg.url);
@@ -58,16 +82,9 @@ impl Target {
             .as_str()
             .into_connection_info()
             .map_err(|e| RedisError::Url(shown.clone(), e))?;
-        let client = if cfg.tls_ca.is_empty() {
-            Client::open(info)
-        } else {
-            let pem = std::fs::read(&cfg.tls_ca)
-                .map_err(|e| RedisError::TlsCa(cfg.tls_ca.clone(), e.to_string()))?;
-            let certs = redis::TlsCertificates {
-                client_tls: None,
-                root_cert: Some(pem),
-            };
-            Client::build_with_tls(info, certs)
+        let client = match tls_ca(cfg)? {
+            None => Client::open(info),
+            Some(certs) => Client::build_with_tls(info, certs),
         }
         .map_err(|e| RedisError::Url(shown, e))?;
         Ok(Target::Fixed(client))
@@ -103,6 +120,19 @@ impl Target {
         })
         .await
     }
+}
+
+/// The private CA of `engine.redis.tls_ca`, read now; `None` when unset (system roots).
+fn tls_ca(cfg: &RedisConfig) -> Result<Option<TlsCertificates>, RedisError> {
+    if cfg.tls_ca.is_empty() {
+        return Ok(None);
+    }
+    let pem = std::fs::read(&cfg.tls_ca)
+        .map_err(|e| RedisError::TlsCa(cfg.tls_ca.clone(), e.to_string()))?;
+    Ok(Some(TlsCertificates {
+        client_tls: None,
+        root_cert: Some(pem),
+    }))
 }
 
 /// How the target is named in messages and logs (passwords hidden).

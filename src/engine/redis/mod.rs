@@ -43,8 +43,9 @@
 //! [`connect`] says where the connections go: `engine.redis.url` (`redis://`,
 //! or `rediss://` verified against the system roots or `engine.redis.tls_ca`;
 //! ACL user and password in the URL, shown as `***`), or the master of a Sentinel
-//! group (`engine.redis.sentinel`), asked of the sentinels and checked with
-//! `ROLE` on every (re)connect of each connection, so a node follows a failover.
+//! group (`engine.redis.sentinel`; `sentinel.tls`: TLS to master), asked of the
+//! sentinels and checked with `ROLE` on every (re)connect of each connection, so
+//! a node follows a failover.
 //! The I/O thread ([`io`]) checks both connections with `PING` every
 //! `health_check_ms`, drops a broken one and reconnects with backoff; engine calls
 //! fail at once with the temporary error 100 while the command connection is
@@ -59,7 +60,7 @@
 //! step), so only the entries of a node that died expire.
 //!
 //! # Not yet built (issue 8)
-//! Redis Cluster (sharded PUB/SUB); TLS to a Sentinel-resolved master; `WAIT`
+//! Redis Cluster (sharded PUB/SUB); TLS to the sentinels themselves; `WAIT`
 //! for replicas before acknowledging a publish (Redis replication is
 //! asynchronous: a publication acknowledged just before the master dies may be
 //! missing on the promoted replica).
