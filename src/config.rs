@@ -280,10 +280,31 @@ config_section! {
 config_section! {
     /// Redis engine: connection, key prefix, timeouts, presence expiry.
     pub struct RedisConfig {
-        /// Standalone Redis URL, `redis://[user][:password@]host:port/db` (ACL user and
-        /// password go in the URL; `rediss://` TLS is not built yet). Env
-        /// `WIRESOCKET_ENGINE__REDIS__URL`. Default: `"redis://127.0.0.1:6379/0"`.
+        /// Standalone Redis URL, `redis://[user][:password@]host:port/db`, or `rediss://...`
+        /// for TLS (server certificate checked against the system roots, or `tls_ca`). An ACL
+        /// user and password go in the URL. Leave it at its default when `sentinel` is set.
+        /// Env `WIRESOCKET_ENGINE__REDIS__URL`. Default: `"redis://127.0.0.1:6379/0"`.
         pub url: String = "redis://127.0.0.1:6379/0".to_owned(),
+        /// PEM file of the CA that signed the Redis server's certificate (`rediss://`, or
+        /// `sentinel.tls`), for a private CA; read at start-up. Default: `""` (the system's
+        /// trusted roots).
+        pub tls_ca: String = String::new(),
+        /// Redis Sentinel: `{ master = "mymaster", urls = ["redis://10.0.0.1:26379", ...] }`
+        /// (optional keys: `username`, `password`, `db`, `tls` for the master). The node asks
+        /// the sentinels for the master on every (re)connect of each connection and checks its
+        /// `ROLE`, so it follows a failover. Exclusive with a non-default `url`. Default: unset.
+        pub sentinel: Option<RedisSentinelConfig> = None,
+        /// Start even when Redis is unreachable and keep trying in the background (engine
+        /// calls fail with the temporary error 100 and `/health` answers 503 meanwhile).
+        /// Default: `false` (the node refuses to start, naming the reason).
+        pub connect_retry: bool = false,
+        /// Period of the `PING` that checks each Redis connection; a failed one drops the
+        /// connection and reconnects (`/health` answers 503 while it is down). Default:
+        /// `1_000` ms.
+        pub health_check_ms: u64 = 1_000,
+        /// Longest wait between reconnect attempts (the wait doubles from 50 ms up to it).
+        /// Default: `1_000` ms.
+        pub reconnect_max_delay_ms: u64 = 1_000,
         /// Prefix of every key and PUB/SUB channel, so several deployments can share one
         /// Redis. Default: `"wiresocket"`.
         pub prefix: String = "wiresocket".to_owned(),
@@ -310,6 +331,30 @@ config_section! {
         /// leaves `info` within it. Also bounds how long a dead node's connections count
         /// toward `server.max_connections_per_user`. Default: `15` s.
         pub node_ttl_s: u64 = 15,
+    }
+}
+
+config_section! {
+    /// Redis Sentinel group of the Redis engine (`engine.redis.sentinel`).
+    pub struct RedisSentinelConfig {
+        /// The master's name in the sentinels' configuration (`sentinel monitor <name>`).
+        /// Default: `""` (required).
+        pub master: String = String::new(),
+        /// Sentinel URLs, `redis://[user][:password@]host:port` (a list, or one string of
+        /// comma-separated URLs; the sentinels share one user and password). Default: `[]`
+        /// (at least one required).
+        #[serde(deserialize_with = "string_or_list")]
+        pub urls: Vec<String> = Vec::new(),
+        /// ACL user on the master (and replicas). Default: `""` (none).
+        pub username: String = String::new(),
+        /// Password on the master. Default: `""` (none).
+        pub password: String = String::new(),
+        /// Database number on the master. Default: `0`.
+        pub db: i64 = 0,
+        /// TLS to the master and replicas the sentinels name (verified against the system
+        /// roots, or `engine.redis.tls_ca`); the sentinels themselves are reached over plain
+        /// TCP. Default: `false`.
+        pub tls: bool = false,
     }
 }
 

@@ -8,6 +8,9 @@
 //! [`Routed::Body`] (an authorised call of a known API method), then runs it
 //! with [`call`]. Every other answer is given without reading a body.
 //!
+//! `/health` is 200 `{"status":"ok"}`, or 503 with `draining`, `shedding`, or
+//! `{"status":"unavailable","reason":"redis"}` while a Redis engine's connection
+//! (command or PUB/SUB) is down.
 //! `HEAD /health` answers like `GET` without the body. While the node drains,
 //! API calls get 503 `{"error":{"code":100,"message":"internal server error",
 //! "temporary":true}}` and Retry-After: the publication would die with the
@@ -77,6 +80,9 @@ pub fn route(core: &Rc<Core>, method: &str, path: &str, api_key: Option<&str>) -
             core.verifier.stats().render(&mut text);
             if let Some(tls) = &core.tls {
                 tls.render(&mut text);
+            }
+            if let Some(redis) = &core.redis {
+                redis.stats().render(&mut text);
             }
             done(Response::text(200, text).with_header("Cache-Control", "no-store".into()))
         }
@@ -153,6 +159,8 @@ fn health(core: &Core) -> Response {
         Response::json(503, r#"{"status":"draining"}"#)
     } else if core.node.shedding() {
         Response::json(503, r#"{"status":"shedding"}"#)
+    } else if core.redis.as_ref().is_some_and(|r| !r.is_up()) {
+        Response::json(503, r#"{"status":"unavailable","reason":"redis"}"#)
     } else {
         Response::json(200, r#"{"status":"ok"}"#)
     }

@@ -176,6 +176,10 @@ pub(crate) fn nested_table(ty: &str) -> Option<(&'static [&'static str], &'stati
         "ChannelOptions" => Some((ChannelOptions::DOC, ChannelOptions::FIELDS)),
         "RedisConfig" => Some((super::RedisConfig::DOC, super::RedisConfig::FIELDS)),
         "TlsConfig" => Some((super::TlsConfig::DOC, super::TlsConfig::FIELDS)),
+        "Option<RedisSentinelConfig>" => Some((
+            super::RedisSentinelConfig::DOC,
+            super::RedisSentinelConfig::FIELDS,
+        )),
         _ => None,
     }
 }

@@ -7,7 +7,8 @@
 
 use super::{
     ApiConfig, AuthConfig, ChannelOptions, ChannelsConfig, Config, ConfigError, EngineConfig,
-    EngineKind, LogConfig, MeshConfig, RedisConfig, ServerConfig, WebsocketConfig,
+    EngineKind, LogConfig, MeshConfig, RedisConfig, RedisSentinelConfig, ServerConfig,
+    WebsocketConfig,
 };
 
 /// Token algorithms the verifier accepts in `auth.algorithms` (issue 9's allow-list).
@@ -427,23 +428,35 @@ impl EngineConfig {
 
 impl RedisConfig {
     fn validate(&self) -> Result<(), ConfigError> {
-        match self.url.split_once("://").map(|(scheme, _)| scheme) {
-            Some("redis") => {}
-            Some("rediss") => {
-                return Err(ConfigError::invalid(
-                    "engine.redis.url",
-                    "rediss:// (TLS to Redis) is not supported yet; use redis://",
-                ))
-            }
+        let tls = match self.url.split_once("://").map(|(scheme, _)| scheme) {
+            Some("redis") => false,
+            Some("rediss") => true,
             _ => {
                 return Err(ConfigError::invalid(
                     "engine.redis.url",
-                    "expected redis://[user][:password@]host:port/db",
+                    "expected redis://[user][:password@]host:port/db or rediss://...",
                 ))
             }
+        };
+        if self.url.contains('#') {
+            return Err(ConfigError::invalid(
+                "engine.redis.url",
+                "URL fragments (#insecure) are not accepted: the server certificate is always \
+                 checked; trust a private CA with engine.redis.tls_ca",
+            ));
         }
         redis::parse_redis_url(&self.url)
             .ok_or_else(|| ConfigError::invalid("engine.redis.url", "not a valid Redis URL"))?;
+        let sentinel_tls = self.sentinel.as_ref().is_some_and(|s| s.tls);
+        if !self.tls_ca.is_empty() && !tls && !sentinel_tls {
+            return Err(ConfigError::invalid(
+                "engine.redis.tls_ca",
+                "applies to a rediss:// url or engine.redis.sentinel.tls only",
+            ));
+        }
+        if let Some(s) = &self.sentinel {
+            s.validate(self)?;
+        }
         if self.prefix.is_empty() {
             return Err(ConfigError::invalid(
                 "engine.redis.prefix",
@@ -454,7 +467,67 @@ impl RedisConfig {
         positive("engine.redis.meta_ttl_s", self.meta_ttl_s)?;
         positive("engine.redis.presence_ttl_s", self.presence_ttl_s)?;
         positive("engine.redis.core_queue", self.core_queue as u64)?;
-        positive("engine.redis.pending_limit", self.pending_limit as u64)
+        positive("engine.redis.pending_limit", self.pending_limit as u64)?;
+        positive("engine.redis.health_check_ms", self.health_check_ms)?;
+        positive(
+            "engine.redis.reconnect_max_delay_ms",
+            self.reconnect_max_delay_ms,
+        )
+    }
+}
+
+impl RedisSentinelConfig {
+    fn validate(&self, redis: &RedisConfig) -> Result<(), ConfigError> {
+        let defaults = RedisConfig::default();
+        if redis.url != defaults.url {
+            return Err(ConfigError::invalid(
+                "engine.redis.sentinel",
+                "exclusive with engine.redis.url: the sentinels name the master \
+                 (set its username/password/db/tls in the sentinel table)",
+            ));
+        }
+        if self.master.is_empty() {
+            return Err(ConfigError::invalid(
+                "engine.redis.sentinel.master",
+                "the master's name is required",
+            ));
+        }
+        if self.urls.is_empty() {
+            return Err(ConfigError::invalid(
+                "engine.redis.sentinel.urls",
+                "at least one sentinel URL is required",
+            ));
+        }
+        let mut auth = None;
+        for url in &self.urls {
+            let parsed = redis::parse_redis_url(url).filter(|_| url.starts_with("redis://"));
+            let Some(parsed) = parsed else {
+                return Err(ConfigError::invalid(
+                    "engine.redis.sentinel.urls",
+                    format!(
+                        "{} is not a redis://host:port sentinel URL",
+                        crate::engine::redis::redacted(url)
+                    ),
+                ));
+            };
+            let this = (
+                parsed.username().to_owned(),
+                parsed.password().map(str::to_owned),
+            );
+            if *auth.get_or_insert_with(|| this.clone()) != this {
+                return Err(ConfigError::invalid(
+                    "engine.redis.sentinel.urls",
+                    "the sentinels must share one user and password",
+                ));
+            }
+        }
+        if self.db < 0 {
+            return Err(ConfigError::invalid(
+                "engine.redis.sentinel.db",
+                "must not be negative",
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -478,30 +551,103 @@ impl LogConfig {
 mod redis_tests {
     use super::*;
 
+    fn redis_err(cfg: &Config) -> String {
+        cfg.engine
+            .validate()
+            .map_or_else(|e| e.to_string(), |()| String::new())
+    }
+
     #[test]
     fn redis_section_is_checked_only_when_selected() {
         let mut cfg = Config::default(); // only [engine] is checked here
-        cfg.engine.redis.url = "rediss://h:6380/0".into();
+        cfg.engine.redis.url = "http://h:6380/0".into();
         assert!(
             cfg.engine.validate().is_ok(),
             "memory engine: [engine.redis] unused"
         );
         cfg.engine.kind = EngineKind::Redis;
-        let err = cfg.engine.validate().unwrap_err().to_string();
-        assert!(
-            err.contains("engine.redis.url") && err.contains("not supported yet"),
-            "{err}"
-        );
+        let err = redis_err(&cfg);
+        assert!(err.contains("engine.redis.url"), "{err}");
         cfg.engine.redis.url = "redis://user:12345@127.0.0.1:6379/2".into();
         assert!(cfg.engine.validate().is_ok());
         cfg.engine.redis.prefix.clear();
-        assert!(cfg
-            .engine
-            .validate()
-            .unwrap_err()
-            .to_string()
-            .contains("engine.redis.prefix"));
+        assert!(redis_err(&cfg).contains("engine.redis.prefix"));
         // WIRESOCKET_ENGINE__REDIS__URL is kept verbatim (a numeric password stays text)
         assert!(super::super::env::is_string_field("engine.redis.url"));
+        assert!(super::super::env::is_string_field(
+            "engine.redis.sentinel.password"
+        ));
+    }
+
+    #[test]
+    fn redis_tls_and_sentinel_are_checked() {
+        let mut cfg = Config::default();
+        cfg.engine.kind = EngineKind::Redis;
+        cfg.engine.redis.url = "rediss://u:p@h:6380/0".into();
+        assert_eq!(redis_err(&cfg), "");
+        cfg.engine.redis.tls_ca = "/etc/ca.pem".into();
+        assert_eq!(redis_err(&cfg), "");
+        cfg.engine.redis.url = "rediss://h:6380/0#insecure".into();
+        assert!(redis_err(&cfg).contains("#insecure"), "{}", redis_err(&cfg));
+        cfg.engine.redis.url = "redis://h:6380/0".into();
+        assert!(redis_err(&cfg).contains("engine.redis.tls_ca"));
+        cfg.engine.redis.tls_ca.clear();
+
+        let sentinel = RedisSentinelConfig {
+            master: "mymaster".into(),
+            urls: vec!["redis://127.0.0.1:26379".into()],
+            ..Default::default()
+        };
+        cfg.engine.redis.sentinel = Some(sentinel.clone());
+        assert!(
+            redis_err(&cfg).contains("exclusive with engine.redis.url"),
+            "{}",
+            redis_err(&cfg)
+        );
+        cfg.engine.redis.url = RedisConfig::default().url;
+        assert_eq!(redis_err(&cfg), "");
+        cfg.engine.redis.tls_ca = "/etc/ca.pem".into();
+        assert!(redis_err(&cfg).contains("engine.redis.tls_ca"));
+        cfg.engine.redis.sentinel = Some(RedisSentinelConfig {
+            tls: true,
+            ..sentinel.clone()
+        });
+        assert_eq!(redis_err(&cfg), "", "TLS to the master with a private CA");
+        cfg.engine.redis.tls_ca.clear();
+        for (bad, field) in [
+            (
+                RedisSentinelConfig {
+                    master: String::new(),
+                    ..sentinel.clone()
+                },
+                "sentinel.master",
+            ),
+            (
+                RedisSentinelConfig {
+                    urls: vec![],
+                    ..sentinel.clone()
+                },
+                "sentinel.urls",
+            ),
+            (
+                RedisSentinelConfig {
+                    urls: vec!["rediss://:secret@h:1".into()],
+                    ..sentinel.clone()
+                },
+                "sentinel.urls",
+            ),
+            (
+                RedisSentinelConfig {
+                    urls: vec!["redis://:secret@h:1".into(), "redis://h:2".into()],
+                    ..sentinel.clone()
+                },
+                "share one user and password",
+            ),
+        ] {
+            cfg.engine.redis.sentinel = Some(bad);
+            let err = redis_err(&cfg);
+            assert!(err.contains(field), "{err}");
+            assert!(!err.contains("secret"), "password shown: {err}");
+        }
     }
 }

@@ -8,7 +8,7 @@
 //! Nothing here is `Send`, except [`EngineShared`]: what the main thread builds
 //! once per node for the engine `engine.kind` names (the memory engine's node-wide
 //! limits, or the Redis engine's I/O thread, connected before any core starts so
-//! an unreachable Redis is a clear start-up error).
+//! an unreachable Redis is a clear start-up error unless `engine.redis.connect_retry`).
 
 use std::cell::Cell;
 use std::ops::Deref;
@@ -82,6 +82,8 @@ pub struct Core {
     pub draining: Cell<bool>,
     /// The node's TLS (its counters go with `/metrics`), when `[server.tls]` is set.
     pub tls: Option<Arc<crate::net::tls::Tls>>,
+    /// The Redis engine's node handle (`engine.kind = "redis"`), for `/health` and `/metrics`.
+    pub redis: Option<Arc<RedisNode>>,
 }
 
 impl Deref for Core {
@@ -103,6 +105,10 @@ impl Core {
     ) -> Self {
         let me = mesh.me();
         let metrics = registry.core(me);
+        let redis = match &engine {
+            EngineShared::Redis(node) => Some(node.clone()),
+            EngineShared::Memory(_) => None,
+        };
         let flusher = Rc::new(Flusher::new(
             cfg.websocket.outbound_queue_bytes,
             metrics.clone(),
@@ -142,6 +148,7 @@ impl Core {
             mesh,
             draining: Cell::new(false),
             tls: None,
+            redis,
         }
     }
 

@@ -9,6 +9,8 @@ use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod sentinel;
+
 use crate::common::{history_env, Overrides};
 
 pub struct RedisServer {

@@ -1,6 +1,13 @@
 //! The node's Redis I/O thread: one OS thread running a tokio current-thread
 //! runtime with the `redis` crate, owning the node's two Redis connections (a
-//! reconnecting multiplexed command connection and the PUB/SUB connection).
+//! multiplexed command connection and the PUB/SUB connection), each kept by its
+//! own loop: `PING` every `health_check_ms`, a broken connection is dropped
+//! (connection-up gauge to 0, `/health` 503) and opened again with backoff
+//! through [`Target`] (for Sentinel: the current master). Jobs sent while the
+//! command connection is down fail at once with a temporary error; a job whose
+//! command failed because the connection broke (or the server turned read-only
+//! replica) drops that connection (a generation number keeps a late failure from
+//! dropping its successor).
 //!
 //! Cores talk to it through [`RedisNode`] (`Send + Sync`, shared by `Arc`):
 //! requests go over one bounded tokio mpsc (a full queue is error 111 for the
@@ -19,21 +26,24 @@
 //! than, the last one seen on the channel (a lost message, or a stream that
 //! restarted with a new epoch) resets the channel too: never a silent gap.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_channel::{mpsc, oneshot};
 use futures_lite::StreamExt as _;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig, PubSubSink, PubSubStream};
-use redis::{Client, RedisResult};
+use redis::aio::{MultiplexedConnection, PubSubSink, PubSubStream};
+use redis::RedisResult;
+use tokio::sync::Notify;
 
+use super::connect::{self, Target};
 use super::payload;
+use super::stats::{Link, RedisStats};
 use super::RedisError;
 use crate::config::RedisConfig;
 use crate::engine::{ChannelEvent, EngineError};
@@ -46,7 +56,12 @@ pub enum Inbound {
     Reset(Arc<str>),
 }
 
-type Job = Box<dyn FnOnce(ConnectionManager) -> Pin<Box<dyn Future<Output = ()>>> + Send>;
+/// The command connection the engine's jobs get (multiplexed: clones share it).
+pub type Conn = MultiplexedConnection;
+
+/// A job runs with the command connection, or `None` while it is down; it tells
+/// whether its command failed because the connection broke.
+type Job = Box<dyn FnOnce(Option<Conn>) -> Pin<Box<dyn Future<Output = bool>>> + Send>;
 
 enum Op {
     Run(Job),
@@ -72,32 +87,83 @@ pub struct RedisNode {
     pub(super) cfg: RedisConfig,
     /// Wait for an answer: the command deadline plus a margin for the queue.
     deadline: Duration,
+    stats: Arc<RedisStats>,
+}
+
+/// Timings of the connection loops, from the config.
+#[derive(Clone, Copy)]
+struct Timing {
+    /// Connect and command deadline.
+    timeout: Duration,
+    /// Period of the `PING` that checks each connection.
+    health_every: Duration,
+    /// Longest wait between reconnect attempts (the backoff doubles from 50 ms up to it).
+    max_backoff: Duration,
+}
+
+impl Timing {
+    fn backoff(&self, previous: Duration) -> Duration {
+        (previous * 2)
+            .max(Duration::from_millis(50))
+            .min(self.max_backoff)
+    }
 }
 
 impl RedisNode {
-    /// Starts the I/O thread and connects both connections; fails (with the URL, password
-    /// hidden) when Redis cannot be reached within `engine.redis.timeout_ms`.
+    /// Starts the I/O thread and connects both connections. Fails (with the target,
+    /// passwords hidden) when Redis cannot be reached within `engine.redis.timeout_ms`,
+    /// unless `engine.redis.connect_retry` is set: then it starts anyway and the I/O
+    /// thread keeps trying in the background (engine calls fail with a temporary
+    /// error meanwhile, `/health` answers 503).
     pub fn start(cfg: &RedisConfig) -> Result<Arc<RedisNode>, RedisError> {
-        let shown = super::redacted(&cfg.url);
-        let client =
-            Client::open(cfg.url.as_str()).map_err(|e| RedisError::Url(shown.clone(), e))?;
-        let timeout = Duration::from_millis(cfg.timeout_ms);
+        let shown = connect::shown(cfg);
+        let target = Target::new(cfg)?;
+        let timing = Timing {
+            timeout: Duration::from_millis(cfg.timeout_ms),
+            health_every: Duration::from_millis(cfg.health_check_ms),
+            max_backoff: Duration::from_millis(cfg.reconnect_max_delay_ms),
+        };
         let (tx, rx) = tokio::sync::mpsc::channel(cfg.pending_limit);
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let prefix = format!("{}:ch:{{", cfg.prefix);
+        let stats = Arc::new(RedisStats::default());
+        let retry = cfg.connect_retry;
+        let thread_stats = stats.clone();
+        let thread_shown = shown.clone();
         std::thread::Builder::new()
             .name("redis-io".into())
-            .spawn(move || io_thread(client, timeout, prefix, rx, ready_tx))
+            .spawn(move || {
+                io_thread(
+                    target,
+                    timing,
+                    retry,
+                    (prefix, thread_shown),
+                    thread_stats,
+                    rx,
+                    ready_tx,
+                )
+            })
             .map_err(|e| RedisError::Thread(e.to_string()))?;
         match ready_rx.recv() {
             Ok(Ok(())) => Ok(Arc::new(RedisNode {
                 ops: tx,
                 cfg: cfg.clone(),
-                deadline: timeout * 2 + Duration::from_millis(500),
+                deadline: timing.timeout * 2 + Duration::from_millis(500),
+                stats,
             })),
             Ok(Err(e)) => Err(RedisError::Connect(shown, e)),
             Err(_) => Err(RedisError::Thread("the Redis I/O thread ended".into())),
         }
+    }
+
+    /// The node's Redis connection metrics.
+    pub fn stats(&self) -> &RedisStats {
+        &self.stats
+    }
+
+    /// Whether both connections are up (what `/health` reports).
+    pub fn is_up(&self) -> bool {
+        self.stats.all_up()
     }
 
     fn send(&self, op: Op) -> Result<(), EngineError> {
@@ -120,17 +186,24 @@ impl RedisNode {
         }
     }
 
-    /// Runs `f` with the command connection on the I/O thread and waits for its result.
+    /// Runs `f` with the command connection on the I/O thread and waits for its
+    /// result; fails at once (temporary error) while the connection is down.
     pub async fn run<T, F, Fut>(&self, f: F) -> Result<T, EngineError>
     where
         T: Send + 'static,
-        F: FnOnce(ConnectionManager) -> Fut + Send + 'static,
+        F: FnOnce(Conn) -> Fut + Send + 'static,
         Fut: Future<Output = RedisResult<T>> + 'static,
     {
         let (tx, rx) = oneshot::channel();
         let job: Job = Box::new(move |conn| {
             Box::pin(async move {
-                let _ = tx.send(f(conn).await);
+                let r = match conn {
+                    Some(conn) => f(conn).await,
+                    None => Err(down("the command connection")),
+                };
+                let broken = matches!(&r, Err(e) if connect::is_broken(e));
+                let _ = tx.send(r);
+                broken
             })
         });
         self.send(Op::Run(job))?;
@@ -168,6 +241,14 @@ impl RedisNode {
     }
 }
 
+/// The error of a call made while `what` is down.
+fn down(what: &str) -> redis::RedisError {
+    redis::RedisError::from(std::io::Error::new(
+        std::io::ErrorKind::NotConnected,
+        format!("Redis is unreachable ({what} is down, reconnecting)"),
+    ))
+}
+
 /// Where a core's events go, and its counters.
 type CoreRoute = (mpsc::Sender<Inbound>, Arc<CoreMetrics>);
 
@@ -184,12 +265,25 @@ struct Io {
     pending_resets: RefCell<HashSet<(usize, Arc<str>)>>,
     /// The PUB/SUB command side, `None` while disconnected.
     sink: RefCell<Option<PubSubSink>>,
+    /// The command connection with its generation, `None` while disconnected.
+    conn: RefCell<Option<(u64, Conn)>>,
+    /// Generation of the last command connection opened.
+    generation: Cell<u64>,
+    /// Wakes the command loop when a job found its connection broken.
+    broken: Notify,
+    stats: Arc<RedisStats>,
+    target: Target,
+    timing: Timing,
+    /// The target as shown in logs.
+    shown: String,
 }
 
 fn io_thread(
-    client: Client,
-    timeout: Duration,
-    prefix: String,
+    target: Target,
+    timing: Timing,
+    retry: bool,
+    (prefix, shown): (String, String),
+    stats: Arc<RedisStats>,
     mut rx: tokio::sync::mpsc::Receiver<Op>,
     ready: std::sync::mpsc::Sender<Result<(), redis::RedisError>>,
 ) {
@@ -205,18 +299,18 @@ fn io_thread(
     };
     let local = tokio::task::LocalSet::new();
     local.block_on(&rt, async move {
-        let conn_cfg = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(500));
-        let conn = match connect(timeout, client.get_connection_manager_with_config(conn_cfg)).await
-        {
-            Ok(c) => c,
-            Err(e) => return drop(ready.send(Err(e))),
-        };
-        let (sink, stream) = match connect(timeout, client.get_async_pubsub()).await {
-            Ok(ps) => ps.split(),
+        let first = async {
+            let conn = target.command(timing.timeout).await?;
+            let pubsub = target.pubsub(timing.timeout).await?;
+            Ok::<_, redis::RedisError>((conn, pubsub.split()))
+        }
+        .await;
+        let (conn, stream) = match first {
+            Ok((conn, (sink, stream))) => (Some((conn, sink)), Some(stream)),
+            Err(e) if retry => {
+                tracing::warn!(redis = %shown, error = %e, "Redis is unreachable at start-up; starting anyway (engine.redis.connect_retry) and retrying in the background");
+                (None, None)
+            }
             Err(e) => return drop(ready.send(Err(e))),
         };
         let io = Rc::new(Io {
@@ -225,34 +319,112 @@ fn io_thread(
             cores: RefCell::default(),
             pending_resets: RefCell::default(),
             last: RefCell::default(),
-            sink: RefCell::new(Some(sink)),
+            sink: RefCell::default(),
+            conn: RefCell::default(),
+            generation: Cell::new(0),
+            broken: Notify::new(),
+            stats,
+            target,
+            timing,
+            shown,
         });
+        if let Some((conn, sink)) = conn {
+            io.set_conn(conn);
+            *io.sink.borrow_mut() = Some(sink);
+            io.stats.set_up(Link::PubSub, true);
+        }
         let _ = ready.send(Ok(()));
-        tokio::task::spawn_local(pubsub_loop(io.clone(), client, timeout, stream));
+        tokio::task::spawn_local(command_loop(io.clone()));
+        tokio::task::spawn_local(pubsub_loop(io.clone(), stream));
         tokio::task::spawn_local(flush_resets_loop(io.clone()));
         while let Some(op) = rx.recv().await {
-            io.handle(op, &conn);
+            io.handle(op);
         }
     });
 }
 
-async fn connect<T>(
-    timeout: Duration,
-    fut: impl Future<Output = RedisResult<T>>,
-) -> RedisResult<T> {
-    match tokio::time::timeout(timeout, fut).await {
-        Ok(r) => r,
-        Err(_) => Err(redis::RedisError::from(std::io::Error::new(
-            std::io::ErrorKind::TimedOut,
-            "connect timed out",
-        ))),
+/// Keeps the command connection: checks it every `health_check_ms` with `PING`,
+/// drops it when that fails or a job found it broken, and reconnects with backoff
+/// (for Sentinel: to the master the sentinels name now).
+async fn command_loop(io: Rc<Io>) {
+    let mut was_up = io.conn.borrow().is_some();
+    let mut backoff = Duration::ZERO;
+    loop {
+        let current = io.conn.borrow().clone();
+        let Some((generation, mut conn)) = current else {
+            tokio::time::sleep(backoff).await;
+            backoff = io.timing.backoff(backoff);
+            match io.target.command(io.timing.timeout).await {
+                Ok(conn) => {
+                    io.set_conn(conn);
+                    backoff = Duration::ZERO;
+                    if was_up {
+                        io.stats.reconnected(Link::Command);
+                    }
+                    was_up = true;
+                    tracing::info!(redis = %io.shown, "Redis command connection up");
+                }
+                Err(e) => {
+                    io.stats.connect_failed(Link::Command);
+                    tracing::debug!(redis = %io.shown, error = %e, "Redis command connection: connect failed");
+                }
+            }
+            continue;
+        };
+        tokio::select! {
+            () = io.broken.notified() => {} // the loop looks at the connection again
+            () = tokio::time::sleep(io.timing.health_every) => {
+                let ping = connect::within(
+                    io.timing.timeout,
+                    redis::cmd("PING").query_async::<()>(&mut conn),
+                )
+                .await;
+                if let Err(e) = ping {
+                    tracing::debug!(error = %e, "Redis health check failed");
+                    io.drop_conn(generation);
+                }
+            }
+        }
     }
 }
 
 impl Io {
-    fn handle(self: &Rc<Self>, op: Op, conn: &ConnectionManager) {
+    fn set_conn(&self, conn: Conn) {
+        let generation = self.generation.get() + 1;
+        self.generation.set(generation);
+        *self.conn.borrow_mut() = Some((generation, conn));
+        self.stats.set_up(Link::Command, true);
+    }
+
+    /// Drops the command connection of `generation` (a newer one stays).
+    fn drop_conn(&self, generation: u64) {
+        let mut conn = self.conn.borrow_mut();
+        if conn.as_ref().is_some_and(|(g, _)| *g == generation) {
+            *conn = None;
+            self.stats.set_up(Link::Command, false);
+            tracing::warn!(redis = %self.shown, "Redis command connection lost; reconnecting");
+            self.broken.notify_one();
+        }
+    }
+
+    fn handle(self: &Rc<Self>, op: Op) {
         match op {
-            Op::Run(job) => drop(tokio::task::spawn_local(job(conn.clone()))),
+            Op::Run(job) => {
+                let current = self.conn.borrow().clone();
+                let Some((generation, conn)) = current else {
+                    return drop(tokio::task::spawn_local(job(None)));
+                };
+                let io = self.clone();
+                tokio::task::spawn_local(async move {
+                    let started = Instant::now();
+                    let broken = job(Some(conn)).await;
+                    let us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+                    io.stats.command_latency.record_us(us);
+                    if broken {
+                        io.drop_conn(generation);
+                    }
+                });
+            }
             Op::Register { core, tx, metrics } => {
                 let mut cores = self.cores.borrow_mut();
                 if cores.len() <= core {
@@ -403,29 +575,64 @@ async fn flush_resets_loop(io: Rc<Io>) {
     }
 }
 
-/// Reads the PUB/SUB connection; reconnects, resubscribes and resets when it drops.
-async fn pubsub_loop(io: Rc<Io>, client: Client, timeout: Duration, mut stream: PubSubStream) {
+/// Reads the PUB/SUB connection (checked with `PING` every `health_check_ms`);
+/// when it drops, reconnects with backoff (for Sentinel: to the current master),
+/// resubscribes and resets. Starts without a connection under `connect_retry`.
+async fn pubsub_loop(io: Rc<Io>, mut stream: Option<PubSubStream>) {
+    let mut was_up = stream.is_some();
     loop {
-        while let Some(msg) = stream.next().await {
-            io.dispatch(msg.get_channel_name(), msg.get_payload_bytes());
+        if let Some(mut s) = stream.take() {
+            read_until_lost(&io, &mut s).await;
+            io.sink.borrow_mut().take();
+            io.stats.set_up(Link::PubSub, false);
+            tracing::warn!(redis = %io.shown, "Redis PUB/SUB connection lost; reconnecting");
         }
-        io.sink.borrow_mut().take();
-        tracing::warn!("Redis PUB/SUB connection lost; reconnecting");
-        let mut backoff = Duration::from_millis(50);
-        stream = loop {
+        let mut backoff = Duration::ZERO;
+        stream = Some(loop {
             tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(1));
-            match resubscribe(&io, &client, timeout).await {
-                Ok(stream) => break stream,
-                Err(e) => tracing::debug!(error = %e, "Redis PUB/SUB reconnect failed"),
+            backoff = io.timing.backoff(backoff);
+            match connect::within(io.timing.timeout * 2, resubscribe(&io)).await {
+                Ok(s) => break s,
+                Err(e) => {
+                    io.stats.connect_failed(Link::PubSub);
+                    tracing::debug!(redis = %io.shown, error = %e, "Redis PUB/SUB reconnect failed");
+                }
             }
-        };
+        });
+        if was_up {
+            io.stats.reconnected(Link::PubSub);
+        }
+        was_up = true;
+        io.stats.set_up(Link::PubSub, true);
+    }
+}
+
+/// Dispatches the stream's messages until it ends or a health `PING` fails.
+async fn read_until_lost(io: &Io, stream: &mut PubSubStream) {
+    let mut next_check = tokio::time::Instant::now() + io.timing.health_every;
+    loop {
+        tokio::select! {
+            msg = stream.next() => match msg {
+                Some(msg) => io.dispatch(msg.get_channel_name(), msg.get_payload_bytes()),
+                None => return,
+            },
+            () = tokio::time::sleep_until(next_check) => {
+                let sink = io.sink.borrow().clone();
+                let Some(mut sink) = sink else { return };
+                let ping = connect::within(io.timing.timeout, sink.ping::<redis::Value>()).await;
+                if let Err(e) = ping {
+                    tracing::debug!(error = %e, "Redis PUB/SUB health check failed");
+                    return;
+                }
+                next_check = tokio::time::Instant::now() + io.timing.health_every;
+            }
+        }
     }
 }
 
 /// A new PUB/SUB connection subscribed to every channel in `subs`, each then reset.
-async fn resubscribe(io: &Io, client: &Client, timeout: Duration) -> RedisResult<PubSubStream> {
-    let (mut sink, stream) = connect(timeout, client.get_async_pubsub()).await?.split();
+async fn resubscribe(io: &Io) -> RedisResult<PubSubStream> {
+    let (mut sink, stream) = io.target.pubsub(io.timing.timeout).await?.split();
     let channels: Vec<(Arc<str>, usize)> = io
         .subs
         .borrow()

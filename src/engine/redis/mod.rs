@@ -44,20 +44,39 @@
 //! ([`control`]), `info` reads the node registry ([`registry`]), and the per-user
 //! connection cap counts connections cluster-wide ([`users`]); see `engine::cluster`.
 //!
-//! # Not yet built (issue 8)
+//! # Connections
+//! [`connect`] says where the connections go: `engine.redis.url` (`redis://`,
+//! or `rediss://` verified against the system roots or `engine.redis.tls_ca`;
+//! ACL user and password in the URL, shown as `***`), or the master of a Sentinel
+//! group (`engine.redis.sentinel`; `sentinel.tls`: TLS to master), asked of the
+//! sentinels and checked with `ROLE` on every (re)connect of each connection, so
+//! a node follows a failover.
+//! The I/O thread ([`io`]) checks both connections with `PING` every
+//! `health_check_ms`, drops a broken one and reconnects with backoff; engine calls
+//! fail at once with the temporary error 100 while the command connection is
+//! down, and `/health` answers 503 (`reason: redis`) while either is.
+//! `connect_retry` lets a node start while Redis is unreachable. Node-wide
+//! connection metrics are in [`stats`].
+//!
+//! # Presence
 //! Presence entries expire after `engine.redis.presence_ttl_s`; every core
 //! re-adds its clients' entries each third of it (`session::heartbeat`), one
 //! script call per entry in a background task (pipelining them is a later
-//! step), so only the entries of a node that died expire. Not yet: `rediss://`, Sentinel and
-//! Cluster; `connect_retry` and `/health` following Redis (today Redis must be
-//! reachable at start-up, and a node whose Redis goes away answers temporary
-//! errors until it returns).
+//! step), so only the entries of a node that died expire.
+//!
+//! # Not yet built (issue 8)
+//! Redis Cluster (sharded PUB/SUB); TLS to the sentinels themselves; `WAIT`
+//! for replicas before acknowledging a publish (Redis replication is
+//! asynchronous: a publication acknowledged just before the master dies may be
+//! missing on the promoted replica).
 
+mod connect;
 mod control;
 mod io;
 mod payload;
 mod registry;
 mod scripts;
+mod stats;
 #[cfg(test)]
 pub(crate) mod testing;
 #[cfg(test)]
@@ -74,16 +93,19 @@ use super::memory::NO_EPOCH;
 use super::recovery::missed_after;
 use super::*;
 use crate::metrics::CoreMetrics;
-pub use io::RedisNode;
+pub use io::{Conn, RedisNode};
 use scripts::Keys;
+pub use stats::RedisStats;
 
 /// Why the Redis engine could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum RedisError {
-    #[error("engine.redis.url {0} is not a valid Redis URL: {1}")]
+    #[error("invalid Redis address {0}: {1}")]
     Url(String, ::redis::RedisError),
-    #[error("cannot connect to Redis at {0} (engine.redis.url): {1}")]
+    #[error("cannot connect to Redis at {0}: {1} (engine.redis.connect_retry = true starts the node anyway and keeps trying)")]
     Connect(String, ::redis::RedisError),
+    #[error("cannot read engine.redis.tls_ca {0}: {1}")]
+    TlsCa(String, String),
     #[error("cannot start the Redis I/O thread: {0}")]
     Thread(String),
 }

@@ -1,0 +1,228 @@
+//! Where the node's Redis connections go, and how they are opened: a fixed
+//! `engine.redis.url` (`redis://` or `rediss://` TLS, optionally trusting the
+//! private CA in `engine.redis.tls_ca`), or the current master of a Sentinel
+//! group (`engine.redis.sentinel`), looked up again through the sentinels on
+//! every (re)connect of each connection and checked with `ROLE` by the `redis`
+//! crate's [`SentinelClient`] (TLS to the master with `sentinel.tls`, trusting
+//! `tls_ca`; the sentinels share one user/password, taken from their URLs).
+//!
+//! Used only by the I/O thread (`io`): [`Target::command`] opens the multiplexed
+//! command connection, [`Target::pubsub`] the PUB/SUB connection, both within the
+//! configured deadline. [`is_broken`] says whether a failed command means the
+//! connection must be replaced (connection lost, or the server became a read-only
+//! replica after a failover).
+
+use std::future::Future;
+use std::time::Duration;
+
+use redis::aio::{MultiplexedConnection, PubSub};
+use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
+use redis::{
+    AsyncConnectionConfig, Client, IntoConnectionInfo, RedisResult, TlsCertificates, TlsMode,
+};
+
+use super::RedisError;
+use crate::config::RedisConfig;
+
+/// The Redis the node talks to.
+pub enum Target {
+    /// One server, `engine.redis.url`.
+    Fixed(Client),
+    /// The master of a Sentinel group, resolved on every connect.
+    Sentinel(tokio::sync::Mutex<SentinelClient>),
+}
+
+impl Target {
+    /// Builds the target from the config (reads `tls_ca`); connects nothing yet.
+    pub fn new(cfg: &RedisConfig) -> Result<Target, RedisError> {
+        if let Some(s) = &cfg.sentinel {
+            let shown = shown(cfg);
+            let bad = |e| RedisError::Url(shown.clone(), e);
+            let mut sentinels = Vec::with_capacity(s.urls.len());
+            let mut auth = (None, None);
+            for url in &s.urls {
+                let info = url.as_str().into_connection_info().map_err(bad)?;
+                let r = info.redis_settings();
+                if auth.1.is_none() && r.password().is_some() {
+                    auth = (
+                        r.username().map(str::to_owned),
+                        r.password().map(str::to_owned),
+                    );
+                }
+                sentinels.push(info.addr().clone());
+            }
+            let mut b =
+                SentinelClientBuilder::new(sentinels, &s.master, SentinelServerType::Master)
+                    .map_err(bad)?
+                    .set_client_to_redis_db(s.db);
+            if let (user, Some(password)) = auth {
+                if let Some(user) = user {
+                    b = b.set_client_to_sentinel_username(user);
+                }
+                b = b.set_client_to_sentinel_password(password);
+            }
+            if !s.username.is_empty() {
+                b = b.set_client_to_redis_username(&s.username);
+            }
+            if !s.password.is_empty() {
+                b = b.set_client_to_redis_password(&s.password);
+            }
+            if s.tls {
+                b = b.set_client_to_redis_tls_mode(TlsMode::Secure);
+                if let Some(certs) = tls_ca(cfg)? {
+                    b = b.set_client_to_redis_certificates(certs);
+                }
+            }
+            let client = b.build().map_err(bad)?;
+            return Ok(Target::Sentinel(tokio::sync::Mutex::new(client)));
+        }
+        let shown = super::redacted(&cfg.url);
+        let info = cfg
+            .url
+            .as_str()
+            .into_connection_info()
+            .map_err(|e| RedisError::Url(shown.clone(), e))?;
+        let client = match tls_ca(cfg)? {
+            None => Client::open(info),
+            Some(certs) => Client::build_with_tls(info, certs),
+        }
+        .map_err(|e| RedisError::Url(shown, e))?;
+        Ok(Target::Fixed(client))
+    }
+
+    /// A client for the server to connect to now (for Sentinel: the current master).
+    async fn client(&self) -> RedisResult<Client> {
+        match self {
+            Target::Fixed(client) => Ok(client.clone()),
+            Target::Sentinel(sentinel) => sentinel.lock().await.async_get_client().await,
+        }
+    }
+
+    /// Opens the multiplexed command connection; `timeout` bounds the whole
+    /// connect (Sentinel lookup included) and then each command's answer.
+    pub async fn command(&self, timeout: Duration) -> RedisResult<MultiplexedConnection> {
+        let cfg = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout));
+        within(timeout, async {
+            self.client()
+                .await?
+                .get_multiplexed_async_connection_with_config(&cfg)
+                .await
+        })
+        .await
+    }
+
+    /// Opens the PUB/SUB connection within `timeout`.
+    pub async fn pubsub(&self, timeout: Duration) -> RedisResult<PubSub> {
+        within(timeout, async {
+            self.client().await?.get_async_pubsub().await
+        })
+        .await
+    }
+}
+
+/// The private CA of `engine.redis.tls_ca`, read now; `None` when unset (system roots).
+fn tls_ca(cfg: &RedisConfig) -> Result<Option<TlsCertificates>, RedisError> {
+    if cfg.tls_ca.is_empty() {
+        return Ok(None);
+    }
+    let pem = std::fs::read(&cfg.tls_ca)
+        .map_err(|e| RedisError::TlsCa(cfg.tls_ca.clone(), e.to_string()))?;
+    Ok(Some(TlsCertificates {
+        client_tls: None,
+        root_cert: Some(pem),
+    }))
+}
+
+/// How the target is named in messages and logs (passwords hidden).
+pub fn shown(cfg: &RedisConfig) -> String {
+    match &cfg.sentinel {
+        Some(s) => format!(
+            "master {:?} of sentinels {} (engine.redis.sentinel)",
+            s.master,
+            s.urls
+                .iter()
+                .map(|u| super::redacted(u))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        None => super::redacted(&cfg.url),
+    }
+}
+
+/// `fut`, failing with a timed-out I/O error after `timeout`.
+pub async fn within<T>(
+    timeout: Duration,
+    fut: impl Future<Output = RedisResult<T>>,
+) -> RedisResult<T> {
+    match tokio::time::timeout(timeout, fut).await {
+        Ok(r) => r,
+        Err(_) => Err(redis::RedisError::from(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "timed out",
+        ))),
+    }
+}
+
+/// Whether a command's failure means its connection must be replaced: the
+/// connection is gone, or the server answers as a read-only replica (a Sentinel
+/// failover demoted it).
+pub fn is_broken(e: &redis::RedisError) -> bool {
+    if e.is_timeout() {
+        return false; // a slow answer; the health check catches a hung server
+    }
+    e.is_connection_dropped()
+        || e.is_unrecoverable_error()
+        || e.code() == Some("READONLY")
+        || e.to_string().contains("READONLY")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::RedisSentinelConfig;
+
+    #[test]
+    fn broken_means_the_connection_must_go() {
+        let io = |kind| redis::RedisError::from(std::io::Error::new(kind, "x"));
+        assert!(is_broken(&io(std::io::ErrorKind::ConnectionReset)));
+        assert!(is_broken(&io(std::io::ErrorKind::BrokenPipe)));
+        assert!(
+            !is_broken(&io(std::io::ErrorKind::TimedOut)),
+            "slow, not gone"
+        );
+        let readonly = redis::RedisError::from((
+            redis::ErrorKind::Extension,
+            "script",
+            "READONLY You can't write against a read only replica.".to_owned(),
+        ));
+        assert!(is_broken(&readonly), "a demoted master");
+        let script = redis::RedisError::from((
+            redis::ErrorKind::Extension,
+            "script",
+            "ERR bad argument".to_owned(),
+        ));
+        assert!(!is_broken(&script));
+    }
+
+    #[test]
+    fn targets_are_shown_without_passwords() {
+        let mut cfg = RedisConfig {
+            url: "rediss://app:pw-1@h:6380/0".into(),
+            ..Default::default()
+        };
+        assert_eq!(shown(&cfg), "rediss://app:***@h:6380/0");
+        cfg.sentinel = Some(RedisSentinelConfig {
+            master: "m".into(),
+            urls: vec!["redis://:pw-2@s1:26379".into(), "redis://s2:26379".into()],
+            password: "pw-3".into(),
+            ..Default::default()
+        });
+        let s = shown(&cfg);
+        assert_eq!(
+            s,
+            "master \"m\" of sentinels redis://:***@s1:26379, redis://s2:26379 (engine.redis.sentinel)"
+        );
+    }
+}
