@@ -251,3 +251,39 @@ fn presence_outlives_its_ttl_while_the_client_stays() {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }
+
+/// The periodic presence refresh is pipelined: 600 present clients on one core are re-added
+/// every second (TTL 3 s) in a couple of Redis round trips each time, not one per entry
+/// (`wiresocket_engine_redis_command_seconds_count` counts round trips).
+#[test]
+fn presence_refresh_is_batched_into_few_round_trips() {
+    const CLIENTS: usize = 600;
+    let redis = RedisServer::start();
+    let mut o = redis.node_overrides(0);
+    o.cores = Some(1);
+    o.channels = "\n[[channels.namespaces]]\nname = \"room\"\npresence = true\n".into();
+    o.env.push((
+        "WIRESOCKET_ENGINE__REDIS__PRESENCE_TTL_S".into(),
+        "3".into(),
+    ));
+    let a = Server::start_with(&o);
+    let mut clients: Vec<Client> = (0..CLIENTS)
+        .map(|i| {
+            let (mut c, _) = Client::connect(&a, &format!("u{i}"));
+            c.subscribe("room:big");
+            c
+        })
+        .collect();
+    let trips = || a.metric_sum("wiresocket_engine_redis_command_seconds_count", &[]);
+    let before = trips();
+    // three refresh periods (every TTL/3 = 1 s)
+    std::thread::sleep(std::time::Duration::from_millis(3_500));
+    let during = trips() - before;
+    let stats = clients[0].call("presence_stats", json!({"channel": "room:big"}));
+    assert_eq!(stats["presence_stats"]["num_clients"], CLIENTS, "{stats}");
+    assert!(
+        during < CLIENTS as f64,
+        "{during} round trips for three refreshes of {CLIENTS} entries: not batched"
+    );
+    clients.clear();
+}

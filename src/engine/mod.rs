@@ -230,6 +230,18 @@ pub trait Engine {
 
     async fn presence_remove(&self, channel: &str, client: &str) -> Result<(), EngineError>;
 
+    /// Refreshes many entries at once (the heartbeat's periodic re-add of a core's present
+    /// clients); engines with round trips batch them. Stops at the first failure.
+    async fn presence_refresh(
+        &self,
+        entries: Vec<(Arc<str>, ClientInfo)>,
+    ) -> Result<(), EngineError> {
+        for (channel, info) in entries {
+            self.presence_add(&channel, info).await?;
+        }
+        Ok(())
+    }
+
     async fn presence(&self, channel: &str) -> Result<Vec<ClientInfo>, EngineError>;
 
     async fn presence_stats(&self, channel: &str) -> Result<PresenceStats, EngineError>;

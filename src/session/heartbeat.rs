@@ -69,10 +69,9 @@ fn refresh_presence(env: &Rc<Env>) {
     }
     let engine = env.engine.clone();
     crate::exec::spawn(async move {
-        for (channel, info) in entries {
-            if let Err(e) = engine.presence_add(&channel, info).await {
-                tracing::debug!(%channel, error = %e, "presence refresh failed");
-            }
+        let n = entries.len();
+        if let Err(e) = engine.presence_refresh(entries).await {
+            tracing::debug!(entries = n, error = %e, "presence refresh failed");
         }
     });
 }

@@ -60,9 +60,9 @@
 //!
 //! # Presence
 //! Presence entries expire after `engine.redis.presence_ttl_s`; every core
-//! re-adds its clients' entries each third of it (`session::heartbeat`), one
-//! script call per entry in a background task (pipelining them is a later
-//! step), so only the entries of a node that died expire.
+//! re-adds its clients' entries each third of it (`session::heartbeat`), in
+//! pipelines of [`PRESENCE_PIPELINE`] script calls (one round trip each) from a
+//! background task, so only the entries of a node that died expire.
 //!
 //! # Not yet built (issue 8)
 //! Redis Cluster (sharded PUB/SUB); TLS to the sentinels themselves; `WAIT`
@@ -96,6 +96,9 @@ use crate::metrics::CoreMetrics;
 pub use io::{Conn, RedisNode};
 use scripts::Keys;
 pub use stats::RedisStats;
+
+/// Presence entries refreshed per pipeline (one round trip).
+const PRESENCE_PIPELINE: usize = 512;
 
 /// Why the Redis engine could not start.
 #[derive(Debug, thiserror::Error)]
@@ -430,6 +433,61 @@ impl Engine for RedisEngine {
         self.script::<i64>(&scripts::PRESENCE_ADD, Self::presence_keys(&k), args)
             .await
             .map(drop)
+    }
+
+    /// One pipeline of `EVALSHA` per [`PRESENCE_PIPELINE`] entries (the script is loaded
+    /// first, so a Redis that restarted meanwhile costs one failed refresh, retried at the
+    /// next one): a core with 100,000 present clients refreshes them in 196 round trips,
+    /// not 100,000.
+    async fn presence_refresh(
+        &self,
+        entries: Vec<(Arc<str>, ClientInfo)>,
+    ) -> Result<(), EngineError> {
+        let ttl = self.node.cfg.presence_ttl_s;
+        let now = crate::exec::unix_now();
+        let mut batch = Vec::with_capacity(entries.len().min(PRESENCE_PIPELINE));
+        let mut entries = entries.into_iter().peekable();
+        while entries.peek().is_some() {
+            batch.clear();
+            for (channel, info) in entries.by_ref().take(PRESENCE_PIPELINE) {
+                let entry = payload::client_info(
+                    info.user.as_bytes(),
+                    info.client.as_bytes(),
+                    info.conn_info.as_deref().unwrap_or_default(),
+                    info.chan_info.as_deref().unwrap_or_default(),
+                );
+                let args = [
+                    arg(now),
+                    info.client.into_bytes(),
+                    entry,
+                    arg(now + ttl),
+                    arg(ttl),
+                ];
+                batch.push((Self::presence_keys(&self.keys(&channel)), args));
+            }
+            let calls = std::mem::take(&mut batch);
+            let r = self
+                .node
+                .run(move |mut conn| async move {
+                    let script = &*scripts::PRESENCE_ADD;
+                    script.prepare_invoke().load_async(&mut conn).await?;
+                    let mut pipe = ::redis::pipe();
+                    for (keys, args) in &calls {
+                        let cmd = pipe.cmd("EVALSHA").arg(script.get_hash()).arg(keys.len());
+                        for k in keys {
+                            cmd.arg(k);
+                        }
+                        for a in args {
+                            cmd.arg(a);
+                        }
+                        cmd.ignore();
+                    }
+                    pipe.query_async::<()>(&mut conn).await
+                })
+                .await;
+            self.counted(r)?;
+        }
+        Ok(())
     }
 
     async fn presence_remove(&self, channel: &str, client: &str) -> Result<(), EngineError> {
