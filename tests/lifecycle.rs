@@ -329,3 +329,29 @@ fn an_executor_that_fails_to_build_is_built_again_or_named() {
     // named at its failure, not by the startup limit
     assert!(!report.contains("not ready within"), "{report}");
 }
+
+/// An executor that was built but does not run its first task (a wake-up lost in glommio
+/// while it parked, seen under load: the whole start then hung until its 30 s limit) is
+/// built again after a few seconds, and the node comes up and serves.
+#[test]
+fn an_executor_that_stalls_before_its_first_task_is_built_again() {
+    let o = Overrides {
+        env: vec![
+            ("WS_TEST_FAULTS".into(), "1".into()),
+            ("WS_TEST_FAULT_EXECUTOR_STALLS".into(), "1".into()),
+        ],
+        ..Overrides::default()
+    };
+    let mut s = Server::start_with(&o);
+    assert!(
+        s.log
+            .iter()
+            .any(|l| l.contains("did not start its first task")),
+        "{:#?}",
+        s.log
+    );
+    let (mut c, _) = Client::connect(&s, "u1");
+    assert!(c.subscribe("news").get("error").is_none());
+    s.sigterm();
+    assert!(s.wait_exit(Duration::from_secs(10)).unwrap().success());
+}

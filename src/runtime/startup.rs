@@ -10,6 +10,9 @@
 //!   executor takes them from; an executor that ended without taking them failed to build,
 //!   and is built again with the same inputs (up to [`BUILD_ATTEMPTS`] times, the error
 //!   logged each time);
+//! - an executor that was built but has not run our first task after [`BUILD_STALL`] is
+//!   built again the same way (a lost wake-up in glommio, seen under load: its thread
+//!   parked in `io_uring_enter` before ever polling the task);
 //! - a core that ends while starting for any other reason fails the start with its own
 //!   error, read from its thread;
 //! - a start that takes longer than the limit names each core that is not ready and the
@@ -28,6 +31,13 @@ use glommio::ExecutorJoinHandle;
 
 /// How many times one core's executor is built before the start fails.
 const BUILD_ATTEMPTS: u32 = 5;
+
+/// A core's executor that has not run our first task this long after it was spawned is
+/// built again ([`Cores::restart_stalled`]); a healthy one does within milliseconds.
+const BUILD_STALL: Duration = Duration::from_secs(3);
+
+/// How often the start checks for stalled builds.
+const STALL_CHECK: Duration = Duration::from_millis(250);
 
 /// How far a core got while starting, for the error when the start takes too long.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,15 +64,18 @@ impl Stage {
     }
 }
 
+/// `(core, generation)`: a core's executor may be built more than once while starting;
+/// events of an abandoned generation are ignored.
 enum Event {
-    Ready(usize),
-    Exited(usize),
+    Ready(usize, u32),
+    Exited(usize, u32),
 }
 
 /// Held by a core for as long as it runs: records its stage, reports readiness, and
 /// reports its end when dropped.
 pub struct CoreLife {
     core: usize,
+    generation: u32,
     stage: Arc<AtomicU8>,
     events: Sender<Event>,
 }
@@ -72,14 +85,14 @@ impl CoreLife {
     pub fn reached(&self, stage: Stage) {
         self.stage.store(stage as u8, Ordering::Release);
         if stage == Stage::Ready {
-            let _ = self.events.send(Event::Ready(self.core));
+            let _ = self.events.send(Event::Ready(self.core, self.generation));
         }
     }
 }
 
 impl Drop for CoreLife {
     fn drop(&mut self) {
-        let _ = self.events.send(Event::Exited(self.core));
+        let _ = self.events.send(Event::Exited(self.core, self.generation));
     }
 }
 
@@ -93,6 +106,8 @@ pub struct Cores<I> {
     slots: Vec<Arc<Mutex<Option<I>>>>,
     stages: Vec<Arc<AtomicU8>>,
     handles: Vec<Option<ExecutorJoinHandle<()>>>,
+    /// The current generation of each core's executor, and when it was spawned.
+    generations: Vec<(u32, Instant)>,
     events: Receiver<Event>,
     tx: Sender<Event>,
 }
@@ -115,9 +130,14 @@ impl<I: Send + 'static> Cores<I> {
         let faults = BuildFaults::from_env(cpus.len());
         let build = move |i: usize, slot: Arc<Mutex<Option<I>>>, life: CoreLife| {
             let run = run.clone();
+            let stall = faults.stall(i);
             faults
                 .apply(i, configure(i, cpus[i]))
                 .spawn(move || async move {
+                    if stall {
+                        // what a lost wake-up looks like from here: the first task waits
+                        std::thread::sleep(Duration::from_secs(60));
+                    }
                     let taken = slot.lock().expect("core slot").take();
                     if let Some(input) = taken {
                         life.reached(Stage::Joining);
@@ -135,6 +155,7 @@ impl<I: Send + 'static> Cores<I> {
                 .collect(),
             stages: (0..n).map(|_| Arc::new(AtomicU8::new(0))).collect(),
             handles: (0..n).map(|_| None).collect(),
+            generations: (0..n).map(|_| (0, Instant::now())).collect(),
             events,
             tx,
         };
@@ -147,8 +168,11 @@ impl<I: Send + 'static> Cores<I> {
 
     fn spawn(&mut self, i: usize) -> anyhow::Result<()> {
         self.stages[i].store(Stage::Building as u8, Ordering::Release);
+        let generation = self.generations[i].0 + 1;
+        self.generations[i] = (generation, Instant::now());
         let life = CoreLife {
             core: i,
+            generation,
             stage: self.stages[i].clone(),
             events: self.tx.clone(),
         };
@@ -164,10 +188,12 @@ impl<I: Send + 'static> Cores<I> {
         let mut ready = vec![false; n];
         let mut attempts = vec![1u32; n];
         while ready.iter().any(|r| !r) {
-            let wait = deadline.saturating_duration_since(Instant::now());
+            let wait = deadline
+                .saturating_duration_since(Instant::now())
+                .min(STALL_CHECK);
             match self.events.recv_timeout(wait) {
-                Ok(Event::Ready(i)) => ready[i] = true,
-                Ok(Event::Exited(i)) => {
+                Ok(Event::Ready(i, g)) if g == self.generations[i].0 => ready[i] = true,
+                Ok(Event::Exited(i, g)) if g == self.generations[i].0 => {
                     let error = match self.handles[i].take().map(ExecutorJoinHandle::join) {
                         Some(Err(e)) => e.to_string(),
                         _ => "it returned while starting".to_owned(),
@@ -181,19 +207,45 @@ impl<I: Send + 'static> Cores<I> {
                     attempts[i] += 1;
                     self.spawn(i)?;
                 }
+                Ok(_) => {} // an abandoned generation
+                Err(RecvTimeoutError::Timeout) if Instant::now() < deadline => {
+                    self.restart_stalled(&mut attempts)?;
+                }
                 Err(RecvTimeoutError::Timeout) => {
                     let late: Vec<String> = (0..n)
                         .filter(|&i| !ready[i])
                         .map(|i| format!("core {i}: {:?}", self.stage(i)))
                         .collect();
                     anyhow::bail!(
-                        "cores not ready within {limit:?} ({}); a core waiting in Joining waits for a peer",
-                        late.join(", ")
+                        "cores not ready within {limit:?} ({}); a core waiting in Joining waits for a peer\nthreads:\n{}",
+                        late.join(", "),
+                        thread_states()
                     );
                 }
                 Err(RecvTimeoutError::Disconnected) => {
                     unreachable!("self.tx keeps the channel open")
                 }
+            }
+        }
+        Ok(())
+    }
+
+    /// Builds again the executor of a core that has not run its first task [`BUILD_STALL`]
+    /// after it was spawned. Seen under load: glommio's executor parked before polling our
+    /// task, its preemption timer's wake-up lost, with no I/O yet to wake it (its thread
+    /// slept in `io_uring_enter` for the whole startup limit). The abandoned executor stays
+    /// parked; if it ever wakes it finds the core's inputs taken and ends, and its events
+    /// carry an old generation.
+    fn restart_stalled(&mut self, attempts: &mut [u32]) -> anyhow::Result<()> {
+        for (i, tries) in attempts.iter_mut().enumerate() {
+            let stalled = self.stage(i) == Stage::Building
+                && self.generations[i].1.elapsed() >= BUILD_STALL
+                && self.slots[i].lock().expect("core slot").is_some();
+            if stalled && *tries < BUILD_ATTEMPTS {
+                tracing::warn!(core = i, attempt = *tries, "the core's executor did not start its first task in {BUILD_STALL:?}; building it again");
+                *tries += 1;
+                drop(self.handles[i].take()); // detached: it stays parked
+                self.spawn(i)?;
             }
         }
         Ok(())
@@ -206,8 +258,10 @@ impl<I: Send + 'static> Cores<I> {
     /// Blocks until a core ends and returns its index.
     pub fn first_exit(&self) -> usize {
         loop {
-            if let Ok(Event::Exited(i)) = self.events.recv() {
-                return i;
+            if let Ok(Event::Exited(i, g)) = self.events.recv() {
+                if g == self.generations[i].0 {
+                    return i;
+                }
             }
         }
     }
@@ -224,24 +278,41 @@ impl<I: Send + 'static> Cores<I> {
 
 /// Debug builds run with `WS_TEST_FAULTS=1` and `WS_TEST_FAULT_EXECUTOR_BUILDS=N`: the first
 /// N builds of the last core's executor fail inside glommio (a ring deeper than io_uring
-/// allows), the way a refused io_uring setup fails them. Nothing in release builds.
+/// allows), the way a refused io_uring setup fails them; `WS_TEST_FAULT_EXECUTOR_STALLS=N`:
+/// the first N builds of the last core do not run their first task for a minute (a stall).
+/// Nothing in release builds.
 struct BuildFaults {
     core: usize,
     left: std::sync::atomic::AtomicU32,
+    stalls: std::sync::atomic::AtomicU32,
 }
 
 impl BuildFaults {
     fn from_env(ncores: usize) -> BuildFaults {
         let wanted = cfg!(debug_assertions) && std::env::var_os("WS_TEST_FAULTS").is_some();
-        let n = std::env::var("WS_TEST_FAULT_EXECUTOR_BUILDS")
-            .ok()
-            .filter(|_| wanted)
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
+        let count = |var: &str| {
+            std::env::var(var)
+                .ok()
+                .filter(|_| wanted)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
         BuildFaults {
             core: ncores - 1,
-            left: std::sync::atomic::AtomicU32::new(n),
+            left: std::sync::atomic::AtomicU32::new(count("WS_TEST_FAULT_EXECUTOR_BUILDS")),
+            stalls: std::sync::atomic::AtomicU32::new(count("WS_TEST_FAULT_EXECUTOR_STALLS")),
         }
+    }
+
+    fn take(&self, core: usize, counter: &std::sync::atomic::AtomicU32) -> bool {
+        core == self.core
+            && counter
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+                .is_ok()
+    }
+
+    fn stall(&self, core: usize) -> bool {
+        self.take(core, &self.stalls)
     }
 
     fn apply(
@@ -249,15 +320,43 @@ impl BuildFaults {
         core: usize,
         b: glommio::LocalExecutorBuilder,
     ) -> glommio::LocalExecutorBuilder {
-        let fail = core == self.core
-            && self
-                .left
-                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
-                .is_ok();
-        if fail {
+        if self.take(core, &self.left) {
             b.ring_depth(1 << 20)
         } else {
             b
         }
     }
+}
+
+/// Every thread of this process with its name, state, kernel wait channel and current
+/// system call (`/proc/self/task`), for the error of a start that hung.
+fn thread_states() -> String {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return "(no /proc/self/task)".into();
+    };
+    let mut out = String::new();
+    for t in tasks.flatten() {
+        let p = t.path();
+        let read = |f: &str| std::fs::read_to_string(p.join(f)).unwrap_or_default();
+        let stat = read("stat");
+        let state = stat
+            .rsplit(')')
+            .next()
+            .and_then(|r| r.split_whitespace().next())
+            .unwrap_or("?")
+            .to_owned();
+        out.push_str(&format!(
+            "  {} {} state={} wchan={} syscall={}\n",
+            t.file_name().to_string_lossy(),
+            read("comm").trim(),
+            state,
+            read("wchan").trim(),
+            read("syscall")
+                .split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" "),
+        ));
+    }
+    out
 }
