@@ -39,6 +39,12 @@ pub const LIMIT_REASONS: [&str; 9] = [
     "publication_size",
 ];
 
+/// The `status` labels of `wiresocket_http_errors_total`: every error status the HTTP side
+/// writes; any other status counts as the last slot, `other`.
+pub const HTTP_ERROR_STATUSES: [u16; 14] = [
+    400, 401, 403, 404, 405, 408, 411, 413, 426, 429, 431, 500, 501, 503,
+];
+
 /// Counters of one core. Gauges are `AtomicI64` (inc/dec), counters `AtomicU64`.
 #[derive(Debug)]
 pub struct CoreMetrics {
@@ -89,6 +95,8 @@ pub struct CoreMetrics {
     pub http_unread_bodies: AtomicU64,
     /// API calls refused with 503 because the node is draining.
     pub api_refused_draining: AtomicU64,
+    /// Plain HTTP answers with an error status, indexed like [`HTTP_ERROR_STATUSES`] plus `other`.
+    pub http_errors: [AtomicU64; HTTP_ERROR_STATUSES.len() + 1],
     /// Channel operations refused by the policy, indexed like [`ChannelError::REASONS`].
     /// Channel-policy refusals, indexed like [`CHANNEL_DENIED_REASONS`].
     pub channel_denied: [AtomicU64; CHANNEL_DENIED_REASONS.len()],
@@ -137,6 +145,7 @@ impl CoreMetrics {
             http_rejected: AtomicU64::new(0),
             http_unread_bodies: AtomicU64::new(0),
             api_refused_draining: AtomicU64::new(0),
+            http_errors: Default::default(),
             channel_denied: Default::default(),
             limit_refused: Default::default(),
             deliver_latency: Histogram::new(),
@@ -153,6 +162,17 @@ impl CoreMetrics {
 
     pub fn gauge(gauge: &AtomicI64, delta: i64) {
         gauge.fetch_add(delta, Relaxed);
+    }
+
+    /// Counts one plain HTTP answer with an error status (>= 400; others are ignored).
+    pub fn http_error(&self, status: u16) {
+        if status >= 400 {
+            let i = HTTP_ERROR_STATUSES
+                .iter()
+                .position(|s| *s == status)
+                .unwrap_or(HTTP_ERROR_STATUSES.len());
+            self.http_errors[i].fetch_add(1, Relaxed);
+        }
     }
 
     pub fn closed(&self, code: u16) {

@@ -200,7 +200,7 @@ const SIMPLE: &[(&str, &str, &str, Getter)] = &[
     (
         "wiresocket_http_rejected_total",
         "counter",
-        "HTTP requests refused for framing or size (400, 411, 413, 431, 501).",
+        "HTTP requests refused for framing or size (400, 411, 413, 431, 501), and WebSocket handshakes refused (400).",
         |m| m.http_rejected.load(Relaxed) as i128,
     ),
     (
@@ -272,6 +272,24 @@ pub fn render(cores: &[Arc<CoreMetrics>]) -> String {
             let _ = writeln!(
                 out,
                 "{name}{{core=\"{}\",reason=\"{reason}\"}} {}",
+                m.core,
+                n.load(Relaxed)
+            );
+        }
+    }
+    let name = "wiresocket_http_errors_total";
+    header(
+        &mut out,
+        name,
+        "counter",
+        "Plain HTTP requests answered with an error status (bad request, unknown path or method, API key or body refused, ...), by status.",
+    );
+    for m in cores {
+        let labels = super::HTTP_ERROR_STATUSES.iter().map(|s| s.to_string());
+        for (status, n) in labels.chain(["other".to_string()]).zip(&m.http_errors) {
+            let _ = writeln!(
+                out,
+                "{name}{{core=\"{}\",status=\"{status}\"}} {}",
                 m.core,
                 n.load(Relaxed)
             );
