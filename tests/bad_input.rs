@@ -30,6 +30,8 @@ const ISS: &str = "bad-input-iss";
 const MAX_MESSAGE: usize = 4096;
 /// `server.max_body_bytes` of the test server.
 const MAX_BODY: usize = 2048;
+/// `channels.max_subscriptions_per_client` of the test server.
+const MAX_SUBSCRIPTIONS: usize = 3;
 /// `server.max_connections_per_user` of the test server.
 const USER_CONNECTIONS: usize = 2;
 /// `websocket.command_burst` of the test server (`command_rate_per_s` is 1).
@@ -138,9 +140,13 @@ fn start() -> Server {
              audience = \"{AUD}\"\nissuer = \"{ISS}\"\n",
             key_path("rsa-a.pub.pem")
         ),
-        channels: "[[channels.namespaces]]\nname = \"small\"\nmax_publication_bytes = 16\n\
-                   allow_publish_for_client = true\n"
-            .into(),
+        channels: format!(
+            "max_subscriptions_per_client = {MAX_SUBSCRIPTIONS}\n\
+             [[channels.namespaces]]\nname = \"small\"\nmax_publication_bytes = 16\n\
+             allow_publish_for_client = true\n\
+             [[channels.namespaces]]\nname = \"readonly\"\n\
+             [[channels.namespaces]]\nname = \"dm\"\nallow_user_limited_channels = true\n"
+        ),
         ..Default::default()
     })
 }
@@ -488,6 +494,31 @@ fn cases() -> Vec<(&'static str, Case)> {
                 open.push(ws);
             }
             connect_with(c, &good_token(&user))
+        }),
+        ("cmd.too_many_subscriptions", |c| {
+            let mut ws = connected(c);
+            for i in 0..MAX_SUBSCRIPTIONS {
+                let cmd = json!({"id": 10 + i, "subscribe": {"channel": format!("many{i}")}});
+                send(&mut ws, &cmd.to_string());
+                assert_eq!(observe(&mut ws), Answer::Accepted("subscribe".into()));
+            }
+            subscribe_on(ws, "one-too-many")
+        }),
+        ("cmd.publish_not_allowed", |c| {
+            let cmd = json!({"id": 9, "publish": {"channel": "readonly:x", "data": {}}});
+            text_case(connected(c), &cmd.to_string())
+        }),
+        ("cmd.user_limited_channel_of_others", |c| {
+            subscribe(c, "dm:chat#someone,else")
+        }),
+        ("cmd.presence_not_available", |c| {
+            let mut ws = connected(c);
+            send(
+                &mut ws,
+                r#"{"id": 8, "subscribe": {"channel": "nopresence"}}"#,
+            );
+            assert!(observe(&mut ws) == Answer::Accepted("subscribe".into()));
+            text_case(ws, r#"{"id": 9, "presence": {"channel": "nopresence"}}"#)
         }),
         ("cmd.rpc", |c| {
             text_case(connected(c), r#"{"id": 9, "rpc": {"method": "m"}}"#)
@@ -897,8 +928,12 @@ fn connected_as(c: &Ctx) -> (RawWs, String) {
 }
 
 fn subscribe(c: &Ctx, channel: &str) -> Answer {
+    subscribe_on(connected(c), channel)
+}
+
+fn subscribe_on(ws: RawWs, channel: &str) -> Answer {
     let cmd = json!({"id": 9, "subscribe": {"channel": channel}});
-    text_case(connected(c), &cmd.to_string())
+    text_case(ws, &cmd.to_string())
 }
 
 fn connect_with(c: &Ctx, token: &str) -> Answer {

@@ -15,6 +15,7 @@ pub use histogram::Histogram;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
+use crate::protocol::ErrorCode;
 use crate::ws::close::Disconnect;
 
 /// Label values of `wiresocket_channel_denied_total{reason}` (the channel policy's refusals).
@@ -63,7 +64,8 @@ pub struct CoreMetrics {
     pub slow_disconnects: AtomicU64,
     pub publishes: AtomicU64,
     pub deliveries: AtomicU64,
-    pub command_errors: AtomicU64,
+    /// Command replies with an error, indexed like `protocol::ErrorCode::ALL`.
+    pub command_errors: Vec<AtomicU64>,
     pub http_requests: AtomicU64,
     pub api_requests: AtomicU64,
     pub mesh_pending: AtomicI64,
@@ -123,7 +125,7 @@ impl CoreMetrics {
             slow_disconnects: AtomicU64::new(0),
             publishes: AtomicU64::new(0),
             deliveries: AtomicU64::new(0),
-            command_errors: AtomicU64::new(0),
+            command_errors: ErrorCode::ALL.iter().map(|_| AtomicU64::new(0)).collect(),
             http_requests: AtomicU64::new(0),
             api_requests: AtomicU64::new(0),
             mesh_pending: AtomicI64::new(0),
@@ -173,6 +175,15 @@ impl CoreMetrics {
                 .unwrap_or(HTTP_ERROR_STATUSES.len());
             self.http_errors[i].fetch_add(1, Relaxed);
         }
+    }
+
+    /// Counts one command answered with error `code` (a code outside the table counts as 100).
+    pub fn command_error(&self, code: u32) {
+        let i = ErrorCode::ALL
+            .iter()
+            .position(|e| e.code == code)
+            .unwrap_or(0);
+        self.command_errors[i].fetch_add(1, Relaxed);
     }
 
     pub fn closed(&self, code: u16) {

@@ -156,12 +156,6 @@ const SIMPLE: &[(&str, &str, &str, Getter)] = &[
         |m| m.deliveries.load(Relaxed) as i128,
     ),
     (
-        "wiresocket_command_errors_total",
-        "counter",
-        "Client commands answered with an error.",
-        |m| m.command_errors.load(Relaxed) as i128,
-    ),
-    (
         "wiresocket_http_requests_total",
         "counter",
         "Plain HTTP requests served (health, metrics, API, errors).",
@@ -241,6 +235,27 @@ pub fn render(cores: &[Arc<CoreMetrics>]) -> String {
                     m.core, d.code
                 );
             }
+        }
+    }
+    let name = "wiresocket_command_errors_total";
+    header(
+        &mut out,
+        name,
+        "counter",
+        "Client commands answered with an error, by error code.",
+    );
+    for m in cores {
+        for (e, n) in crate::protocol::ErrorCode::ALL
+            .iter()
+            .zip(&m.command_errors)
+        {
+            let _ = writeln!(
+                out,
+                "{name}{{core=\"{}\",code=\"{}\"}} {}",
+                m.core,
+                e.code,
+                n.load(Relaxed)
+            );
         }
     }
     let name = "wiresocket_channel_denied_total";
