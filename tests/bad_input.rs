@@ -145,7 +145,8 @@ fn start() -> Server {
              [[channels.namespaces]]\nname = \"small\"\nmax_publication_bytes = 16\n\
              allow_publish_for_client = true\n\
              [[channels.namespaces]]\nname = \"readonly\"\n\
-             [[channels.namespaces]]\nname = \"dm\"\nallow_user_limited_channels = true\n"
+             [[channels.namespaces]]\nname = \"dm\"\nallow_user_limited_channels = true\n\
+             [[channels.namespaces]]\nname = \"hist\"\nhistory_size = 5\n"
         ),
         ..Default::default()
     })
@@ -176,11 +177,13 @@ fn every_row_of_the_bad_input_table_holds_against_a_real_server() {
     }
     let ctx = Ctx {
         server: start(),
+        proxied: Default::default(),
         n: Default::default(),
     };
     let mut failures = Vec::new();
     for row in &rows {
-        let before = ctx.server.metrics();
+        let server = ctx.server_of(&row.case);
+        let before = server.metrics();
         let got = cases[row.case.as_str()](&ctx);
         if got != row.answer {
             failures.push(format!(
@@ -199,7 +202,7 @@ fn every_row_of_the_bad_input_table_holds_against_a_real_server() {
             // a close is counted just after the client has seen it: wait for it
             let until = Instant::now() + Duration::from_secs(10);
             let now = loop {
-                let now = ctx.server.metric_sum(name, &labels);
+                let now = server.metric_sum(name, &labels);
                 if now > was || Instant::now() > until {
                     break now;
                 }
@@ -230,13 +233,15 @@ fn every_row_of_the_bad_input_table_holds_against_a_real_server() {
 fn print_what_each_case_gets() {
     let ctx = Ctx {
         server: start(),
+        proxied: Default::default(),
         n: Default::default(),
     };
     for (id, case) in cases() {
-        let before = ctx.server.metrics();
+        let server = ctx.server_of(id);
+        let before = server.metrics();
         let got = case(&ctx);
         std::thread::sleep(Duration::from_millis(300));
-        let after = ctx.server.metrics();
+        let after = server.metrics();
         let was: std::collections::HashMap<&str, &str> = before
             .lines()
             .filter(|l| !l.starts_with('#'))
@@ -261,10 +266,32 @@ type Case = fn(&Ctx) -> Answer;
 
 struct Ctx {
     server: Server,
+    /// The server behind a trusted proxy (the `proxy.*` cases), started when first needed.
+    proxied: std::cell::OnceCell<Server>,
     n: std::cell::Cell<u32>,
 }
 
 impl Ctx {
+    /// A server that trusts 127.0.0.1 as a proxy (so the test's connections may start with
+    /// a PROXY v2 header).
+    fn proxied(&self) -> &Server {
+        self.proxied.get_or_init(|| {
+            Server::start_with(&Overrides {
+                server: "header_timeout_ms = 1500\ntrusted_proxies = [\"127.0.0.1/32\"]\n".into(),
+                ..Default::default()
+            })
+        })
+    }
+
+    /// The server case `id` runs against.
+    fn server_of(&self, id: &str) -> &Server {
+        if id.starts_with("proxy.") {
+            self.proxied()
+        } else {
+            &self.server
+        }
+    }
+
     /// A user name no other case uses.
     fn user(&self) -> String {
         self.n.set(self.n.get() + 1);
@@ -335,6 +362,24 @@ fn cases() -> Vec<(&'static str, Case)> {
                 c,
                 b"GET /connection/websocket HTTP/1.1\r\nConnection: close\r\n\r\n",
             )
+        }),
+        ("http.proxy_header_from_untrusted_peer", |c| {
+            let mut bytes = PROXY_SIGNATURE.to_vec();
+            bytes.extend_from_slice(&[0x21, 0x11, 0x00, 0x0c]);
+            bytes.extend_from_slice(&[127, 0, 0, 9, 127, 0, 0, 1, 0x30, 0x39, 0x1f, 0x40]);
+            bytes.extend_from_slice(b"GET /health HTTP/1.1\r\nConnection: close\r\n\r\n");
+            raw(c, &bytes)
+        }),
+        // PROXY v2 header from a trusted proxy
+        ("proxy.malformed_header", |c| {
+            // the signature, then a version/command byte and length that are not v2
+            let mut bytes = PROXY_SIGNATURE.to_vec();
+            bytes.extend_from_slice(&[0x11, 0x11, 0x00, 0x0c]);
+            bytes.extend_from_slice(&[0u8; 12]);
+            raw_to(c.proxied(), &bytes)
+        }),
+        ("proxy.header_timeout", |c| {
+            raw_to(c.proxied(), &PROXY_SIGNATURE[..6])
         }),
         // WebSocket handshake
         ("ws.bad_version", |c| {
@@ -519,6 +564,13 @@ fn cases() -> Vec<(&'static str, Case)> {
             );
             assert!(observe(&mut ws) == Answer::Accepted("subscribe".into()));
             text_case(ws, r#"{"id": 9, "presence": {"channel": "nopresence"}}"#)
+        }),
+        ("cmd.history_from_lost_position", |c| {
+            let mut ws = connected(c);
+            send(&mut ws, r#"{"id": 8, "subscribe": {"channel": "hist:x"}}"#);
+            assert!(observe(&mut ws) == Answer::Accepted("subscribe".into()));
+            let cmd = r#"{"id": 9, "history": {"channel": "hist:x", "since": {"offset": 7, "epoch": "gone"}}}"#;
+            text_case(ws, cmd)
         }),
         ("cmd.rpc", |c| {
             text_case(connected(c), r#"{"id": 9, "rpc": {"method": "m"}}"#)
@@ -784,9 +836,16 @@ fn cases() -> Vec<(&'static str, Case)> {
 // ---------------------------------------------------------------------------------------
 // HTTP
 
+/// The first 12 bytes of every PROXY v2 header.
+const PROXY_SIGNATURE: &[u8; 12] = b"\r\n\r\n\0\r\nQUIT\n";
+
 /// Sends raw bytes on a fresh connection, reads until the server closes.
 fn raw(c: &Ctx, bytes: &[u8]) -> Answer {
-    let mut s = TcpStream::connect(c.server.addr).unwrap();
+    raw_to(&c.server, bytes)
+}
+
+fn raw_to(server: &Server, bytes: &[u8]) -> Answer {
+    let mut s = TcpStream::connect(server.addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
     s.write_all(bytes).unwrap();
     let mut got = Vec::new();
