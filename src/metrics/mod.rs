@@ -15,6 +15,7 @@ pub use histogram::{Histogram, BOUNDS_US};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
+use crate::protocol::ErrorCode;
 use crate::ws::close::Disconnect;
 
 /// Label values of `wiresocket_channel_denied_total{reason}` (the channel policy's refusals).
@@ -39,6 +40,12 @@ pub const LIMIT_REASONS: [&str; 9] = [
     "publication_size",
 ];
 
+/// The `status` labels of `wiresocket_http_errors_total`: every error status the HTTP side
+/// writes; any other status counts as the last slot, `other`.
+pub const HTTP_ERROR_STATUSES: [u16; 14] = [
+    400, 401, 403, 404, 405, 408, 411, 413, 426, 429, 431, 500, 501, 503,
+];
+
 /// Counters of one core. Gauges are `AtomicI64` (inc/dec), counters `AtomicU64`.
 #[derive(Debug)]
 pub struct CoreMetrics {
@@ -57,7 +64,8 @@ pub struct CoreMetrics {
     pub slow_disconnects: AtomicU64,
     pub publishes: AtomicU64,
     pub deliveries: AtomicU64,
-    pub command_errors: AtomicU64,
+    /// Command replies with an error, indexed like `protocol::ErrorCode::ALL`.
+    pub command_errors: Vec<AtomicU64>,
     pub http_requests: AtomicU64,
     pub api_requests: AtomicU64,
     /// Server API calls answered 400 (a body that is not the method's JSON, a bad name).
@@ -91,6 +99,8 @@ pub struct CoreMetrics {
     pub http_unread_bodies: AtomicU64,
     /// API calls refused with 503 because the node is draining.
     pub api_refused_draining: AtomicU64,
+    /// Plain HTTP answers with an error status, indexed like [`HTTP_ERROR_STATUSES`] plus `other`.
+    pub http_errors: [AtomicU64; HTTP_ERROR_STATUSES.len() + 1],
     /// Channel operations refused by the policy, indexed like [`ChannelError::REASONS`].
     /// Channel-policy refusals, indexed like [`CHANNEL_DENIED_REASONS`].
     pub channel_denied: [AtomicU64; CHANNEL_DENIED_REASONS.len()],
@@ -117,7 +127,7 @@ impl CoreMetrics {
             slow_disconnects: AtomicU64::new(0),
             publishes: AtomicU64::new(0),
             deliveries: AtomicU64::new(0),
-            command_errors: AtomicU64::new(0),
+            command_errors: ErrorCode::ALL.iter().map(|_| AtomicU64::new(0)).collect(),
             http_requests: AtomicU64::new(0),
             api_requests: AtomicU64::new(0),
             api_bad_requests: AtomicU64::new(0),
@@ -140,6 +150,7 @@ impl CoreMetrics {
             http_rejected: AtomicU64::new(0),
             http_unread_bodies: AtomicU64::new(0),
             api_refused_draining: AtomicU64::new(0),
+            http_errors: Default::default(),
             channel_denied: Default::default(),
             limit_refused: Default::default(),
             deliver_latency: Histogram::new(),
@@ -156,6 +167,26 @@ impl CoreMetrics {
 
     pub fn gauge(gauge: &AtomicI64, delta: i64) {
         gauge.fetch_add(delta, Relaxed);
+    }
+
+    /// Counts one plain HTTP answer with an error status (>= 400; others are ignored).
+    pub fn http_error(&self, status: u16) {
+        if status >= 400 {
+            let i = HTTP_ERROR_STATUSES
+                .iter()
+                .position(|s| *s == status)
+                .unwrap_or(HTTP_ERROR_STATUSES.len());
+            self.http_errors[i].fetch_add(1, Relaxed);
+        }
+    }
+
+    /// Counts one command answered with error `code` (a code outside the table counts as 100).
+    pub fn command_error(&self, code: u32) {
+        let i = ErrorCode::ALL
+            .iter()
+            .position(|e| e.code == code)
+            .unwrap_or(0);
+        self.command_errors[i].fetch_add(1, Relaxed);
     }
 
     pub fn closed(&self, code: u16) {

@@ -156,12 +156,6 @@ const SIMPLE: &[(&str, &str, &str, Getter)] = &[
         |m| m.deliveries.load(Relaxed) as i128,
     ),
     (
-        "wiresocket_command_errors_total",
-        "counter",
-        "Client commands answered with an error.",
-        |m| m.command_errors.load(Relaxed) as i128,
-    ),
-    (
         "wiresocket_http_requests_total",
         "counter",
         "Plain HTTP requests served (health, metrics, API, errors).",
@@ -206,7 +200,7 @@ const SIMPLE: &[(&str, &str, &str, Getter)] = &[
     (
         "wiresocket_http_rejected_total",
         "counter",
-        "HTTP requests refused for framing or size (400, 411, 413, 431, 501).",
+        "HTTP requests refused for framing or size (400, 411, 413, 431, 501), and WebSocket handshakes refused (400).",
         |m| m.http_rejected.load(Relaxed) as i128,
     ),
     (
@@ -249,6 +243,27 @@ pub fn render(cores: &[Arc<CoreMetrics>]) -> String {
             }
         }
     }
+    let name = "wiresocket_command_errors_total";
+    header(
+        &mut out,
+        name,
+        "counter",
+        "Client commands answered with an error, by error code.",
+    );
+    for m in cores {
+        for (e, n) in crate::protocol::ErrorCode::ALL
+            .iter()
+            .zip(&m.command_errors)
+        {
+            let _ = writeln!(
+                out,
+                "{name}{{core=\"{}\",code=\"{}\"}} {}",
+                m.core,
+                e.code,
+                n.load(Relaxed)
+            );
+        }
+    }
     let name = "wiresocket_channel_denied_total";
     header(
         &mut out,
@@ -278,6 +293,24 @@ pub fn render(cores: &[Arc<CoreMetrics>]) -> String {
             let _ = writeln!(
                 out,
                 "{name}{{core=\"{}\",reason=\"{reason}\"}} {}",
+                m.core,
+                n.load(Relaxed)
+            );
+        }
+    }
+    let name = "wiresocket_http_errors_total";
+    header(
+        &mut out,
+        name,
+        "counter",
+        "Plain HTTP requests answered with an error status (bad request, unknown path or method, API key or body refused, ...), by status.",
+    );
+    for m in cores {
+        let labels = super::HTTP_ERROR_STATUSES.iter().map(|s| s.to_string());
+        for (status, n) in labels.chain(["other".to_string()]).zip(&m.http_errors) {
+            let _ = writeln!(
+                out,
+                "{name}{{core=\"{}\",status=\"{status}\"}} {}",
                 m.core,
                 n.load(Relaxed)
             );

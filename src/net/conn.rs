@@ -24,6 +24,10 @@
 //! are 404; on the public one, `/metrics` and `/api/*` are 404 when the internal listener
 //! exists.
 //!
+//! Every answer with an error status (plain request or upgrade) is counted in
+//! `wiresocket_http_errors_total{status}` where it is written; a refused WebSocket
+//! handshake (400) also in `wiresocket_http_rejected_total`.
+//!
 //! Admission: while the node drains or holds `max_connections` connected
 //! sessions, upgrades are answered 503 with a jittered `Retry-After`, so
 //! reconnecting clients spread out instead of stampeding.
@@ -48,7 +52,7 @@ use crate::ws::handshake;
 pub async fn serve(core: Rc<Core>, edge: Rc<Edge>, mut tcp: TcpStream) {
     let _ = tcp.set_nodelay(true); // explicit: not every kernel copies it from the listener
     let Some(pending) = Pending::enter(&core) else {
-        refuse_early(&edge, &mut tcp, &shed_response(&core)).await;
+        refuse_early(&core, &edge, &mut tcp, &shed_response(&core)).await;
         return;
     };
     let peer = tcp.peer_addr().ok().map(|a| a.ip());
@@ -57,7 +61,7 @@ pub async fn serve(core: Rc<Core>, edge: Rc<Edge>, mut tcp: TcpStream) {
         Ok(Peer::Proxy(lease)) => (lease, true),
         Err(r) => {
             let resp = edge::refusal(r, &core.metrics, &core.cfg.server);
-            refuse_early(&edge, &mut tcp, &resp).await;
+            refuse_early(&core, &edge, &mut tcp, &resp).await;
             return;
         }
     };
@@ -92,6 +96,7 @@ pub async fn serve(core: Rc<Core>, edge: Rc<Edge>, mut tcp: TcpStream) {
             Parsed::Http(req) => req,
             Parsed::Upgrade(..) if edge.internal => {
                 CoreMetrics::inc(&core.metrics.http_requests);
+                core.metrics.http_error(404);
                 let _ = http::write(&mut stream, &Response::status_only(404), false).await;
                 return;
             }
@@ -111,6 +116,7 @@ pub async fn serve(core: Rc<Core>, edge: Rc<Edge>, mut tcp: TcpStream) {
                     CoreMetrics::inc(&core.metrics.http_rejected);
                 }
                 CoreMetrics::inc(&core.metrics.http_requests);
+                core.metrics.http_error(status);
                 let _ = http::write(&mut stream, &Response::status_only(status), false).await;
                 return http::linger(&mut stream).await;
             }
@@ -128,8 +134,9 @@ pub async fn serve(core: Rc<Core>, edge: Rc<Edge>, mut tcp: TcpStream) {
 
 /// Answers a connection refused before its TLS handshake: in plain HTTP, or, on a TLS
 /// listener, by closing it (an answer would cost the handshake the refusal is saving).
-async fn refuse_early(edge: &Edge, tcp: &mut TcpStream, resp: &Response) {
+async fn refuse_early(core: &Core, edge: &Edge, tcp: &mut TcpStream, resp: &Response) {
     if edge.tls.is_none() {
+        core.metrics.http_error(resp.status);
         let _ = http::write(tcp, resp, false).await;
     }
 }
@@ -157,6 +164,7 @@ async fn proxied_client(
             Ok(lease) => Ok(Some(lease)),
             Err(r) => {
                 let resp = edge::refusal(r, &core.metrics, &core.cfg.server);
+                core.metrics.http_error(resp.status);
                 let _ = http::write(stream, &resp, false).await;
                 Err(())
             }
@@ -167,6 +175,7 @@ async fn proxied_client(
             }
             count_failure(core, &e);
             if let (Some(status), None) = (e.status(), &edge.tls) {
+                core.metrics.http_error(status);
                 let _ = http::write(stream, &Response::status_only(status), false).await;
                 if status != 408 {
                     http::linger(stream).await;
@@ -212,6 +221,7 @@ async fn answer(
     if !body_read {
         CoreMetrics::inc(&core.metrics.http_unread_bodies);
     }
+    core.metrics.http_error(resp.status);
     let keep = body_read && req.keep_alive && !core.draining.get() && !core.node.draining();
     if http::write_for(stream, &resp, keep, req.is_head())
         .await
@@ -258,6 +268,7 @@ async fn read_body(
         }
         Err(ReadError::Timeout { .. }) => {
             CoreMetrics::inc(&core.metrics.http_timeouts);
+            core.metrics.http_error(408);
             let _ = http::write(stream, &Response::status_only(408), false).await;
             Err(None)
         }
@@ -282,6 +293,7 @@ async fn fail(core: &Core, stream: &mut Stream, e: ReadError) {
     count_failure(core, &e);
     if let Some(status) = e.status() {
         CoreMetrics::inc(&core.metrics.http_requests);
+        core.metrics.http_error(status);
         let _ = http::write(stream, &Response::status_only(status), false).await;
         if status != 408 {
             http::linger(stream).await;
@@ -311,6 +323,9 @@ async fn upgrade(core: Rc<Core>, edge: &Edge, mut stream: Stream, pending: Pendi
         Ok(r) => r,
         Err(e) => {
             tracing::debug!(error = %e, "bad upgrade");
+            CoreMetrics::inc(&core.metrics.http_requests);
+            CoreMetrics::inc(&core.metrics.http_rejected);
+            core.metrics.http_error(400);
             let _ = http::write(&mut stream, &Response::text(400, format!("{e}\n")), false).await;
             return;
         }
@@ -331,6 +346,7 @@ async fn upgrade(core: Rc<Core>, edge: &Edge, mut stream: Stream, pending: Pendi
         Err(r) => {
             tracing::debug!(refusal = %r, origin = ?meta.origin, "upgrade refused");
             let resp = edge::refusal(r, &core.metrics, &core.cfg.server);
+            core.metrics.http_error(resp.status);
             let _ = http::write(&mut stream, &resp, false).await;
             return;
         }
@@ -339,6 +355,7 @@ async fn upgrade(core: Rc<Core>, edge: &Edge, mut stream: Stream, pending: Pendi
         && (handler == Handler::Centrifugo || admit::admit_echo_upgrade(&core));
     if !admitted {
         CoreMetrics::inc(&core.metrics.refused);
+        core.metrics.http_error(503);
         let _ = http::write(&mut stream, &shed_response(&core), false).await;
         return;
     }

@@ -102,7 +102,7 @@ pub async fn on_message(env: &Rc<Env>, s: &Rc<Session>, msg: &mut [u8]) -> Resul
         match execute(env, s, cmd.id, cmd.method, &mut b).await {
             Outcome::Replied => {}
             Outcome::Error(e) => {
-                CoreMetrics::inc(&env.metrics.command_errors);
+                env.metrics.command_error(e.code);
                 reply::error(&mut b.out, cmd.id, e);
             }
             Outcome::Disconnect(d) => {

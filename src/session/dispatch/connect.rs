@@ -27,16 +27,11 @@ pub(super) async fn connect(
     client_subs: Vec<(String, Since)>,
     b: &mut Batch,
 ) -> Outcome {
-    let (expires_at, user, info, channels) = if token.is_empty() {
-        if !env.cfg.auth.allow_anonymous {
-            return Outcome::Disconnect(Disconnect::INVALID_TOKEN);
-        }
-        (None, String::new(), None, Vec::new())
-    } else {
-        match env.verifier.verify_connect(token) {
-            Ok(c) => (c.expires_at(), c.user, c.info, c.channels),
-            Err(e) => return token_failure(&e),
-        }
+    // an empty token is the anonymous user where allowed, else refused (and counted) by the
+    // verifier like any other bad token
+    let (expires_at, user, info, channels) = match env.verifier.verify_connect(token) {
+        Ok(c) => (c.expires_at(), c.user, c.info, c.channels),
+        Err(e) => return token_failure(&e),
     };
     if let Err(r) = s.socket().lease().acquire_user(&user) {
         r.counted(&env.metrics);
