@@ -8,6 +8,7 @@
 # Not part of the test suite (it runs for minutes per target). Needs cargo-fuzz (installed
 # here from crates.io when missing) and, for AddressSanitizer, a nightly toolchain; without
 # nightly it fuzzes on stable with `--sanitizer none` (Rust's own checks and panics still fail).
+# FUZZ_SANITIZER=none on nightly trades ASan's checks for several times the executions.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,7 +18,7 @@ if [ $# -gt 0 ]; then targets=("$@"); fi
 
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
 if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
-  toolchain=(+nightly) sanitizer=address
+  toolchain=(+nightly) sanitizer=${FUZZ_SANITIZER:-address}
 else
   toolchain=() sanitizer=none
 fi

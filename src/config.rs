@@ -359,6 +359,32 @@ config_section! {
 }
 
 config_section! {
+    /// Load shedding with hysteresis: the node leaves the pool (`/health` 503, upgrades 503 +
+    /// jittered `Retry-After`) when memory, the busiest core's CPU or connections reach
+    /// `high_water` of their limit, and re-enters when all stayed at or below `low_water` for
+    /// `min_dwell_ms`. Connected sessions are never dropped for it.
+    pub struct SheddingConfig {
+        /// Watch the load and shed at the high-water mark. Off: the node refuses upgrades
+        /// only at `server.max_connections`. Default: `true`.
+        pub enabled: bool = true,
+        /// Fraction of a limit at which the node leaves the pool. Default: `0.8`.
+        pub high_water: f64 = 0.8,
+        /// Fraction every resource must stay at or below (for `min_dwell_ms`) before the node
+        /// re-enters the pool. Default: `0.7`.
+        pub low_water: f64 = 0.7,
+        /// Shortest time out of the pool, and how long the load must stay low before
+        /// re-entering (no flapping). Default: `10_000` ms.
+        pub min_dwell_ms: u64 = 10_000,
+        /// How often the load is read. Default: `500` ms.
+        pub check_interval_ms: u64 = 500,
+        /// Memory the node may use (RSS), in bytes. `0`: the process's cgroup limit
+        /// (`memory.max`, e.g. systemd `MemoryMax=`), and memory is not watched without one.
+        /// Default: `0`.
+        pub memory_limit_bytes: u64 = 0,
+    }
+}
+
+config_section! {
     /// Cross-core message mesh.
     pub struct MeshConfig {
         /// Capacity of each lock-free ring between two cores, in messages. Default: `1024`.
@@ -424,6 +450,8 @@ pub struct Config {
     pub channels: ChannelsConfig,
     /// `[engine]`: storage backend and history.
     pub engine: EngineConfig,
+    /// `[shedding]`: leaving the pool before the node is full.
+    pub shedding: SheddingConfig,
     /// `[mesh]`: cross-core rings.
     pub mesh: MeshConfig,
     /// `[log]`: logging.
@@ -461,6 +489,11 @@ pub(crate) const SECTIONS: &[SectionDoc] = &[
         key: "engine",
         doc: EngineConfig::DOC,
         fields: EngineConfig::FIELDS,
+    },
+    SectionDoc {
+        key: "shedding",
+        doc: SheddingConfig::DOC,
+        fields: SheddingConfig::FIELDS,
     },
     SectionDoc {
         key: "mesh",

@@ -14,6 +14,8 @@
 //!   yielding, clocks, wake-up flags); a leaf.
 //! - [`net`]: SO_REUSEPORT listeners, HTTP request heads, routing an accepted
 //!   connection to a WebSocket session or the HTTP endpoints.
+//! - [`load`]: load shedding with hysteresis (memory, CPU, connections against their
+//!   limits; `/health` and upgrades answer 503 while the node is out of the pool).
 //! - [`limits`]: per-client limits shared by the cores (connections per address,
 //!   prefix and user; connection and publish rates), node-local behind interfaces a
 //!   cluster engine can back.
@@ -47,6 +49,7 @@ pub mod engine;
 pub mod exec;
 pub mod hub;
 pub mod limits;
+pub mod load;
 pub mod mesh;
 pub mod metrics;
 pub mod net;

@@ -2,7 +2,8 @@
 //! count of connected sessions for the per-node limit, each core's count of
 //! pending connections, the drain flag set by signals, whether a successor
 //! process listens on our address (hand-over), and how many cores are still
-//! draining (so all cores exit together).
+//! draining (so all cores exit together), the load watcher's shedding flag and readings,
+//! and each core's thread id (for the watcher's CPU readings).
 //!
 //! Two kinds of connection are counted apart (see `net::admit`):
 //! - *pending*: accepted but not past the protocol `connect` (HTTP requests,
@@ -12,7 +13,20 @@
 //!   Capped per node by `server.max_connections`; this count alone drives
 //!   `/health` "shedding", so idle sockets cannot flip a node to 503.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::*};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering::*};
+
+/// Load shedding set by the load watcher (`load::watch`), and its last readings in
+/// thousandths of each resource's limit.
+#[derive(Debug, Default)]
+pub struct LoadGauges {
+    /// Over the high-water mark (and not yet back below the low one for the dwell time).
+    pub overloaded: AtomicBool,
+    pub memory: AtomicU32,
+    pub cpu: AtomicU32,
+    pub connections: AtomicU32,
+    pub shed_total: AtomicU64,
+    pub recover_total: AtomicU64,
+}
 
 #[derive(Debug, Default)]
 pub struct NodeState {
@@ -28,6 +42,10 @@ pub struct NodeState {
     cores_draining: AtomicUsize,
     pub max_connections: usize,
     pub max_pending_per_core: usize,
+    /// Load shedding state and readings.
+    pub load: LoadGauges,
+    /// Each core's executor thread id (0 until it started), for the load watcher.
+    core_threads: Box<[AtomicU32]>,
 }
 
 impl NodeState {
@@ -36,6 +54,7 @@ impl NodeState {
             max_connections,
             max_pending_per_core,
             pending: (0..cores).map(|_| AtomicUsize::new(0)).collect(),
+            core_threads: (0..cores).map(|_| AtomicU32::new(0)).collect(),
             cores_draining: AtomicUsize::new(cores),
             ..Default::default()
         }
@@ -98,9 +117,28 @@ impl NodeState {
         self.connected.load(Relaxed)
     }
 
-    /// Whether the node holds `max_connections` connected sessions (load shedding).
+    /// Whether the node sheds load: it holds `max_connections` connected sessions, or the
+    /// load watcher found it over its high-water mark.
     pub fn shedding(&self) -> bool {
-        self.connected() >= self.max_connections
+        self.connected() >= self.max_connections || self.load.overloaded.load(Relaxed)
+    }
+
+    /// Records the calling thread as core `core`'s executor thread.
+    pub fn set_core_thread(&self, core: usize) {
+        // SAFETY: gettid has no preconditions.
+        let tid = unsafe { libc::gettid() } as u32;
+        if let Some(slot) = self.core_threads.get(core) {
+            slot.store(tid, Relaxed);
+        }
+    }
+
+    /// The executor threads of the cores that started.
+    pub fn core_threads(&self) -> Vec<u32> {
+        self.core_threads
+            .iter()
+            .map(|t| t.load(Relaxed))
+            .filter(|&t| t != 0)
+            .collect()
     }
 
     pub fn start_drain(&self) {

@@ -142,6 +142,7 @@ fn wiresocket_config(port: u16, cores: usize, secret: &str, key: &str) -> String
     format!(
         "[server]\nlisten = \"127.0.0.1:{port}\"\ncores = {cores}\n\n\
          [auth]\nhmac_secret = \"{secret}\"\n\n[api]\nkey = \"{key}\"\n\n\
+         [shedding]\nenabled = false\n\n\
          [log]\nlevel = \"warn\"\n"
     )
 }

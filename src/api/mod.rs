@@ -78,6 +78,7 @@ pub fn route(core: &Rc<Core>, method: &str, path: &str, api_key: Option<&str>) -
         ("GET" | "HEAD", "/metrics") => {
             let mut text = core.registry.render();
             core.verifier.stats().render(&mut text);
+            crate::load::render(&core.node, &mut text);
             if let Some(tls) = &core.tls {
                 tls.render(&mut text);
             }

@@ -28,8 +28,28 @@ impl Config {
         self.api.validate()?;
         self.channels.validate()?;
         self.engine.validate()?;
+        self.shedding.validate()?;
         self.mesh.validate()?;
         self.log.validate()
+    }
+}
+
+impl crate::config::SheddingConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let fraction = |v: f64| v > 0.0 && v <= 1.0;
+        if !fraction(self.high_water) {
+            return Err(ConfigError::invalid(
+                "shedding.high_water",
+                "must be in (0, 1]",
+            ));
+        }
+        if !fraction(self.low_water) || self.low_water >= self.high_water {
+            return Err(ConfigError::invalid(
+                "shedding.low_water",
+                "must be in (0, 1] and below shedding.high_water",
+            ));
+        }
+        positive("shedding.check_interval_ms", self.check_interval_ms)
     }
 }
 

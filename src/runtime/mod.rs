@@ -131,6 +131,7 @@ pub fn serve(cfg: Config, dev_hint: Option<String>, takeover: bool) -> anyhow::R
     };
     let run = |(shared, listeners), life| run_core(shared, listeners, life);
     let cores = startup::Cores::start(&cpus, inputs, configure, run, STARTUP_TIMEOUT)?;
+    crate::load::watch(&cfg.shedding, node.clone())?;
     tracing::info!(cores = cpus.len(), cpus = ?cpus, engine = ?cfg.engine.kind, "wiresocket {} started", env!("CARGO_PKG_VERSION"));
     // the readiness line scripts wait for; a closed stdout must not stop the server
     let scheme = if cfg.server.tls.cert.is_some() {
@@ -222,6 +223,7 @@ async fn run_core(shared: Shared, listeners: CoreListeners, life: startup::CoreL
         crate::mesh::Mesh::join(mesh, core::mesh_limits(&cfg), |me| registry.core(me)).await;
     life.reached(startup::Stage::Wiring);
     let me = mesh.me();
+    node.set_core_thread(me);
     let mut core = core::Core::new(cfg, node, registry, mesh, limits, node_name, verifier);
     core.tls = tls;
     let core = Rc::new(core);

@@ -94,6 +94,9 @@ hmac_secret = "{SECRET}"
 [api]
 key = "{API_KEY}"
 
+[shedding]
+{shedding}
+
 [channels]
 allow_client_publish = true
 {channels}
@@ -105,6 +108,8 @@ allow_client_publish = true
             grace = o.expiry_grace_s.unwrap_or(1),
             auth = o.auth,
             channels = o.channels,
+            // off unless a test asks: admission must not depend on how busy the machine is
+            shedding = o.shedding.as_deref().unwrap_or("enabled = false"),
         );
         let path = dir.join("wiresocket.toml");
         std::fs::write(&path, cfg).unwrap();
@@ -281,6 +286,8 @@ pub struct Overrides {
     pub auth: String,
     pub channels: String,
     pub env: Vec<(String, String)>,
+    /// The `[shedding]` table's lines; `None`: shedding off.
+    pub shedding: Option<String>,
 }
 
 impl Overrides {
