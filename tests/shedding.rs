@@ -93,6 +93,10 @@ fn a_memory_limit_below_the_rss_sheds_at_once() {
     });
     wait_health(&s, 503);
     assert!(s.metric_sum("wiresocket_load_ratio", &["resource=\"memory\""]) > 1.0);
+    // the node registry (API `info`) says so, for discovery and the other nodes
+    let (status, v) = s.api("info", json!({}));
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["result"]["nodes"][0]["shedding"], true, "{v}");
     let r = common::raw_http(s.addr, UPGRADE);
     assert!(r.starts_with("HTTP/1.1 503"), "{r}");
 }

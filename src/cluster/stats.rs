@@ -26,6 +26,7 @@ pub(super) fn started() {
 
 /// What one core counts.
 struct CoreStats {
+    shedding: bool,
     clients: u64,
     users: Vec<Box<str>>,
     subs: u64,
@@ -34,6 +35,7 @@ struct CoreStats {
 
 fn core_stats(env: &Env) -> CoreStats {
     let mut st = CoreStats {
+        shedding: env.node.shedding(),
         clients: 0,
         users: Vec::new(),
         subs: 0,
@@ -69,8 +71,10 @@ pub async fn local_info(mesh: &Mesh, name: &str) -> NodeInfo {
         num_channels: 0,
         uptime: STARTED.get().map_or(0, |t| t.elapsed().as_secs()),
         updated_at: crate::exec::unix_now(),
+        shedding: false,
     };
     for st in per_core {
+        info.shedding |= st.shedding;
         info.num_clients += st.clients;
         info.num_subs += st.subs;
         info.num_channels += st.channels;

@@ -46,4 +46,8 @@ pub struct NodeInfo {
     pub uptime: u64,
     /// Unix seconds of this entry.
     pub updated_at: u64,
+    /// The node is out of the pool (load shedding, `load`): discovery and balancers should
+    /// send new clients elsewhere.
+    #[serde(default)]
+    pub shedding: bool,
 }
