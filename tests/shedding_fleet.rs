@@ -7,6 +7,7 @@
 //! `--nocapture`).
 
 mod common;
+#[allow(dead_code)] // only its HAProxy is used here
 mod redis_support;
 
 use std::collections::BTreeMap;

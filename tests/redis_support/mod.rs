@@ -2,8 +2,6 @@
 //! loopback port (killed when dropped, restartable on the same port) and the
 //! `Overrides` that point a wiresocket node at it. A missing `redis-server` fails
 //! the test with a clear message; it is never skipped silently.
-// each test binary uses a part (tests/shedding_fleet.rs only the HAProxy)
-#![allow(dead_code)]
 
 pub mod haproxy;
 
