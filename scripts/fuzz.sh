@@ -13,6 +13,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 seconds=${FUZZ_SECONDS:-120}
+# FUZZ_TARGET_DIR: a build directory of its own (e.g. for a second pass with another
+# sanitizer while one runs); FUZZ_CMIN=0 skips minimising the corpus afterwards.
+target_dir=()
+if [ -n "${FUZZ_TARGET_DIR:-}" ]; then target_dir=(--target-dir "$FUZZ_TARGET_DIR"); fi
 targets=(http_head ws_frames client_command jwt)
 if [ $# -gt 0 ]; then targets=("$@"); fi
 
@@ -32,7 +36,7 @@ for t in "${targets[@]}"; do
   [ -d "fuzz/seeds/$t" ] && seeds=("fuzz/seeds/$t")
   log="fuzz/logs/$t.log"
   rc=0
-  (cd fuzz && cargo "${toolchain[@]}" fuzz run --sanitizer "$sanitizer" "$t" "corpus/$t" "${seeds[@]/#fuzz\//}" -- \
+  (cd fuzz && cargo "${toolchain[@]}" fuzz run "${target_dir[@]}" --sanitizer "$sanitizer" "$t" "corpus/$t" "${seeds[@]/#fuzz\//}" -- \
       -max_total_time="$seconds" -print_final_stats=1 -rss_limit_mb=4096) >"$log" 2>&1 || rc=$?
   execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1)
   if [ "$rc" -ne 0 ]; then
@@ -41,6 +45,8 @@ for t in "${targets[@]}"; do
   else
     echo "$t: ${execs:-?} executions in ${seconds}s, no crash"
   fi
-  (cd fuzz && cargo "${toolchain[@]}" fuzz cmin --sanitizer "$sanitizer" "$t" "corpus/$t") >>"$log" 2>&1 || true
+  if [ "${FUZZ_CMIN:-1}" != 0 ]; then
+    (cd fuzz && cargo "${toolchain[@]}" fuzz cmin "${target_dir[@]}" --sanitizer "$sanitizer" "$t" "corpus/$t") >>"$log" 2>&1 || true
+  fi
 done
 exit $failed
