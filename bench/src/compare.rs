@@ -20,8 +20,8 @@ use std::path::{Path, PathBuf};
 
 #[derive(Args, Debug, Clone)]
 pub struct CompareArgs {
-    /// Systems to measure, in order (wiresocket, wiresocket-1core, node-ws, socketio, nchan,
-    /// tokio-ws).
+    /// Systems to measure, in order (wiresocket, wiresocket-1core, wiresocket-cluster[-N],
+    /// node-ws, socketio, nchan, tokio-ws).
     #[arg(
         long,
         value_delimiter = ',',
@@ -291,6 +291,7 @@ pub async fn run_single(a: RunArgs) -> Result<Value> {
         api_key: a.api_key.clone(),
         secret: a.secret.clone(),
         pids: a.server_pid.clone(),
+        redis: None,
     };
     crate::runner::run(&def, &sut, &a.spread, a.scale).await
 }

@@ -28,6 +28,11 @@ const PLAIN: &[Plain] = &[
     ("connect-storm", "failed handshakes", "", false, "/connect/failed", 1.0),
     ("idle-hold", "kernel slab per connection (both ends)", "B", false, "/memory/slab_per_conn_bytes", 1.0),
     ("idle-hold", "server CPU while idle", "% core", false, "/idle_cpu/server_cpu_pct", 1.0),
+    ("idle-hold", "Redis used_memory per connection", "B", false, "/redis/used_memory_per_conn_bytes", 1.0),
+    ("idle-hold", "Redis RSS per connection", "B", false, "/redis/rss_per_conn_bytes", 1.0),
+    ("many-channels", "Redis used_memory per channel (after connect)", "B", false, "/redis/used_memory_per_channel_bytes", 1.0),
+    ("many-channels", "Redis pubsub channels (after connect)", "", false, "/redis/after_connect/pubsub_channels", 1.0),
+    ("reconnect-storm", "Redis commands during the storm", "", false, "/redis/after_connect_to_end/commands", 1.0),
     ("reconnect-storm", "time until all back", "s", false, "/time_all_back_ms", MS),
     ("reconnect-storm", "accept latency p99", "ms", false, "/storm/accept_latency_us/p99_us", MS),
     ("reconnect-storm", "accept latency max", "ms", false, "/storm/accept_latency_us/max_us", MS),
@@ -52,6 +57,9 @@ const PER_PHASE: &[(&str, &str, bool, &str, f64)] = &[
     ("latency p999", "ms", false, "latency_us/p999_us", MS),
     ("loss", "%", false, "loss_pct", 1.0),
     ("server CPU per delivery", "µs", false, "server_cpu_us_per_delivery", 1.0),
+    ("Redis commands per publication", "", false, "redis/ops_per_publication", 1.0),
+    ("Redis CPU", "% core", false, "redis/cpu_pct", 1.0),
+    ("Redis CPU per publication", "µs", false, "redis/cpu_us_per_publication", 1.0),
 ];
 
 /// Reads `ptr` scaled by `k`. Loss is clipped at 0: a publish whose HTTP answer timed out
@@ -158,6 +166,7 @@ pub fn metrics(doc: &Value) -> Vec<Metric> {
             }
         }
     }
+    plain("many-channels", &mut m);
     plain("reconnect-storm", &mut m);
     plain("slow-consumers", &mut m);
     m
