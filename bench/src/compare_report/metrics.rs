@@ -192,6 +192,12 @@ fn connect_rss_per_conn(v: &Value) -> Option<f64> {
     (n > 0.0).then(|| d * 1024.0 / n)
 }
 
+/// `ptr` divided by the run's connected clients.
+fn per_client(v: &Value, ptr: &str) -> Option<f64> {
+    let n = f(v, "/connect/ready")?;
+    (n > 0.0).then(|| f(v, ptr).map(|x| x / n)).flatten()
+}
+
 /// Per-connection and per-message costs of each system, for `capacity`.
 pub fn costs(doc: &Value) -> Value {
     let mut out = Map::new();
@@ -230,6 +236,12 @@ pub fn costs(doc: &Value) -> Value {
                 "cpu_us_per_publish": per_publish,
                 "cpu_us_per_connect": f(&conn, "/connect/server_cpu_us_per_connect"),
                 "idle_cpu_us_per_conn_s": f(&idle, "/idle_cpu/server_cpu_us_per_conn_s"),
+                "redis_used_memory_per_conn_bytes": f(&idle, "/redis/used_memory_per_conn_bytes"),
+                "redis_used_memory_per_channel_bytes": f(&many, "/redis/used_memory_per_channel_bytes"),
+                "redis_cmds_per_connect": per_client(&idle, "/redis/connect/commands"),
+                "redis_cmds_per_conn_s": per_client(&idle, "/redis/after_connect_to_end/ops_per_s"),
+                "redis_ops_per_publication": best_unsaturated(&fan, "redis/ops_per_publication"),
+                "redis_cpu_us_per_publication": best_unsaturated(&fan, "redis/cpu_us_per_publication"),
                 "msg_bytes": 48 + fan["scenario"]["payload_bytes"].as_u64().unwrap_or(0),
                 "source": {
                     "idle": "idle-hold (peak RSS from connect through the hold; CPU during the hold)",

@@ -34,7 +34,7 @@ impl Metric {
     pub fn ratio(&self, peer: &str) -> Option<f64> {
         let names: Vec<String> = self.values.iter().map(|(s, _)| s.clone()).collect();
         let (w, p) = (self.value(&base_system(&names))?, self.value(peer)?);
-        (p != 0.0).then(|| w / p)
+        (p > 0.0 && w >= 0.0).then(|| w / p)
     }
 
     fn to_json(&self, systems: &[String]) -> Value {
