@@ -3,9 +3,10 @@
 //! Reads only the `costs.<system>` object (and `meta`) of a `compare` results file — the keys are
 //! listed in [`costs::Costs`] — combines it with the target given on the command line, and prints
 //! a plan a sysadmin can act on: RAM, CPU cores, file descriptors, a sysctl.d snippet in the format
-//! of tuning/99-wiresocket.conf, and the Redis load of cluster mode (derived from the design, not
-//! measured). Every derived number is printed with its formula and the numbers that went in;
-//! missing costs become documented fallbacks plus warnings. `--json` prints the same plan as JSON.
+//! of tuning/99-wiresocket.conf, and the Redis load of cluster mode (derived from the design,
+//! replaced by measurements where `--redis-results` / `--memory-results` bring them). Every
+//! derived number is printed with its formula and the numbers that went in; missing costs become
+//! documented fallbacks plus warnings. `--json` prints the same plan as JSON.
 //!
 //! Data flow: [`CapacityArgs`] -> [`Target`] (validated) -> `traffic` -> `host::{ram, cpu, fds}`
 //! -> `sysctl::plan` -> `redis::plan` -> [`Plan`] -> `render::text` or JSON (`model`: shared

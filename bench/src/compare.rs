@@ -251,10 +251,12 @@ pub struct RunArgs {
     pub system: String,
     #[arg(long, value_enum, default_value = "centrifugo")]
     pub dialect: Dialect,
-    /// WebSocket URL, e.g. ws://127.0.0.1:8000/connection/websocket
+    /// WebSocket URL, e.g. ws://127.0.0.1:8000/connection/websocket; comma-separated for
+    /// several nodes (clients round-robin over them).
     #[arg(long)]
     pub url: String,
-    /// HTTP base URL for publishing, e.g. http://127.0.0.1:8000
+    /// HTTP base URL for publishing, e.g. http://127.0.0.1:8000; comma-separated for several
+    /// nodes (default: the hosts of --url).
     #[arg(long)]
     pub api_url: Option<String>,
     #[arg(long, default_value = "")]
@@ -278,10 +280,11 @@ pub async fn run_single(a: RunArgs) -> Result<Value> {
     let def = ScenarioDef::load(&a.scenario)?.scaled(a.scale);
     let api_url = match &a.api_url {
         Some(u) => u.clone(),
-        None => {
-            let t = crate::net::Target::parse(&a.url)?;
-            format!("http://{}", t.host_header)
-        }
+        None => crate::net::Target::parse_list(&a.url)?
+            .iter()
+            .map(|t| format!("http://{}", t.host_header))
+            .collect::<Vec<_>>()
+            .join(","),
     };
     let sut = Sut {
         name: a.system.clone(),

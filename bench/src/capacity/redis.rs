@@ -1,7 +1,9 @@
-//! Redis load of cluster mode, DERIVED FROM THE DESIGN, NOT MEASURED: cluster mode is not built
-//! yet, so these numbers come from /work/shared/ARCHITECTURE.md (Redis holds history streams,
-//! presence, sessions; nodes subscribe to channels they have subscribers for) and the command
-//! sequence a Centrifugo-style Redis engine issues. Replace with measurements once it exists.
+//! Redis load of cluster mode, DERIVED FROM THE DESIGN (/work/shared/ARCHITECTURE.md: Redis
+//! holds history streams, presence, sessions; nodes subscribe to channels they have subscribers
+//! for; the command sequence a Centrifugo-style Redis engine issues), except where measured
+//! costs exist (`wiresocket-cluster` runs, see bench/README.md): commands per publication, Redis
+//! memory per connection, and with presence off the commands per connect and per idle
+//! connection (`measured_per_connection`).
 //!
 //! Assumed commands per event (one round trip per Lua script or command):
 //! - publish: one script = HINCRBY offset + XADD MAXLEN history_size + EXPIRE stream + EXPIRE
