@@ -151,8 +151,6 @@ fn start_inner(
     let base = consecutive_ports(nodes)?;
     let env = node_env(env, nodes);
     let (mut urls, mut api_urls) = (Vec::new(), Vec::new());
-    // Nodes go in front of Redis so they are stopped first.
-    let mut node_children = Vec::new();
     for i in 0..nodes {
         let port = base + i as u16;
         let cfg = state.join(format!("node{i}.toml"));
@@ -167,13 +165,12 @@ fn start_inner(
             .stderr(log)
             .spawn()
             .with_context(|| format!("starting {}", wiresocket.display()))?;
-        node_children.push(child);
+        children.push(child);
         urls.push(format!("ws://127.0.0.1:{port}/connection/websocket"));
         api_urls.push(format!("http://127.0.0.1:{port}"));
     }
-    let redis = children.pop().expect("redis pushed above");
-    children.extend(node_children);
-    children.push(redis);
+    // Redis (started first) goes last, so the nodes are stopped before it.
+    children.rotate_left(1);
     for i in 0..nodes {
         crate::systems::wait_health(base + i as u16, Duration::from_secs(30)).with_context(
             || {
