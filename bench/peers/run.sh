@@ -9,6 +9,7 @@
 # waits (at most 30 s) for GET http://127.0.0.1:PORT/health to answer 200, and prints
 # exactly one line on stdout:
 #   PIDS=<every pid of the system under test>
+# node-ws and socketio also write STATE_DIR/redis: "<redis URL> <redis pid>".
 # Everything else goes to stderr. `stop` sends TERM to those pids, KILL after 5 s, and is
 # safe to call twice. Run bench/peers/install.sh first.
 set -euo pipefail
@@ -162,6 +163,8 @@ start_node() { # SCRIPT
 		node "$HERE/node/$1"
 	MAIN_PID=$LAUNCHED_PID
 	EXTRA_PIDS=("$REDIS_PID")
+	# For the harness's Redis readings (INFO, CPU): URL and pid of this system's Redis.
+	echo "$REDIS_URL $REDIS_PID" >"$STATE_DIR/redis"
 	EXPECT_CHILDREN=$CORES
 }
 
@@ -219,7 +222,7 @@ cmd_start() {
 	if ss -Hltn "sport = :$PORT" 2>/dev/null | grep -q .; then
 		die "port $PORT is already in use"
 	fi
-	rm -f "$STATE_DIR"/*.log
+	rm -f "$STATE_DIR"/*.log "$STATE_DIR/redis"
 	# Give every process the whole descriptor allowance (20,000 here); nginx sets its own
 	# worker_rlimit_nofile.
 	ulimit -n "$(ulimit -Hn)" 2>/dev/null || true

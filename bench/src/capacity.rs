@@ -3,9 +3,10 @@
 //! Reads only the `costs.<system>` object (and `meta`) of a `compare` results file — the keys are
 //! listed in [`costs::Costs`] — combines it with the target given on the command line, and prints
 //! a plan a sysadmin can act on: RAM, CPU cores, file descriptors, a sysctl.d snippet in the format
-//! of tuning/99-wiresocket.conf, and the Redis load of cluster mode (derived from the design, not
-//! measured). Every derived number is printed with its formula and the numbers that went in;
-//! missing costs become documented fallbacks plus warnings. `--json` prints the same plan as JSON.
+//! of tuning/99-wiresocket.conf, and the Redis load of cluster mode (derived from the design,
+//! replaced by measurements where `--redis-results` / `--memory-results` bring them). Every
+//! derived number is printed with its formula and the numbers that went in; missing costs become
+//! documented fallbacks plus warnings. `--json` prints the same plan as JSON.
 //!
 //! Data flow: [`CapacityArgs`] -> [`Target`] (validated) -> `traffic` -> `host::{ram, cpu, fds}`
 //! -> `sysctl::plan` -> `redis::plan` -> [`Plan`] -> `render::text` or JSON (`model`: shared
@@ -40,6 +41,22 @@ pub struct CapacityArgs {
     /// System whose measured costs to plan with (a key of `costs`).
     #[arg(long, default_value = "wiresocket")]
     pub system: String,
+    /// A second results file whose per-connection MEMORY costs (user-space RSS, kernel slab and
+    /// TCP pages, Redis used_memory) replace those of --results, e.g. the 100,000-connection
+    /// cluster idle-hold run (bench/results/cluster-100k-*.json); CPU costs stay from --results.
+    #[arg(long)]
+    pub memory_results: Option<PathBuf>,
+    /// System of --memory-results to take the memory costs from.
+    #[arg(long, default_value = "wiresocket-cluster-7")]
+    pub memory_system: String,
+    /// A cluster-mode comparison whose Redis costs (commands and redis-server CPU per
+    /// publication, Redis memory per channel) the Redis section uses instead of the design's
+    /// estimate, e.g. bench/results/compare-cluster-3nodes.json.
+    #[arg(long)]
+    pub redis_results: Option<PathBuf>,
+    /// System of --redis-results to take the Redis costs from.
+    #[arg(long, default_value = "wiresocket-cluster")]
+    pub redis_system: String,
     /// Concurrent connections on this host.
     #[arg(long, default_value_t = 500_000)]
     pub conns: u64,
@@ -210,7 +227,7 @@ pub struct Plan {
 
 /// Entry point of `wiresocket-bench capacity`.
 pub fn run(a: CapacityArgs) -> Result<()> {
-    let (meta, costs) = costs::load(&a.results, &a.system)?;
+    let (meta, costs) = load_costs(&a)?;
     let plan = build(&a, meta, costs)?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&plan)?);
@@ -218,6 +235,19 @@ pub fn run(a: CapacityArgs) -> Result<()> {
         print!("{}", render::text(&plan));
     }
     Ok(())
+}
+
+/// The costs of `--results` / `--system`, with the memory costs of `--memory-results` and the
+/// Redis costs of `--redis-results` laid over them when given.
+pub fn load_costs(a: &CapacityArgs) -> Result<(Meta, Costs)> {
+    let (meta, mut costs) = costs::load(&a.results, &a.system)?;
+    if let Some(f) = &a.memory_results {
+        costs = costs.with_memory_of(&costs::load(f, &a.memory_system)?.1);
+    }
+    if let Some(f) = &a.redis_results {
+        costs = costs.with_redis_of(&costs::load(f, &a.redis_system)?.1);
+    }
+    Ok((meta, costs))
 }
 
 /// The plan for `a` with the given costs.
@@ -230,7 +260,7 @@ pub fn build(a: &CapacityArgs, meta: Meta, costs: Costs) -> Result<Plan> {
     let fds = host::fds(&target);
     let sysctl = sysctl::plan(&target, &traffic, &fds, ram.buffer_pages);
     ram.lines.push(worst_case(&ram, sysctl.tcp_mem[2]));
-    let redis = redis::plan(&target, &traffic);
+    let redis = redis::plan(&target, &traffic, &costs);
     let notes = notes(&target, &costs);
     let mut plan = Plan {
         system: a.system.clone(),
@@ -280,11 +310,21 @@ fn notes(t: &Target, c: &Costs) -> Vec<String> {
                 .to_string(),
         );
     }
-    n.push(
-        "Redis numbers are DERIVED FROM THE DESIGN (ARCHITECTURE.md), NOT MEASURED: cluster mode \
-         is not built yet."
-            .to_string(),
-    );
+    let measured = [
+        c.redis_ops_per_publication,
+        c.redis_used_memory_per_conn_bytes,
+        c.redis_cmds_per_connect,
+    ];
+    n.push(if measured.iter().all(Option::is_none) {
+        "Redis numbers are DERIVED FROM THE DESIGN (ARCHITECTURE.md), NOT MEASURED: these \
+         results carry no cluster-mode Redis readings."
+            .to_string()
+    } else {
+        "Redis figures marked MEASURED come from wiresocket-cluster runs (INFO commandstats and \
+         used_memory deltas, presence off; per-connection commands replace the design's only \
+         with --presence-refresh-s 0); the others are derived from the design (ARCHITECTURE.md)."
+            .to_string()
+    });
     if t.nodes <= 1.0 {
         n.push(
             "With --nodes 1 the server runs the memory engine (engine.kind = \"memory\") and uses \

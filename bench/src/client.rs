@@ -20,7 +20,9 @@ use tokio::time::{sleep, timeout, Instant};
 
 /// Per-connection settings shared by every client of a worker.
 pub struct ClientCfg {
-    pub target: Target,
+    /// The system's WebSocket endpoints (one per node of a cluster); client `g` uses
+    /// `targets[g % len]`, so clients are spread round-robin over the nodes.
+    pub targets: Vec<Target>,
     pub dialect: Dialect,
     pub secret: String,
     pub channels: ChannelPlan,
@@ -34,6 +36,11 @@ pub struct ClientCfg {
 }
 
 impl ClientCfg {
+    /// The endpoint client `g` connects to (and reconnects to).
+    pub fn target_for(&self, g: u64) -> &Target {
+        &self.targets[(g % self.targets.len() as u64) as usize]
+    }
+
     /// Whether client `g` is one of the slow consumers.
     pub fn is_slow(&self, g: u64) -> bool {
         self.stall_every > 0 && g.is_multiple_of(self.stall_every)

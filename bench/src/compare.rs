@@ -20,8 +20,8 @@ use std::path::{Path, PathBuf};
 
 #[derive(Args, Debug, Clone)]
 pub struct CompareArgs {
-    /// Systems to measure, in order (wiresocket, wiresocket-1core, node-ws, socketio, nchan,
-    /// tokio-ws).
+    /// Systems to measure, in order (wiresocket, wiresocket-1core, wiresocket-cluster[-N],
+    /// node-ws, socketio, nchan, tokio-ws).
     #[arg(
         long,
         value_delimiter = ',',
@@ -251,10 +251,12 @@ pub struct RunArgs {
     pub system: String,
     #[arg(long, value_enum, default_value = "centrifugo")]
     pub dialect: Dialect,
-    /// WebSocket URL, e.g. ws://127.0.0.1:8000/connection/websocket
+    /// WebSocket URL, e.g. ws://127.0.0.1:8000/connection/websocket; comma-separated for
+    /// several nodes (clients round-robin over them).
     #[arg(long)]
     pub url: String,
-    /// HTTP base URL for publishing, e.g. http://127.0.0.1:8000
+    /// HTTP base URL for publishing, e.g. http://127.0.0.1:8000; comma-separated for several
+    /// nodes (default: the hosts of --url).
     #[arg(long)]
     pub api_url: Option<String>,
     #[arg(long, default_value = "")]
@@ -278,10 +280,11 @@ pub async fn run_single(a: RunArgs) -> Result<Value> {
     let def = ScenarioDef::load(&a.scenario)?.scaled(a.scale);
     let api_url = match &a.api_url {
         Some(u) => u.clone(),
-        None => {
-            let t = crate::net::Target::parse(&a.url)?;
-            format!("http://{}", t.host_header)
-        }
+        None => crate::net::Target::parse_list(&a.url)?
+            .iter()
+            .map(|t| format!("http://{}", t.host_header))
+            .collect::<Vec<_>>()
+            .join(","),
     };
     let sut = Sut {
         name: a.system.clone(),
@@ -291,6 +294,7 @@ pub async fn run_single(a: RunArgs) -> Result<Value> {
         api_key: a.api_key.clone(),
         secret: a.secret.clone(),
         pids: a.server_pid.clone(),
+        redis: None,
     };
     crate::runner::run(&def, &sut, &a.spread, a.scale).await
 }

@@ -84,11 +84,11 @@ pub async fn handshake(
     let token = crate::jwt::connection_token(&cfg.secret, &sub, cfg.token_ttl_s);
     let path = cfg
         .dialect
-        .upgrade_path(&cfg.target.path, &token, &channels);
+        .upgrade_path(&cfg.target_for(g).path, &token, &channels);
     // Slow consumers get a small, fixed receive window (a client on a poor link): what the
     // server cannot send then waits in the server, which is what the slow scenario measures.
     let rcvbuf = cfg.is_slow(g).then_some(SLOW_RCVBUF);
-    let mut ws = WsConn::connect(&cfg.target, &path, src, rcvbuf).await?;
+    let mut ws = WsConn::connect(cfg.target_for(g), &path, src, rcvbuf).await?;
     if cfg.dialect.ready_on_upgrade() {
         return Ok(ws);
     }

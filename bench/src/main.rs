@@ -19,6 +19,7 @@
 mod capacity;
 mod chart;
 mod client;
+mod cluster;
 mod compare;
 mod compare_report;
 mod dialect;
@@ -35,6 +36,7 @@ mod proto;
 mod publish;
 mod publisher;
 mod reconnect;
+mod redis_probe;
 mod runner;
 mod scenario;
 mod slow;

@@ -52,6 +52,20 @@ impl Target {
             path: path.to_string(),
         })
     }
+
+    /// Parses a comma-separated list of URLs (a cluster: several nodes of one system).
+    pub fn parse_list(urls: &str) -> Result<Vec<Target>> {
+        let list: Vec<Target> = urls
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .map(Target::parse)
+            .collect::<Result<_>>()?;
+        if list.is_empty() {
+            bail!("no URL in {urls:?}");
+        }
+        Ok(list)
+    }
 }
 
 /// Expands `127.0.0.2-127.0.0.200` (or one address) into the list of loopback source addresses.

@@ -19,7 +19,7 @@ use std::time::Duration;
 /// Publisher settings for `def` against `sut`.
 pub fn pub_cfg(def: &ScenarioDef, sut: &Sut) -> Result<Rc<PubCfg>> {
     Ok(Rc::new(PubCfg {
-        target: crate::net::Target::parse(&sut.api_url)?,
+        targets: crate::net::Target::parse_list(&sut.api_url)?,
         api_key: sut.api_key.clone(),
         dialect: sut.dialect,
         channels: def.channel_plan(),
@@ -41,6 +41,7 @@ pub async fn publish_phase(
     // Enough connections that the publisher never limits the rate: a publish round trip grows
     // to tens of milliseconds when a server is busy fanning out.
     let conns = (rate / 5).clamp(16, 256) as usize;
+    let r0 = sut.redis.as_ref().and_then(|r| r.try_sample());
     let s0 = c.snapshot(sut);
     let others0 = crate::sys::all_proc_cpu();
     let bar = crate::progress::timer(def.secs_per_rate, &format!("{rate}/s"));
@@ -57,6 +58,7 @@ pub async fn publish_phase(
     ticker.abort();
     bar.finish_and_clear();
     let s1 = c.snapshot(sut);
+    let r1 = sut.redis.as_ref().and_then(|r| r.try_sample());
     let wall = (p.end_ns - p.start_ns) as f64 / 1e9;
     let ours: Vec<u32> = sut.pids.iter().chain(&c.lg_pids).copied().collect();
     let others = crate::sys::top_others(&others0, &crate::sys::all_proc_cpu(), &ours, wall, 3);
@@ -77,12 +79,18 @@ pub async fn publish_phase(
         "fanout_per_pub": fanout,
         "start_ns": p.start_ns,
         "publish_rtt_us": summarize(&p.rtt),
+        "publish_lag_us": summarize(&p.lag),
         "server_cpu_pct": cpu_pct(&s0, &s1, |s| s.server),
         "server_cpu_ms": s1.server.cpu_ms.saturating_sub(s0.server.cpu_ms),
         "loadgen_cpu_pct": cpu_pct(&s0, &s1, |s| s.loadgen),
         "machine_cpu_pct": crate::sys::machine_busy_pct(s0.machine, s1.machine),
         "other_processes_cpu_pct": others,
         "server_rss_kb_end": s1.server.rss_kb,
+        // Redis work of the phase (commands, CPU per publication), when the system has one.
+        "redis": match (&r0, &r1) {
+            (Some(a), Some(b)) => crate::redis_probe::delta_json(a, b, wall, p.ok),
+            _ => Value::Null,
+        },
     })
 }
 

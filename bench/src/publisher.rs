@@ -1,7 +1,12 @@
 //! The publisher: posts benchmark payloads over HTTP (wiresocket `POST /api/publish`, peers
 //! `POST /publish/<channel>`, both with `X-API-Key`; see `dialect`) over several HTTP/1.1
 //! keep-alive connections, on an open-loop schedule (publication i is due at start + i/rate,
-//! to channel i mod channel count). Each payload carries its CLOCK_MONOTONIC send time.
+//! to channel i mod channel count). Each payload carries its **scheduled** CLOCK_MONOTONIC send
+//! time (start + i/rate), not the moment it was written: when the server (or the publisher's
+//! connections) fall behind, the wait counts as latency instead of hiding it (no coordinated
+//! omission). How late requests actually left is reported as `lag`. With several API targets
+//! (the nodes of a cluster) connection k talks to target k mod n, so publications are spread
+//! over the nodes.
 //!
 //! Invariant: a phase is bounded — nothing is sent after `secs * 1.5 + 2` s even when the
 //! server falls behind; unsent publications are counted as `skipped`, never silently dropped.
@@ -23,8 +28,9 @@ use tokio::net::TcpStream;
 use tokio::time::{sleep_until, timeout, Instant};
 
 pub struct PubCfg {
-    /// Base URL of the HTTP API (its path is the prefix of every request path).
-    pub target: Target,
+    /// Base URLs of the HTTP API (its path is the prefix of every request path); one per node
+    /// of a cluster.
+    pub targets: Vec<Target>,
     pub api_key: String,
     pub dialect: Dialect,
     pub channels: ChannelPlan,
@@ -39,6 +45,8 @@ pub struct PhaseResult {
     pub errors: BTreeMap<String, u64>,
     /// HTTP request round trips, µs.
     pub rtt: Histogram<u64>,
+    /// How late each request was written after its scheduled time, µs.
+    pub lag: Histogram<u64>,
     pub start_ns: u64,
     pub end_ns: u64,
 }
@@ -124,6 +132,7 @@ struct Shared {
     skipped: Cell<u64>,
     errors: RefCell<BTreeMap<String, u64>>,
     rtt: RefCell<Histogram<u64>>,
+    lag: RefCell<Histogram<u64>>,
 }
 
 impl Shared {
@@ -153,16 +162,26 @@ pub async fn run_phase(
         skipped: Cell::new(0),
         errors: RefCell::default(),
         rtt: RefCell::new(new_hist()),
+        lag: RefCell::new(new_hist()),
     });
     let start = Instant::now();
     let start_ns = mono_ns();
     let cutoff = start + Duration::from_secs_f64(secs * 1.5 + 2.0);
     let gap_ns = 1_000_000_000 / rate.max(1);
+    let sched = Schedule {
+        phase,
+        total,
+        start,
+        start_ns,
+        gap_ns,
+        cutoff,
+    };
     let tasks: Vec<_> = (0..conns.max(1))
-        .map(|_| {
+        .map(|k| {
             let (cfg, sh) = (cfg.clone(), sh.clone());
             tokio::task::spawn_local(async move {
-                conn_loop(&cfg, &sh, phase, total, start, gap_ns, cutoff).await
+                let target = &cfg.targets[k % cfg.targets.len()];
+                conn_loop(&cfg, target, &sh, sched).await
             })
         })
         .collect();
@@ -177,20 +196,33 @@ pub async fn run_phase(
         skipped: sh.skipped.get(),
         errors: sh.errors.into_inner(),
         rtt: sh.rtt.into_inner(),
+        lag: sh.lag.into_inner(),
         start_ns,
         end_ns,
     }
 }
 
-async fn conn_loop(
-    cfg: &PubCfg,
-    sh: &Shared,
+/// The open-loop schedule of one phase (shared by its connections).
+#[derive(Clone, Copy)]
+struct Schedule {
     phase: u32,
     total: u64,
     start: Instant,
+    /// `start` on CLOCK_MONOTONIC, ns.
+    start_ns: u64,
     gap_ns: u64,
     cutoff: Instant,
-) {
+}
+
+async fn conn_loop(cfg: &PubCfg, target: &Target, sh: &Shared, sc: Schedule) {
+    let Schedule {
+        phase,
+        total,
+        start,
+        start_ns,
+        gap_ns,
+        cutoff,
+    } = sc;
     let mut conn: Option<HttpConn> = None;
     loop {
         let i = sh.next.get();
@@ -204,7 +236,7 @@ async fn conn_loop(
             continue;
         }
         if conn.is_none() {
-            match timeout(Duration::from_secs(5), HttpConn::open(&cfg.target)).await {
+            match timeout(Duration::from_secs(5), HttpConn::open(target)).await {
                 Ok(Ok(c)) => conn = Some(c),
                 Ok(Err(e)) => {
                     sh.error(format!("connect: {e:#}"));
@@ -219,19 +251,19 @@ async fn conn_loop(
         }
         let c = conn.as_mut().expect("connected above");
         let channel = cfg.channels.for_publication(i);
-        let ts = mono_ns();
-        let data = payload(phase, i, ts, cfg.pad);
-        let (path, body) = cfg
-            .dialect
-            .publish_request(&cfg.target.path, &channel, &data);
+        let scheduled = start_ns + i * gap_ns;
+        let data = payload(phase, i, scheduled, cfg.pad);
+        let (path, body) = cfg.dialect.publish_request(&target.path, &channel, &data);
+        let sent = mono_ns();
+        record_ns(&mut sh.lag.borrow_mut(), sent.saturating_sub(scheduled));
         match timeout(
             Duration::from_secs(5),
-            c.post(&cfg.target, &path, &cfg.api_key, &body),
+            c.post(target, &path, &cfg.api_key, &body),
         )
         .await
         {
             Ok(Ok((status, resp, keep))) => {
-                record_ns(&mut sh.rtt.borrow_mut(), mono_ns() - ts);
+                record_ns(&mut sh.rtt.borrow_mut(), mono_ns() - sent);
                 if cfg.dialect.publish_ok(status, &resp) {
                     sh.ok.set(sh.ok.get() + 1);
                 } else {

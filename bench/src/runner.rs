@@ -11,6 +11,7 @@ use crate::dialect::Dialect;
 use crate::events::Report;
 use crate::hist::{add_pairs, new_hist, summarize};
 use crate::pool::{Pool, ReadySummary, Spread};
+use crate::redis_probe::RedisSample;
 use crate::scenario::{Kind, ScenarioDef};
 use crate::sys::{self, ProcSample, SockStat};
 use crate::worker::WorkerArgs;
@@ -26,13 +27,17 @@ pub struct Sut {
     pub name: String,
     pub dialect: Dialect,
     /// WebSocket URL (`ws://127.0.0.1:PORT/connection/websocket` for wiresocket; peers use
-    /// their own paths on the same host and port, see `dialect`).
+    /// their own paths on the same host and port, see `dialect`); comma-separated for a
+    /// cluster (clients round-robin over them).
     pub url: String,
-    /// HTTP base URL for publishing.
+    /// HTTP base URL for publishing; comma-separated for a cluster (the publisher's
+    /// connections round-robin over them, so publications cross nodes).
     pub api_url: String,
     pub api_key: String,
     pub secret: String,
     pub pids: Vec<u32>,
+    /// The Redis the system fans out through, when it has one (INFO and CPU are sampled).
+    pub redis: Option<crate::redis_probe::RedisProbe>,
 }
 
 /// Machine and process readings at one instant.
@@ -98,7 +103,7 @@ fn budget_s(def: &ScenarioDef) -> f64 {
 /// Spawns the workers and waits until every client is subscribed or failed.
 async fn connect(def: &ScenarioDef, sut: &Sut, spread: &Spread) -> Result<Connected> {
     let n_ips = spread.n_ips()?;
-    crate::net::Target::parse(&sut.url)?;
+    crate::net::Target::parse_list(&sut.url)?;
     let procs = spread.workers(def.conns)?;
     let phases = match def.kind {
         Kind::Slow => 2,
@@ -158,7 +163,9 @@ async fn connect(def: &ScenarioDef, sut: &Sut, spread: &Spread) -> Result<Connec
 /// Runs `def` against `sut` and returns the result object.
 pub async fn run(def: &ScenarioDef, sut: &Sut, spread: &Spread, scale: f64) -> Result<Value> {
     sys::raise_nofile();
+    let redis0 = sut.redis.as_ref().and_then(|r| r.try_sample());
     let mut c = connect(def, sut, spread).await?;
+    let redis1 = sut.redis.as_ref().and_then(|r| r.try_sample());
     let specific = match def.kind {
         Kind::Connect => Ok(json!({})),
         Kind::Idle => crate::idle::hold(def, sut, &mut c).await,
@@ -166,8 +173,13 @@ pub async fn run(def: &ScenarioDef, sut: &Sut, spread: &Spread, scale: f64) -> R
         Kind::Reconnect => crate::reconnect::run(def, sut, &mut c).await,
         Kind::Slow => crate::slow::run(def, sut, &mut c).await,
     };
+    let redis2 = sut.redis.as_ref().and_then(|r| r.try_sample());
     let reports = c.pool.collect_reports(Duration::from_secs(30)).await;
     let end = c.snapshot(sut);
+    let redis = match (redis0, redis1, redis2) {
+        (Some(a), Some(b), Some(e)) => redis_json(def, &c, &a, &b, &e),
+        _ => Value::Null,
+    };
     let lg_procs = c.pool.pids.len();
     let connect = connect_json(def, &c, reports.as_deref().unwrap_or_default());
     c.pool.shutdown().await;
@@ -188,6 +200,7 @@ pub async fn run(def: &ScenarioDef, sut: &Sut, spread: &Spread, scale: f64) -> R
             "cpu_ms_total": end.loadgen.cpu_ms,
         },
         "server_end": { "rss_kb": end.server.rss_kb, "cpu_ms_total": end.server.cpu_ms },
+        "redis": redis,
     });
     let extra = match def.kind {
         Kind::Publish => crate::publish::merge_phases(&specific, &reports),
@@ -205,6 +218,45 @@ pub async fn run(def: &ScenarioDef, sut: &Sut, spread: &Spread, scale: f64) -> R
         o.extend(e.clone());
     }
     Ok(v)
+}
+
+/// Redis readings of a run: before any client, after connecting, at the end; memory per
+/// connection and per channel from the connect step, commands and CPU of the connect step and
+/// of the rest of the run (per publication in `phases[i].redis`).
+fn redis_json(
+    def: &ScenarioDef,
+    c: &Connected,
+    before: &RedisSample,
+    connected: &RedisSample,
+    end: &RedisSample,
+) -> Value {
+    use crate::redis_probe::{delta_json, sample_json};
+    let mem = connected.used_memory as f64 - before.used_memory as f64;
+    let per = |n: u64| {
+        if n > 0 {
+            json!(mem / n as f64)
+        } else {
+            Value::Null
+        }
+    };
+    let run_s = c.after_connect.at.elapsed().as_secs_f64();
+    json!({
+        "before": sample_json(before),
+        "after_connect": sample_json(connected),
+        "end": sample_json(end),
+        "used_memory_per_conn_bytes": per(c.ready.ready),
+        "used_memory_per_channel_bytes": per(def.channels.min(c.ready.ready * def.channels_per_client).max(1)),
+        "rss_per_conn_bytes": per_kb(before.rss_kb, connected.rss_kb, c.ready.ready),
+        "connect": delta_json(before, connected, c.time_to_n.as_secs_f64(), 0),
+        "after_connect_to_end": delta_json(connected, end, run_s, 0),
+    })
+}
+
+fn per_kb(a_kb: u64, b_kb: u64, n: u64) -> Value {
+    if n == 0 {
+        return Value::Null;
+    }
+    json!((b_kb as f64 - a_kb as f64) * 1024.0 / n as f64)
 }
 
 fn connect_json(def: &ScenarioDef, c: &Connected, reports: &[Report]) -> Value {

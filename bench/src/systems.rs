@@ -3,6 +3,7 @@
 //!
 //! - `wiresocket` (and `wiresocket-1core`): the release binary with a generated config file
 //!   (plus the scenario's `wiresocket_env` overrides), ready when `/health` answers 200.
+//! - `wiresocket-cluster[-N]`: Redis plus N one-core nodes sharing it (`cluster`).
 //! - peers (`node-ws`, `socketio`, `nchan`, `tokio-ws`): `bench/peers/run.sh start|stop`, which
 //!   prints the `PIDS=` of every process belonging to the system (workers, Redis, nginx workers).
 //!
@@ -27,7 +28,8 @@ pub struct Binaries {
 
 pub struct Running {
     pub sut: Sut,
-    child: Option<Child>,
+    /// Processes we started ourselves, in stop order (cluster nodes before their Redis).
+    children: Vec<Child>,
     peer_state: Option<PathBuf>,
     peers_dir: PathBuf,
 }
@@ -44,9 +46,10 @@ pub fn free_port() -> Result<u16> {
     Ok(l.local_addr()?.port())
 }
 
-/// Cores a system runs on: `wiresocket-1core` uses one, everything else `cores`.
+/// Cores a system runs on: `wiresocket-1core` uses one (and each cluster node), everything
+/// else `cores`.
 fn cores_of(name: &str, cores: usize) -> usize {
-    if name.ends_with("-1core") {
+    if name.ends_with("-1core") || crate::cluster::nodes_of(name).is_some() {
         1
     } else {
         cores
@@ -78,13 +81,28 @@ pub fn start(
             api_key: api_key.clone(),
             secret: secret.clone(),
             pids: Vec::new(),
+            redis: None,
         },
-        child: None,
+        children: Vec::new(),
         peer_state: None,
         peers_dir: bins.peers_dir.clone(),
     };
     let cores = cores_of(name, cores);
-    if dialect == Dialect::Centrifugo {
+    if let Some(nodes) = crate::cluster::nodes_of(name) {
+        let c = crate::cluster::start(
+            nodes,
+            state,
+            &bins.wiresocket,
+            wiresocket_env,
+            &secret,
+            &api_key,
+        )?;
+        running.sut.url = c.urls.join(",");
+        running.sut.api_url = c.api_urls.join(",");
+        running.sut.pids = c.children.iter().map(Child::id).collect();
+        running.sut.redis = Some(c.redis);
+        running.children = c.children;
+    } else if dialect == Dialect::Centrifugo {
         let cfg = state.join("wiresocket.toml");
         std::fs::write(&cfg, wiresocket_config(port, cores, &secret, &api_key))?;
         let log = std::fs::File::create(state.join("wiresocket.log"))?;
@@ -98,7 +116,7 @@ pub fn start(
             .spawn()
             .with_context(|| format!("starting {}", bins.wiresocket.display()))?;
         running.sut.pids = vec![child.id()];
-        running.child = Some(child);
+        running.children = vec![child];
         wait_health(port, Duration::from_secs(30)).with_context(|| {
             format!(
                 "{name} did not become healthy; log: {}",
@@ -121,10 +139,21 @@ pub fn start(
             bail!("starting {name} failed: {stdout}");
         }
         running.sut.pids = parse_pids(&stdout).context("run.sh printed no PIDS= line")?;
+        running.sut.redis = peer_redis(state);
     }
     // Let the baseline settle before it is sampled.
     std::thread::sleep(Duration::from_millis(500));
     Ok(running)
+}
+
+/// The peer's Redis, from the `STATE_DIR/redis` file `run.sh` writes (`URL PID`).
+fn peer_redis(state: &Path) -> Option<crate::redis_probe::RedisProbe> {
+    let text = std::fs::read_to_string(state.join("redis")).ok()?;
+    let (url, pid) = text.trim().split_once(' ')?;
+    Some(crate::redis_probe::RedisProbe {
+        url: url.to_string(),
+        pid: pid.trim().parse().ok()?,
+    })
 }
 
 fn parse_pids(stdout: &str) -> Option<Vec<u32>> {
@@ -148,7 +177,7 @@ fn wiresocket_config(port: u16, cores: usize, secret: &str, key: &str) -> String
 }
 
 /// Polls `GET /health` until it answers 200.
-fn wait_health(port: u16, max: Duration) -> Result<()> {
+pub fn wait_health(port: u16, max: Duration) -> Result<()> {
     let until = Instant::now() + max;
     while Instant::now() < until {
         if health_ok(port) {
@@ -174,7 +203,7 @@ fn health_ok(port: u16) -> bool {
     buf[..n].starts_with(b"HTTP/1.1 200") || buf[..n].starts_with(b"HTTP/1.0 200")
 }
 
-fn tail(p: &Path) -> String {
+pub fn tail(p: &Path) -> String {
     let text = std::fs::read_to_string(p).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(20)..].join("\n")
@@ -188,7 +217,7 @@ impl Running {
     }
 
     fn stop_inner(&mut self) {
-        if let Some(mut child) = self.child.take() {
+        for mut child in std::mem::take(&mut self.children) {
             crate::sys::stop_child(&mut child, libc::SIGTERM, Duration::from_secs(10));
         }
         if let Some(state) = self.peer_state.take() {

@@ -28,6 +28,8 @@ pub const MAX_PER_WORKER: u64 = 15_000;
 
 #[derive(Args, Debug, Clone)]
 pub struct WorkerArgs {
+    /// WebSocket URL, or several comma-separated (the nodes of a cluster, used round-robin by
+    /// client index).
     #[arg(long)]
     pub url: String,
     #[arg(long, value_enum, default_value = "centrifugo")]
@@ -98,7 +100,7 @@ async fn run(args: WorkerArgs) -> Result<()> {
     let started = Instant::now();
     let hard_deadline = started + Duration::from_secs(args.deadline_s);
     let cfg = Rc::new(ClientCfg {
-        target: Target::parse(&args.url)?,
+        targets: Target::parse_list(&args.url)?,
         dialect: args.dialect,
         secret: args.secret.clone(),
         channels: ChannelPlan {

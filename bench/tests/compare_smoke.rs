@@ -171,3 +171,61 @@ fn every_peer_is_driven_for_real() {
     }
     let _ = std::fs::remove_dir_all(out);
 }
+
+#[test]
+fn cluster_delivers_across_nodes_and_redis_is_read() {
+    let out = std::env::temp_dir().join(format!("ws-smoke-c-{}", std::process::id()));
+    let doc = compare(
+        "wiresocket-cluster,socketio",
+        "fanout,many-channels,reconnect-storm",
+        &out,
+        "cluster",
+    );
+    let f = result(&doc, "fanout", "wiresocket-cluster");
+    // Clients are spread over the three nodes and the publisher's connections too: every
+    // subscriber getting every publication means publications crossed nodes through Redis.
+    assert_eq!(f["connect"]["failed"], 0);
+    assert_all_delivered(f, "cluster fanout");
+    assert_all_delivered(
+        result(&doc, "many-channels", "wiresocket-cluster"),
+        "cluster many",
+    );
+    assert_storm_recovered(
+        result(&doc, "reconnect-storm", "wiresocket-cluster"),
+        "cluster storm",
+    );
+    for sys in ["wiresocket-cluster", "socketio"] {
+        let f = result(&doc, "fanout", sys);
+        assert_all_delivered(f, sys);
+        for p in f["phases"].as_array().unwrap() {
+            // Every accepted publication went through Redis at least once.
+            let ops = p["redis"]["ops_per_publication"].as_f64();
+            assert!(ops.is_some_and(|o| o >= 1.0), "{sys}: {p}");
+        }
+        assert!(
+            f["redis"]["used_memory_per_conn_bytes"].is_number(),
+            "{sys}"
+        );
+    }
+    // Three nodes (plus the Redis) are the cluster's processes; each node holds Redis
+    // connections.
+    assert!(f["redis"]["after_connect"]["connected_clients"].as_u64() >= Some(3));
+    let row = doc["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| {
+            m["scenario"] == "fanout" && m["metric"].as_str().unwrap().ends_with("deliveries/s")
+        })
+        .expect("deliveries metric");
+    assert!(
+        row["ratio_wiresocket_over_peer"]["socketio"].is_number(),
+        "{row}"
+    );
+    let md = std::fs::read_to_string(out.join("cluster.md")).unwrap();
+    assert!(
+        md.contains("Ratios are wiresocket-cluster / peer")
+            && md.contains("Redis commands per publication")
+    );
+    let _ = std::fs::remove_dir_all(out);
+}

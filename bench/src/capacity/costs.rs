@@ -29,6 +29,20 @@ pub struct Costs {
     pub cpu_us_per_connect: Option<f64>,
     /// Server CPU per connection per second while idle (heartbeats).
     pub idle_cpu_us_per_conn_s: Option<f64>,
+    /// Redis `used_memory` growth per connected client (cluster mode, idle-hold).
+    pub redis_used_memory_per_conn_bytes: Option<f64>,
+    /// Redis `used_memory` growth per channel with subscribers (cluster mode, many-channels).
+    pub redis_used_memory_per_channel_bytes: Option<f64>,
+    /// Redis commands per connect (cluster mode, presence off: idle-hold connect step / clients,
+    /// an upper bound that includes the nodes' background PINGs and registry refreshes).
+    pub redis_cmds_per_connect: Option<f64>,
+    /// Redis commands per idle connection per second (cluster mode, presence off: idle-hold
+    /// hold / clients / seconds, upper bound as above).
+    pub redis_cmds_per_conn_s: Option<f64>,
+    /// Redis commands per publication (cluster mode, fan-out below saturation).
+    pub redis_ops_per_publication: Option<f64>,
+    /// redis-server CPU per publication (cluster mode, fan-out below saturation).
+    pub redis_cpu_us_per_publication: Option<f64>,
     /// Payload size `cpu_us_per_delivery` was measured with.
     pub msg_bytes: Option<f64>,
     /// Whether the kernel figures were taken over loopback, i.e. count both ends of every
@@ -37,6 +51,50 @@ pub struct Costs {
     /// Scenario names/versions/files the numbers came from (shown, not interpreted).
     #[serde(default)]
     pub source: Value,
+}
+
+impl Costs {
+    /// These costs with the per-connection memory figures (user-space RSS, kernel slab and TCP
+    /// pages, Redis `used_memory`) replaced by `mem`'s where `mem` measured them: e.g. the
+    /// 100,000-connection cluster idle-hold run instead of the 10,000-connection comparison.
+    pub fn with_memory_of(mut self, mem: &Costs) -> Costs {
+        let pick = |a: &mut Option<f64>, b: Option<f64>| {
+            if b.is_some() {
+                *a = b;
+            }
+        };
+        pick(&mut self.rss_per_conn_bytes, mem.rss_per_conn_bytes);
+        pick(&mut self.kernel_per_conn_bytes, mem.kernel_per_conn_bytes);
+        pick(&mut self.slab_per_conn_bytes, mem.slab_per_conn_bytes);
+        pick(
+            &mut self.redis_used_memory_per_conn_bytes,
+            mem.redis_used_memory_per_conn_bytes,
+        );
+        pick(&mut self.redis_cmds_per_connect, mem.redis_cmds_per_connect);
+        pick(&mut self.redis_cmds_per_conn_s, mem.redis_cmds_per_conn_s);
+        self
+    }
+
+    /// These costs with the Redis figures of a cluster-mode comparison (`r`): commands and CPU
+    /// per publication, memory per channel (and per connection when `r` has it and these
+    /// costs do not).
+    pub fn with_redis_of(mut self, r: &Costs) -> Costs {
+        self.redis_ops_per_publication = r.redis_ops_per_publication;
+        self.redis_cpu_us_per_publication = r.redis_cpu_us_per_publication;
+        self.redis_used_memory_per_channel_bytes = r.redis_used_memory_per_channel_bytes;
+        let keep = |a: &mut Option<f64>, b: Option<f64>| {
+            if a.is_none() {
+                *a = b;
+            }
+        };
+        keep(
+            &mut self.redis_used_memory_per_conn_bytes,
+            r.redis_used_memory_per_conn_bytes,
+        );
+        keep(&mut self.redis_cmds_per_connect, r.redis_cmds_per_connect);
+        keep(&mut self.redis_cmds_per_conn_s, r.redis_cmds_per_conn_s);
+        self
+    }
 }
 
 /// Where the results came from (the file's `meta` object; missing fields read "unknown").

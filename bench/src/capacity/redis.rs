@@ -1,7 +1,9 @@
-//! Redis load of cluster mode, DERIVED FROM THE DESIGN, NOT MEASURED: cluster mode is not built
-//! yet, so these numbers come from /work/shared/ARCHITECTURE.md (Redis holds history streams,
-//! presence, sessions; nodes subscribe to channels they have subscribers for) and the command
-//! sequence a Centrifugo-style Redis engine issues. Replace with measurements once it exists.
+//! Redis load of cluster mode, DERIVED FROM THE DESIGN (/work/shared/ARCHITECTURE.md: Redis
+//! holds history streams, presence, sessions; nodes subscribe to channels they have subscribers
+//! for; the command sequence a Centrifugo-style Redis engine issues), except where measured
+//! costs exist (`wiresocket-cluster` runs, see bench/README.md): commands per publication, Redis
+//! memory per connection, and with presence off the commands per connect and per idle
+//! connection (`measured_per_connection`).
 //!
 //! Assumed commands per event (one round trip per Lua script or command):
 //! - publish: one script = HINCRBY offset + XADD MAXLEN history_size + EXPIRE stream + EXPIRE
@@ -13,6 +15,7 @@
 //! - keepalive every presence refresh (25 s heartbeat period when presence is off): one script
 //!   per connection refreshing the session TTL and each channel's presence -> 1 + 4 x channels.
 
+use super::costs::Costs;
 use super::model::num;
 use super::traffic::Traffic;
 use super::Target;
@@ -124,8 +127,16 @@ fn disconnect_cost(t: &Target) -> [f64; 4] {
 }
 
 /// Redis traffic and memory for the target.
-pub fn plan(t: &Target, tr: &Traffic) -> Redis {
+pub fn plan(t: &Target, tr: &Traffic, c: &Costs) -> Redis {
     let n = t.nodes;
+    let measured_pub = c
+        .redis_ops_per_publication
+        .filter(|v| v.is_finite() && *v >= 0.0);
+    let pub_cmds = measured_pub.unwrap_or(5.0);
+    let pub_note = match measured_pub {
+        Some(v) => format!("{} commands each (measured)", num(v)),
+        None => "5 commands each".to_string(),
+    };
     let pubs = tr.publications_per_s;
     let presence = t.presence_refresh_s > 0.0;
     let keepalive_s = if presence {
@@ -147,9 +158,9 @@ pub fn plan(t: &Target, tr: &Traffic) -> Redis {
             "publish (history + PUBLISH)",
             pubs / n,
             pubs,
-            [5.0, 1.0, t.msg_bytes + SCRIPT_BYTES, REPLY_BYTES],
+            [pub_cmds, 1.0, t.msg_bytes + SCRIPT_BYTES, REPLY_BYTES],
             format!(
-                "publications / nodes = {} / {}; 5 commands each",
+                "publications / nodes = {} / {}; {pub_note}",
                 num(pubs),
                 num(n)
             ),
@@ -207,13 +218,17 @@ pub fn plan(t: &Target, tr: &Traffic) -> Redis {
             num(t.reconnect_window_s)
         ),
     );
+    let (mut activities, mut storm_act) = (activities, storm_act);
+    if !presence {
+        measured_per_connection(&mut activities, &mut storm_act, c, keepalive_s);
+    }
     let sum = |acts: &[Activity], f: &dyn Fn(&Activity) -> f64| Pair {
         per_node: acts.iter().map(|a| a.per_node * f(a)).sum(),
         cluster: acts.iter().map(|a| a.cluster * f(a)).sum(),
     };
     let steady = sum(&activities, &|a| a.cmds);
     let storm_cmds = sum(std::slice::from_ref(&storm_act), &|a| a.cmds);
-    let (memory_bytes, memory_formula) = memory(t, tr);
+    let (memory_bytes, memory_formula) = memory(t, tr, c);
     let mut all = activities.clone();
     all.push(storm_act);
     Redis {
@@ -231,8 +246,43 @@ pub fn plan(t: &Target, tr: &Traffic) -> Redis {
     }
 }
 
-/// Redis memory: full history streams, presence entries, sessions (upper bound).
-fn memory(t: &Target, tr: &Traffic) -> (f64, String) {
+/// With presence off (what the cluster runs measured), replaces the design's commands per
+/// connect / disconnect / keepalive by the measured ones (`redis_cmds_per_connect`,
+/// `redis_cmds_per_conn_s`: upper bounds, they include the nodes' health-check PINGs and
+/// registry refreshes); round trips and bytes are scaled with the commands.
+fn measured_per_connection(
+    acts: &mut [Activity],
+    storm: &mut Activity,
+    c: &Costs,
+    keepalive_s: f64,
+) {
+    let ok = |v: Option<f64>| v.filter(|v| v.is_finite() && *v >= 0.0);
+    let set = |a: &mut Activity, cmds: f64, how: &str| {
+        let k = if a.cmds > 0.0 { cmds / a.cmds } else { 0.0 };
+        a.cmds = cmds;
+        a.round_trips = (a.round_trips * k).min(cmds);
+        a.up_bytes *= k;
+        a.down_bytes *= k;
+        let rate = a.formula.split(';').next().unwrap_or_default().to_string();
+        a.formula = format!("{rate}; {} commands each (MEASURED, {how})", num(cmds));
+    };
+    let how = "idle-hold connect step, upper bound; disconnect taken as equal";
+    if let Some(m) = ok(c.redis_cmds_per_connect) {
+        for a in acts.iter_mut().filter(|a| a.item.contains("connect")) {
+            set(a, m, how);
+        }
+        set(storm, m, how);
+    }
+    if let Some(k) = ok(c.redis_cmds_per_conn_s) {
+        for a in acts.iter_mut().filter(|a| a.item.starts_with("keepalive")) {
+            set(a, k * keepalive_s, "idle-hold hold, upper bound");
+        }
+    }
+}
+
+/// Redis memory: full history streams, presence entries, and per connection either the
+/// measured `used_memory` growth per connection or a design session record (upper bound).
+fn memory(t: &Target, tr: &Traffic, c: &Costs) -> (f64, String) {
     let clients = t.conns * t.nodes;
     let entry = t.msg_bytes + PUB_ENVELOPE_BYTES + STREAM_ENTRY_OVERHEAD;
     let history = tr.channels * t.history_size * entry;
@@ -242,11 +292,19 @@ fn memory(t: &Target, tr: &Traffic) -> (f64, String) {
     } else {
         0.0
     };
-    let session = SESSION_BYTES + KEY_OVERHEAD;
+    let measured = c
+        .redis_used_memory_per_conn_bytes
+        .filter(|v| v.is_finite() && *v >= 0.0);
+    let session = measured.unwrap_or(SESSION_BYTES + KEY_OVERHEAD);
+    let what = if measured.is_some() {
+        "measured used_memory per connection"
+    } else {
+        "sessions (design)"
+    };
     let subs = if presence > 0.0 { t.channels } else { 0.0 };
     let formula = format!(
         "history channels x history_size x {e} B + presence clients x channels x {p} B + \
-         sessions clients x {s} B = {} x {} x {e} + {c} x {} x {p} + {c} x {s}",
+         {what} clients x {s} B = {} x {} x {e} + {c} x {} x {p} + {c} x {s}",
         num(tr.channels),
         num(t.history_size),
         num(subs),

@@ -71,7 +71,7 @@ fn summary(s: &mut String, p: &Plan) {
     );
     let _ = writeln!(
         s,
-        "  Redis  {} commands/s per node steady, {} in a reconnect storm (derived, not measured)",
+        "  Redis  {} commands/s per node steady, {} in a reconnect storm (see REDIS for what is measured)",
         num(p.redis.commands_per_s.per_node.round()),
         num(p.redis.peak_commands_per_s.per_node.round())
     );
@@ -121,12 +121,43 @@ fn costs(s: &mut String, p: &Plan) {
         ("cpu_us_per_publish", c.cpu_us_per_publish),
         ("cpu_us_per_connect", c.cpu_us_per_connect),
         ("idle_cpu_us_per_conn_s", c.idle_cpu_us_per_conn_s),
+        (
+            "redis_used_memory_per_conn_bytes",
+            c.redis_used_memory_per_conn_bytes,
+        ),
+        (
+            "redis_used_memory_per_channel_bytes",
+            c.redis_used_memory_per_channel_bytes,
+        ),
+        ("redis_cmds_per_connect", c.redis_cmds_per_connect),
+        ("redis_cmds_per_conn_s", c.redis_cmds_per_conn_s),
+        ("redis_ops_per_publication", c.redis_ops_per_publication),
+        (
+            "redis_cpu_us_per_publication",
+            c.redis_cpu_us_per_publication,
+        ),
         ("msg_bytes", c.msg_bytes),
     ];
     let _ = writeln!(s, "\nMEASURED COSTS (results file, costs.{})", p.system);
+    if let Some(m) = &p.inputs.memory_results {
+        let _ = writeln!(
+            s,
+            "  memory costs (rss, kernel, slab, redis per connection) from {} costs.{}",
+            m.display(),
+            p.inputs.memory_system
+        );
+    }
+    if let Some(r) = &p.inputs.redis_results {
+        let _ = writeln!(
+            s,
+            "  redis costs (per publication, per channel) from {} costs.{}",
+            r.display(),
+            p.inputs.redis_system
+        );
+    }
     for (key, v) in rows {
         let shown = v.map_or("NOT MEASURED".to_string(), num);
-        let _ = writeln!(s, "  {key:<28} {shown:>12}");
+        let _ = writeln!(s, "  {key:<36} {shown:>12}");
     }
     if let Some(src) = c.source.as_object() {
         for (k, v) in src {
@@ -149,7 +180,15 @@ fn redis(s: &mut String, p: &Plan) {
     let r = &p.redis;
     let _ = writeln!(
         s,
-        "\nREDIS (cluster mode; DERIVED FROM THE DESIGN, NOT MEASURED)"
+        "\nREDIS (cluster mode; {})",
+        if p.costs.redis_ops_per_publication.is_some()
+            || p.costs.redis_used_memory_per_conn_bytes.is_some()
+            || p.costs.redis_cmds_per_connect.is_some()
+        {
+            "MEASURED where noted, the rest derived from the design"
+        } else {
+            "DERIVED FROM THE DESIGN, NOT MEASURED"
+        }
     );
     let _ = writeln!(
         s,

@@ -3,7 +3,6 @@
 
 use super::*;
 use clap::Parser;
-use std::path::Path;
 
 pub const SAMPLE: &str = include_str!("../testdata/compare-sample.json");
 
@@ -240,13 +239,35 @@ fn readme_example_is_literal_output() {
         .unwrap();
     let mut argv: Vec<String> = ["--system", system].map(String::from).into();
     argv.extend(readme_inputs(text));
+    // "  memory costs (...) from FILE costs.SYSTEM" / "  redis costs (...) from ..." when the
+    // plan used --memory-results / --redis-results.
+    let overlay = |what: &str| {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(what))
+            .and_then(|l| l.split(" from ").nth(1))
+            .and_then(|l| l.split_once(" costs."))
+    };
+    let (memory, redis) = (overlay("memory costs ("), overlay("redis costs ("));
+    if let Some((_, sys)) = memory {
+        argv.extend(["--memory-system".to_string(), sys.to_string()]);
+    }
+    if let Some((_, sys)) = redis {
+        argv.extend(["--redis-system".to_string(), sys.to_string()]);
+    }
     let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
     let a = CapacityArgs {
         results: results.into(),
+        memory_results: memory.map(|(f, _)| f.into()),
+        redis_results: redis.map(|(f, _)| f.into()),
         ..args(&argv)
     };
-    let path = format!("{root}/{results}");
-    let (meta, costs) = costs::load(Path::new(&path), &a.system).unwrap();
+    let (meta, costs) = load_costs(&CapacityArgs {
+        results: format!("{root}/{results}").into(),
+        memory_results: memory.map(|(f, _)| format!("{root}/{f}").into()),
+        redis_results: redis.map(|(f, _)| format!("{root}/{f}").into()),
+        ..a.clone()
+    })
+    .unwrap();
     let expected = render::text(&build(&a, meta, costs).unwrap());
     assert_eq!(
         text, expected,
@@ -265,4 +286,62 @@ fn readme_inputs(text: &str) -> Vec<String> {
     })
     .flatten()
     .collect()
+}
+
+#[test]
+fn measured_redis_and_cluster_memory_costs_are_used() {
+    let a = args(&[]);
+    let (meta, costs) = costs::parse(SAMPLE, &a.system).unwrap();
+    let cluster = Costs {
+        rss_per_conn_bytes: Some(3000.0),
+        slab_per_conn_bytes: Some(4000.0),
+        redis_used_memory_per_conn_bytes: Some(2.0),
+        cpu_us_per_delivery: Some(999.0),
+        ..Costs::default()
+    };
+    let mut c = costs.clone().with_memory_of(&cluster);
+    assert_eq!(c.rss_per_conn_bytes, Some(3000.0));
+    assert_eq!(c.slab_per_conn_bytes, Some(4000.0));
+    // CPU stays from the main results; what the memory file lacks stays too.
+    assert_eq!(c.cpu_us_per_delivery, costs.cpu_us_per_delivery);
+    assert_eq!(c.kernel_per_conn_bytes, costs.kernel_per_conn_bytes);
+    let redis = Costs {
+        redis_ops_per_publication: Some(2.0),
+        redis_used_memory_per_conn_bytes: Some(77.0),
+        ..Costs::default()
+    };
+    c = c.with_redis_of(&redis);
+    // The memory file's per-connection Redis figure wins over the comparison's.
+    assert_eq!(c.redis_used_memory_per_conn_bytes, Some(2.0));
+    let p = build(&a, meta, c).unwrap();
+    // publish 500 x 2 (measured) + churn 138.9 x (6 + 3) + keepalive 20,000 x 5
+    assert!(close(p.redis.commands_per_s.per_node, 102_250.0));
+    // 500 x 100 x 344 + 500,000 x 328 + 500,000 x 2 (measured per connection)
+    assert_eq!(p.redis.memory_bytes, 182_200_000.0);
+    assert!(p.redis.memory_formula.contains("measured used_memory"));
+    assert!(render::text(&p).contains("MEASURED where noted"));
+}
+
+#[test]
+fn measured_per_connection_redis_commands_apply_with_presence_off() {
+    let a = args(&["--presence-refresh-s", "0"]);
+    let (meta, costs) = costs::parse(SAMPLE, &a.system).unwrap();
+    let c = Costs {
+        redis_cmds_per_connect: Some(0.01),
+        redis_cmds_per_conn_s: Some(0.0002),
+        ..costs.clone()
+    };
+    let r = build(&a, meta.clone(), c.clone()).unwrap().redis;
+    // publish 500 x 5 + churn 138.9 x (0.01 + 0.01) + keepalive 20,000 x (0.0002 x 25)
+    assert!(close(r.commands_per_s.per_node, 2_602.777_777_777_778));
+    let storm = r
+        .activities
+        .iter()
+        .find(|a| a.item.starts_with("reconnect"))
+        .unwrap();
+    assert_eq!(storm.cmds, 0.01);
+    assert!(storm.formula.contains("MEASURED"));
+    // With presence on the design's commands stay (the runs measured presence off).
+    let on = build(&args(&[]), meta, c).unwrap().redis;
+    assert!(close(on.commands_per_s.per_node, 103_750.0));
 }

@@ -28,6 +28,11 @@ const PLAIN: &[Plain] = &[
     ("connect-storm", "failed handshakes", "", false, "/connect/failed", 1.0),
     ("idle-hold", "kernel slab per connection (both ends)", "B", false, "/memory/slab_per_conn_bytes", 1.0),
     ("idle-hold", "server CPU while idle", "% core", false, "/idle_cpu/server_cpu_pct", 1.0),
+    ("idle-hold", "Redis used_memory per connection", "B", false, "/redis/used_memory_per_conn_bytes", 1.0),
+    ("idle-hold", "Redis RSS per connection", "B", false, "/redis/rss_per_conn_bytes", 1.0),
+    ("many-channels", "Redis used_memory per channel (after connect)", "B", false, "/redis/used_memory_per_channel_bytes", 1.0),
+    ("many-channels", "Redis pubsub channels (after connect)", "", false, "/redis/after_connect/pubsub_channels", 1.0),
+    ("reconnect-storm", "Redis commands during the storm", "", false, "/redis/after_connect_to_end/commands", 1.0),
     ("reconnect-storm", "time until all back", "s", false, "/time_all_back_ms", MS),
     ("reconnect-storm", "accept latency p99", "ms", false, "/storm/accept_latency_us/p99_us", MS),
     ("reconnect-storm", "accept latency max", "ms", false, "/storm/accept_latency_us/max_us", MS),
@@ -52,6 +57,9 @@ const PER_PHASE: &[(&str, &str, bool, &str, f64)] = &[
     ("latency p999", "ms", false, "latency_us/p999_us", MS),
     ("loss", "%", false, "loss_pct", 1.0),
     ("server CPU per delivery", "µs", false, "server_cpu_us_per_delivery", 1.0),
+    ("Redis commands per publication", "", false, "redis/ops_per_publication", 1.0),
+    ("Redis CPU", "% core", false, "redis/cpu_pct", 1.0),
+    ("Redis CPU per publication", "µs", false, "redis/cpu_us_per_publication", 1.0),
 ];
 
 /// Reads `ptr` scaled by `k`. Loss is clipped at 0: a publish whose HTTP answer timed out
@@ -158,6 +166,7 @@ pub fn metrics(doc: &Value) -> Vec<Metric> {
             }
         }
     }
+    plain("many-channels", &mut m);
     plain("reconnect-storm", &mut m);
     plain("slow-consumers", &mut m);
     m
@@ -181,6 +190,12 @@ fn connect_rss_per_conn(v: &Value) -> Option<f64> {
     let n = f(v, "/connect/ready")?;
     let d = f(v, "/connect/server_rss_kb_after")? - f(v, "/connect/server_rss_kb_before")?;
     (n > 0.0).then(|| d * 1024.0 / n)
+}
+
+/// `ptr` divided by the run's connected clients.
+fn per_client(v: &Value, ptr: &str) -> Option<f64> {
+    let n = f(v, "/connect/ready")?;
+    (n > 0.0).then(|| f(v, ptr).map(|x| x / n)).flatten()
 }
 
 /// Per-connection and per-message costs of each system, for `capacity`.
@@ -221,6 +236,12 @@ pub fn costs(doc: &Value) -> Value {
                 "cpu_us_per_publish": per_publish,
                 "cpu_us_per_connect": f(&conn, "/connect/server_cpu_us_per_connect"),
                 "idle_cpu_us_per_conn_s": f(&idle, "/idle_cpu/server_cpu_us_per_conn_s"),
+                "redis_used_memory_per_conn_bytes": f(&idle, "/redis/used_memory_per_conn_bytes"),
+                "redis_used_memory_per_channel_bytes": f(&many, "/redis/used_memory_per_channel_bytes"),
+                "redis_cmds_per_connect": per_client(&idle, "/redis/connect/commands"),
+                "redis_cmds_per_conn_s": per_client(&idle, "/redis/after_connect_to_end/ops_per_s"),
+                "redis_ops_per_publication": best_unsaturated(&fan, "redis/ops_per_publication"),
+                "redis_cpu_us_per_publication": best_unsaturated(&fan, "redis/cpu_us_per_publication"),
                 "msg_bytes": 48 + fan["scenario"]["payload_bytes"].as_u64().unwrap_or(0),
                 "source": {
                     "idle": "idle-hold (peak RSS from connect through the hold; CPU during the hold)",

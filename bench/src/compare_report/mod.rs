@@ -29,16 +29,19 @@ impl Metric {
         self.values.iter().find(|(s, _)| s == sys).and_then(|v| v.1)
     }
 
-    /// wiresocket / peer (None when either is missing or the peer is 0).
+    /// wiresocket / peer (None when either is missing or the peer is 0); "wiresocket" is the
+    /// run's base system (`base_system`).
     pub fn ratio(&self, peer: &str) -> Option<f64> {
-        let (w, p) = (self.value("wiresocket")?, self.value(peer)?);
-        (p != 0.0).then(|| w / p)
+        let names: Vec<String> = self.values.iter().map(|(s, _)| s.clone()).collect();
+        let (w, p) = (self.value(&base_system(&names))?, self.value(peer)?);
+        (p > 0.0 && w >= 0.0).then(|| w / p)
     }
 
     fn to_json(&self, systems: &[String]) -> Value {
+        let base = base_system(systems);
         let ratios: Map<String, Value> = systems
             .iter()
-            .filter(|s| *s != "wiresocket")
+            .filter(|s| **s != base)
             .map(|s| (s.clone(), json!(self.ratio(s))))
             .collect();
         json!({
@@ -53,6 +56,18 @@ impl Metric {
 /// A number at a JSON pointer.
 pub fn f(v: &Value, ptr: &str) -> Option<f64> {
     v.pointer(ptr).and_then(Value::as_f64)
+}
+
+/// The system ratios are taken against: `wiresocket` when the run has it, else the first
+/// `wiresocket*` system (e.g. `wiresocket-cluster`), else the first system.
+pub fn base_system(systems: &[String]) -> String {
+    systems
+        .iter()
+        .find(|s| *s == "wiresocket")
+        .or_else(|| systems.iter().find(|s| s.starts_with("wiresocket")))
+        .or(systems.first())
+        .cloned()
+        .unwrap_or_default()
 }
 
 /// The systems of the run, in order.

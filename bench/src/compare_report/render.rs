@@ -2,7 +2,7 @@
 //! scenario (definition, charts, a table of every metric with the ratio wiresocket/peer), and
 //! the measured costs `capacity` reads.
 
-use super::{rates, systems, Metric};
+use super::{base_system, rates, systems, Metric};
 use crate::chart;
 use serde_json::Value;
 use std::fmt::Write as _;
@@ -42,7 +42,8 @@ pub fn markdown(
     charts: &[(String, String)],
 ) -> String {
     let systems = systems(doc);
-    let peers: Vec<&String> = systems.iter().filter(|s| *s != "wiresocket").collect();
+    let base = base_system(&systems);
+    let peers: Vec<&String> = systems.iter().filter(|s| **s != base).collect();
     let mut s = String::from("# wiresocket vs peers\n\n");
     for (k, v) in doc["meta"].as_object().into_iter().flatten() {
         let _ = writeln!(
@@ -51,7 +52,8 @@ pub fn markdown(
             v.as_str().map_or(v.to_string(), String::from)
         );
     }
-    s.push_str("\nRatios are wiresocket / peer; ✓ marks where wiresocket is better, ✗ where it is behind, ≈ within 5%.\n");
+    let _ = write!(s, "\nRatios are {base} / peer (columns `ws/<peer>`);");
+    s.push_str(" ✓ marks where wiresocket is better, ✗ where it is behind, ≈ within 5%.\n");
     let mut scenario = String::new();
     for m in metrics {
         if m.scenario != scenario {
