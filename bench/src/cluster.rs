@@ -66,6 +66,7 @@ fn node_config(port: u16, redis_port: u16, secret: &str, key: &str) -> String {
         "[server]\nlisten = \"127.0.0.1:{port}\"\ncores = 1\n\n\
          [auth]\nhmac_secret = \"{secret}\"\n\n[api]\nkey = \"{key}\"\n\n\
          [engine]\nkind = \"redis\"\n\n[engine.redis]\nurl = \"redis://127.0.0.1:{redis_port}/0\"\n\n\
+         [shedding]\nenabled = false\n\n\
          [log]\nlevel = \"warn\"\n"
     )
 }
