@@ -195,6 +195,10 @@ fn follow(
             Err(common::Ended::Closed(0, _)) => continue, // read timeout
             Err(e) => panic!("the connection ended: {e:?}"),
         };
+        if v == json!({}) {
+            c.send_text("{}"); // heartbeat
+            continue;
+        }
         let Some(p) = v.get("push") else { continue };
         if let Some(publication) = p.get("pub") {
             seen.offsets.insert(publication["offset"].as_u64().unwrap());

@@ -742,7 +742,7 @@ mod redis_tests {
                 "not a valid Redis URL",
             ),
             (vec!["redis://:secret@h:1", "redis://h:2"], "share one user"),
-            (vec!["redis://h:1", "rediss://h:2"], "all redis://"),
+            (vec!["redis://h:1", "rediss://h:2"], "all be redis://"),
         ] {
             cfg.engine.redis.cluster = bad.into_iter().map(String::from).collect();
             let err = redis_err(&cfg);

@@ -8,24 +8,22 @@
 //! message (`io::Io::dispatch`, with the same gap detection).
 //!
 //! Interruptions, and what follows them (never a silent gap):
-//! - a node connection dropped (a `Disconnection` push, or a failed health `PING`,
-//!   which goes to every node): every subscribed channel is marked interrupted;
+//! - a node connection dropped (a `Disconnection` push) or a health `PING` (sent to
+//!   every node) failed: the whole PUB/SUB connection is replaced by a new one on which
+//!   every channel is subscribed again, then every channel is reset ([`pubsub_loop`]);
 //! - a slot moved away (resharding) or its master was demoted (failover): the server
 //!   sends an `sunsubscribe` that this node did not ask for (`io::Io::unsubscribe_seen`
-//!   tells them apart); that channel is marked interrupted.
-//!
-//! [`repair_loop`] subscribes every interrupted channel again (`SSUBSCRIBE`, which the
-//! crate routes to the slot's current owner, following `MOVED`) and only once that is
-//! confirmed resets the channel on its core (subscribers get 2500 and recover from the
-//! stream, which now includes everything published while the subscription was away);
-//! failures are retried with backoff. The crate also resubscribes tracked channels by
-//! itself after a reconnect; subscribing twice is harmless.
+//!   tells them apart); [`repair_loop`] subscribes that channel again (`SSUBSCRIBE`,
+//!   which the crate routes to the slot's current owner, following `MOVED`) and only
+//!   once that is confirmed resets it, so its subscribers recover from a stream that
+//!   holds everything published while the subscription was away. Failures are retried
+//!   with backoff.
 
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::{PushInfo, PushKind, Value};
+use redis::{PushInfo, PushKind, RedisResult, Value};
 
 use super::connect::{self, Pushes};
 use super::io::{Io, Sub};
@@ -34,22 +32,51 @@ use super::stats::Link;
 /// Channels resubscribed concurrently at a time.
 const REPAIR_BATCH: usize = 512;
 
-/// Reads the sharded PUB/SUB connection's pushes and checks the cluster with `PING`
-/// every `health_check_ms`; connects first when started without a connection
-/// (`connect_retry`).
-pub(super) async fn pubsub_loop(io: Rc<Io>, pushes: Option<Pushes>) {
-    let mut pushes = match pushes {
-        Some(p) => p,
-        None => connect(&io).await,
-    };
-    io.stats.set_up(Link::PubSub, true);
-    let mut up = true;
+/// Keeps the sharded PUB/SUB connection: reads its pushes until a node connection
+/// drops or a health `PING` (sent to every node) fails, then drops the whole connection
+/// and opens a new one with backoff, subscribes every channel on it and resets them
+/// (as the standalone engine does after a reconnect). Starts without a connection under
+/// `connect_retry`. A new connection rather than the crate's own repair: its reconnect
+/// paths can race and leave a node's subscriptions on a connection it then drops
+/// (seen in `on_a_cluster_dropped_sharded_pubsub_connections_resubscribe_and_reset`).
+pub(super) async fn pubsub_loop(io: Rc<Io>, mut pushes: Option<Pushes>) {
+    let mut was_up = pushes.is_some();
+    loop {
+        if let Some(mut p) = pushes.take() {
+            read_until_lost(&io, &mut p).await;
+            io.sink.borrow_mut().take();
+            io.stats.set_up(Link::PubSub, false);
+            tracing::warn!(redis = %io.shown, "Redis Cluster PUB/SUB connection lost; reconnecting");
+        }
+        let mut backoff = Duration::ZERO;
+        pushes = Some(loop {
+            tokio::time::sleep(backoff).await;
+            backoff = io.timing.backoff(backoff);
+            match connect::within(io.timing.timeout * 2, resubscribe(&io)).await {
+                Ok(p) => break p,
+                Err(e) => {
+                    io.stats.connect_failed(Link::PubSub);
+                    tracing::debug!(redis = %io.shown, error = %e, "Redis Cluster PUB/SUB reconnect failed");
+                }
+            }
+        });
+        if was_up {
+            io.stats.reconnected(Link::PubSub);
+        }
+        was_up = true;
+        io.stats.set_up(Link::PubSub, true);
+    }
+}
+
+/// Dispatches pushes until a node connection drops or a health `PING` fails.
+async fn read_until_lost(io: &Io, pushes: &mut Pushes) {
     let mut next_check = tokio::time::Instant::now() + io.timing.health_every;
     loop {
         tokio::select! {
             push = pushes.recv() => match push {
-                Some(push) => on_push(&io, push),
-                None => return, // the connection is kept in `io.sink`: never
+                Some(push) if push.kind == PushKind::Disconnection => return,
+                Some(push) => on_push(io, push),
+                None => return,
             },
             () = tokio::time::sleep_until(next_check) => {
                 let sink = io.sink.borrow().clone();
@@ -59,19 +86,9 @@ pub(super) async fn pubsub_loop(io: Rc<Io>, pushes: Option<Pushes>) {
                     redis::cmd("PING").query_async::<Value>(&mut conn),
                 )
                 .await;
-                match ping {
-                    Err(e) if up => {
-                        tracing::warn!(redis = %io.shown, error = %e, "Redis Cluster PUB/SUB health check failed; channels will be resubscribed and reset");
-                        up = false;
-                        io.stats.set_up(Link::PubSub, false);
-                        interrupted_all(&io);
-                    }
-                    Ok(_) if !up => {
-                        up = true;
-                        io.stats.set_up(Link::PubSub, true);
-                        io.stats.reconnected(Link::PubSub);
-                    }
-                    _ => {}
+                if let Err(e) = ping {
+                    tracing::debug!(error = %e, "Redis Cluster PUB/SUB health check failed");
+                    return;
                 }
                 next_check = tokio::time::Instant::now() + io.timing.health_every;
             }
@@ -79,24 +96,41 @@ pub(super) async fn pubsub_loop(io: Rc<Io>, pushes: Option<Pushes>) {
     }
 }
 
-/// Opens the sharded PUB/SUB connection, retrying with backoff.
-async fn connect(io: &Io) -> Pushes {
-    let mut backoff = Duration::ZERO;
-    loop {
-        tokio::time::sleep(backoff).await;
-        backoff = io.timing.backoff(backoff);
-        match io.target.shard_pubsub(io.timing.timeout).await {
-            Ok((conn, pushes)) => {
-                *io.sink.borrow_mut() = Some(Sub::Shard(conn));
-                tracing::info!(redis = %io.shown, "Redis Cluster PUB/SUB connection up");
-                return pushes;
-            }
-            Err(e) => {
-                io.stats.connect_failed(Link::PubSub);
-                tracing::debug!(redis = %io.shown, error = %e, "Redis Cluster PUB/SUB connect failed");
-            }
+/// A new sharded PUB/SUB connection subscribed to every channel in `subs`, each then reset.
+async fn resubscribe(io: &Io) -> RedisResult<Pushes> {
+    let (conn, pushes) = io.target.shard_pubsub(io.timing.timeout).await?;
+    let channels: Vec<(Arc<str>, usize)> = io
+        .subs
+        .borrow()
+        .iter()
+        .map(|(c, core)| (c.clone(), *core))
+        .collect();
+    for batch in channels.chunks(REPAIR_BATCH) {
+        let calls: Vec<_> = batch
+            .iter()
+            .map(|(channel, _)| {
+                let (mut conn, name) = (conn.clone(), io.name(channel));
+                tokio::task::spawn_local(async move { conn.ssubscribe(name).await })
+            })
+            .collect();
+        for call in calls {
+            call.await
+                .map_err(|e| redis::RedisError::from(std::io::Error::other(e.to_string())))??;
         }
     }
+    *io.sink.borrow_mut() = Some(Sub::Shard(conn));
+    io.last.borrow_mut().clear();
+    io.dirty.borrow_mut().clear();
+    io.unsubscribing.borrow_mut().clear();
+    tracing::info!(
+        channels = channels.len(),
+        "Redis Cluster PUB/SUB reconnected; channels resubscribed and reset"
+    );
+    for (channel, core) in channels {
+        io.count(core, |m| &m.engine_redis_resubscribes);
+        io.reset(core, channel);
+    }
+    Ok(pushes)
 }
 
 fn bulk(v: Option<&Value>) -> Option<&[u8]> {
@@ -138,10 +172,6 @@ fn on_push(io: &Io, push: PushInfo) {
                 interrupted(io, [channel]);
             }
         }
-        PushKind::Disconnection => {
-            tracing::warn!(redis = %io.shown, "a Redis Cluster PUB/SUB node connection dropped; channels will be resubscribed and reset");
-            interrupted_all(io);
-        }
         _ => {}
     }
 }
@@ -149,11 +179,6 @@ fn on_push(io: &Io, push: PushInfo) {
 fn interrupted(io: &Io, channels: impl IntoIterator<Item = Arc<str>>) {
     io.dirty.borrow_mut().extend(channels);
     io.dirty_added.notify_one();
-}
-
-fn interrupted_all(io: &Io) {
-    let all: Vec<Arc<str>> = io.subs.borrow().keys().cloned().collect();
-    interrupted(io, all);
 }
 
 /// Subscribes interrupted channels again, then resets them (see the module doc). Idle
