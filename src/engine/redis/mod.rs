@@ -50,7 +50,8 @@
 //! ACL user and password in the URL, shown as `***`), or the master of a Sentinel
 //! group (`engine.redis.sentinel`; `sentinel.tls`: TLS to master), asked of the
 //! sentinels and checked with `ROLE` on every (re)connect of each connection, so
-//! a node follows a failover.
+//! a node follows a failover, or the nodes of a Redis Cluster (`engine.redis.cluster`,
+//! seed nodes; see "Redis Cluster" below).
 //! The I/O thread ([`io`]) checks both connections with `PING` every
 //! `health_check_ms`, drops a broken one and reconnects with backoff; engine calls
 //! fail at once with the temporary error 100 while the command connection is
@@ -71,8 +72,12 @@
 //! and PUB/SUB is sharded: `SPUBLISH` in the publish script, one `SSUBSCRIBE` per channel
 //! on the slot's node ([`shard`]). A subscription interrupted by a lost node connection,
 //! a moved slot or a failover is subscribed again and then reset, as after a standalone
-//! reconnect. Node-global keys (`p:nodes`, `p:survey:<id>`, the control channel
-//! `p:ch:{\0control}`) each live in one slot. A cluster connection retries a command
+//! reconnect. The health `PING` of each connection goes to every node of the cluster,
+//! so one unreachable Redis node makes `/health` answer 503 until it is back or failed
+//! over. Node-global keys (`p:nodes`, `p:survey:<id>`, the control channel
+//! `p:ch:{\0control}`) each live in one slot, as does each user's `p:user:{user}`. A
+//! channel whose name starts with `}` has an empty hash tag, so its keys spread over
+//! slots and its scripts fail (`CROSSSLOT`, error 100) on a cluster. A cluster connection retries a command
 //! after `MOVED`/`ASK`/`TRYAGAIN` and after a lost node connection, so a publish cut
 //! off mid-way may be applied twice (use `idempotency_key` where that matters).
 //!
