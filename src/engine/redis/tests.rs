@@ -2,7 +2,8 @@
 //! meta starts a new epoch, a dropped PUB/SUB connection resubscribes and resets,
 //! Redis going away answers temporary errors (never an acknowledged loss), and the
 //! cost of the hop to the I/O thread (printed, never asserted). On a Redis Cluster:
-//! dropped sharded PUB/SUB connections resubscribe and reset, pipelined presence and
+//! dropped sharded PUB/SUB connections resubscribe and reset, the node's own
+//! `SUNSUBSCRIBE` is not taken for a moved slot, pipelined presence and
 //! user refreshes spanning slots work, and the publish round trip (printed) against
 //! a standalone Redis.
 
@@ -259,6 +260,35 @@ fn on_a_cluster_dropped_sharded_pubsub_connections_resubscribe_and_reset() {
         }
         let got = f.sink.wait_for(24).await;
         assert_eq!(got, 24, "subscribed again");
+    });
+}
+
+#[test]
+fn on_a_cluster_an_own_unsubscribe_is_not_taken_for_a_moved_slot() {
+    let cluster = RedisCluster::start();
+    let cfg = cluster_config(&cluster);
+    run(async move {
+        let f = fixture(&cfg);
+        let e = &f.engine;
+        for round in 0..20 {
+            e.subscribe_node("c").await.unwrap();
+            // sent back to back: the SUNSUBSCRIBE confirmation arrives after "c" is
+            // subscribed again, so only counting our own SUNSUBSCRIBEs tells it apart
+            let (off, on) =
+                futures_lite::future::zip(e.unsubscribe_node("c"), e.subscribe_node("c")).await;
+            off.unwrap();
+            on.unwrap();
+            e.publish("c", Bytes::from_static(b"1"), opts())
+                .await
+                .unwrap();
+            assert_eq!(f.sink.wait_for(round + 1).await, round + 1);
+        }
+        crate::exec::sleep(Duration::from_millis(200)).await;
+        assert_eq!(
+            *f.sink.resets.borrow(),
+            Vec::<String>::new(),
+            "no reset: the SUNSUBSCRIBE confirmations were our own"
+        );
     });
 }
 
