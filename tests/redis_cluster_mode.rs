@@ -290,8 +290,10 @@ fn publish_through(cluster: &RedisCluster, disrupt: impl FnOnce(&RedisCluster, u
     let offset = res["result"]["offset"].as_u64().unwrap();
     c.set_timeout(Duration::from_secs(10));
     loop {
-        let (_, p) = c.next_pub();
-        if p["offset"] == offset {
+        let v = c.recv().unwrap_or_else(|e| {
+            panic!("the publication at {offset} never arrived live (subscription lost?): {e:?}")
+        });
+        if v["push"]["pub"]["offset"] == offset {
             break;
         }
     }

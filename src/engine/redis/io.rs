@@ -76,7 +76,7 @@ impl Sub {
     async fn subscribe(&mut self, name: String) -> RedisResult<()> {
         match self {
             Sub::Plain(s) => s.subscribe(name).await,
-            Sub::Shard(c) => c.ssubscribe(name).await,
+            Sub::Shard(c) => super::shard::ssubscribe(c, name).await,
         }
     }
 

@@ -23,6 +23,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
+use redis::cluster_async::ClusterConnection;
 use redis::{PushInfo, PushKind, RedisResult, Value};
 
 use super::connect::{self, Pushes};
@@ -31,6 +32,21 @@ use super::stats::Link;
 
 /// Channels resubscribed concurrently at a time.
 const REPAIR_BATCH: usize = 512;
+
+/// `SSUBSCRIBE`s `name` on its slot's master. A replica accepts `SSUBSCRIBE` for its
+/// master's slots, but after a failover a subscription left on the demoted master got
+/// none of the new master's messages (seen in
+/// `a_master_failover_loses_no_acknowledged_publication`), and the connection's slot map
+/// still names the demoted master until something is redirected. So a read of the
+/// channel's name as a key (which never exists) goes first: a replica answers it with
+/// `MOVED`, which makes the crate learn the slot's current master before subscribing.
+pub(super) async fn ssubscribe(conn: &mut ClusterConnection, name: String) -> RedisResult<()> {
+    redis::cmd("EXISTS")
+        .arg(&name)
+        .query_async::<Value>(conn)
+        .await?;
+    conn.ssubscribe(name).await
+}
 
 /// Keeps the sharded PUB/SUB connection: reads its pushes until a node connection
 /// drops or a health `PING` (sent to every node) fails, then drops the whole connection
@@ -110,7 +126,7 @@ async fn resubscribe(io: &Io) -> RedisResult<Pushes> {
             .iter()
             .map(|(channel, _)| {
                 let (mut conn, name) = (conn.clone(), io.name(channel));
-                tokio::task::spawn_local(async move { conn.ssubscribe(name).await })
+                tokio::task::spawn_local(async move { ssubscribe(&mut conn, name).await })
             })
             .collect();
         for call in calls {
@@ -212,7 +228,7 @@ pub(super) async fn repair_loop(io: Rc<Io>) {
                     let (mut conn, name, timeout) =
                         (conn.clone(), io.name(channel), io.timing.timeout);
                     let call = tokio::task::spawn_local(async move {
-                        connect::within(timeout, conn.ssubscribe(name)).await
+                        connect::within(timeout, ssubscribe(&mut conn, name)).await
                     });
                     (channel.clone(), *core, call)
                 })
