@@ -82,7 +82,11 @@
 //! off mid-way may be applied twice (use `idempotency_key` where that matters).
 //!
 //! # Not yet built (issue 8)
-//! TLS to the sentinels themselves; `WAIT`
+//! Cluster: tests of `rediss://` seeds and of `connect_retry` (both wired, not yet
+//! exercised), of a master that crashes rather than hands over (`CLUSTER FAILOVER`
+//! is tested), and of a channel set large enough to show the cost of one
+//! `SSUBSCRIBE` (plus its redirect-learning read) per channel. TLS to the sentinels
+//! themselves; `WAIT`
 //! for replicas before acknowledging a publish (Redis replication is
 //! asynchronous: a publication acknowledged just before the master dies may be
 //! missing on the promoted replica).
