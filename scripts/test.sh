@@ -21,6 +21,7 @@ command -v npm >/dev/null 2>&1 || need_apt+=(npm)
 command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd) # tests/ops.rs verifies the unit
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server) # cluster tests start their own
 command -v redis-sentinel >/dev/null 2>&1 || need_apt+=(redis-sentinel)
+command -v redis-cli >/dev/null 2>&1 || need_apt+=(redis-tools) # tests/redis_cluster_mode.rs: --cluster create
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl) # tests/tls.rs checks with s_client
 command -v haproxy >/dev/null 2>&1 || need_apt+=(haproxy) # tests/redis_fleet.rs: a load balancer in front of the nodes
 if [ ${#need_apt[@]} -gt 0 ]; then

@@ -294,6 +294,14 @@ config_section! {
         /// the sentinels for the master on every (re)connect of each connection and checks its
         /// `ROLE`, so it follows a failover. Exclusive with a non-default `url`. Default: unset.
         pub sentinel: Option<RedisSentinelConfig> = None,
+        /// Redis Cluster seed nodes, `["redis://10.0.0.1:7000", ...]` (a list, or one string
+        /// of comma-separated URLs; `rediss://` for TLS with `tls_ca`; one user/password for
+        /// all, in the URLs). The node learns the slot map from them, routes each channel's
+        /// keys and scripts to the slot's master, and uses sharded PUB/SUB (`SPUBLISH`,
+        /// `SSUBSCRIBE`). Exclusive with `sentinel` and a non-default `url`. Default: `[]`
+        /// (standalone or Sentinel).
+        #[serde(deserialize_with = "string_or_list")]
+        pub cluster: Vec<String> = Vec::new(),
         /// Start even when Redis is unreachable and keep trying in the background (engine
         /// calls fail with the temporary error 100 and `/health` answers 503 meanwhile).
         /// Default: `false` (the node refuses to start, naming the reason).

@@ -468,10 +468,11 @@ impl RedisConfig {
         redis::parse_redis_url(&self.url)
             .ok_or_else(|| ConfigError::invalid("engine.redis.url", "not a valid Redis URL"))?;
         let sentinel_tls = self.sentinel.as_ref().is_some_and(|s| s.tls);
-        if !self.tls_ca.is_empty() && !tls && !sentinel_tls {
+        let cluster_tls = self.validate_cluster()?;
+        if !self.tls_ca.is_empty() && !tls && !sentinel_tls && !cluster_tls {
             return Err(ConfigError::invalid(
                 "engine.redis.tls_ca",
-                "applies to a rediss:// url or engine.redis.sentinel.tls only",
+                "applies to a rediss:// url, rediss:// cluster nodes or engine.redis.sentinel.tls only",
             ));
         }
         if let Some(s) = &self.sentinel {
@@ -493,6 +494,65 @@ impl RedisConfig {
             "engine.redis.reconnect_max_delay_ms",
             self.reconnect_max_delay_ms,
         )
+    }
+}
+
+impl RedisConfig {
+    /// Checks `engine.redis.cluster`; returns whether its nodes use TLS.
+    fn validate_cluster(&self) -> Result<bool, ConfigError> {
+        if self.cluster.is_empty() {
+            return Ok(false);
+        }
+        let field = "engine.redis.cluster";
+        if self.sentinel.is_some() {
+            return Err(ConfigError::invalid(
+                field,
+                "exclusive with engine.redis.sentinel (a Redis Cluster fails over by itself)",
+            ));
+        }
+        if self.url != RedisConfig::default().url {
+            return Err(ConfigError::invalid(
+                field,
+                "exclusive with engine.redis.url: the cluster nodes replace it",
+            ));
+        }
+        let (mut auth, mut tls) = (None, None);
+        for url in &self.cluster {
+            let shown = crate::engine::redis::redacted(url);
+            let scheme_tls = match url.split_once("://").map(|(scheme, _)| scheme) {
+                Some("redis") => false,
+                Some("rediss") => true,
+                _ => {
+                    return Err(ConfigError::invalid(
+                        field,
+                        format!("{shown} is not a redis://host:port or rediss://host:port URL"),
+                    ))
+                }
+            };
+            let Some(parsed) = redis::parse_redis_url(url).filter(|_| !url.contains('#')) else {
+                return Err(ConfigError::invalid(
+                    field,
+                    format!("{shown} is not a valid Redis URL (no #fragment)"),
+                ));
+            };
+            let this = (
+                parsed.username().to_owned(),
+                parsed.password().map(str::to_owned),
+            );
+            if *auth.get_or_insert_with(|| this.clone()) != this {
+                return Err(ConfigError::invalid(
+                    field,
+                    "the cluster nodes must share one user and password",
+                ));
+            }
+            if *tls.get_or_insert(scheme_tls) != scheme_tls {
+                return Err(ConfigError::invalid(
+                    field,
+                    "the cluster nodes must all be redis:// or all rediss://",
+                ));
+            }
+        }
+        Ok(tls.unwrap_or(false))
     }
 }
 
@@ -667,6 +727,49 @@ mod redis_tests {
             cfg.engine.redis.sentinel = Some(bad);
             let err = redis_err(&cfg);
             assert!(err.contains(field), "{err}");
+            assert!(!err.contains("secret"), "password shown: {err}");
+        }
+    }
+
+    #[test]
+    fn redis_cluster_is_checked() {
+        let mut cfg = Config::default();
+        cfg.engine.kind = EngineKind::Redis;
+        cfg.engine.redis.cluster = vec![
+            "redis://:pw@127.0.0.1:7000".into(),
+            "redis://:pw@127.0.0.1:7001".into(),
+        ];
+        assert_eq!(redis_err(&cfg), "");
+        cfg.engine.redis.url = "redis://h:1/0".into();
+        assert!(redis_err(&cfg).contains("exclusive with engine.redis.url"));
+        cfg.engine.redis.url = RedisConfig::default().url;
+        cfg.engine.redis.sentinel = Some(RedisSentinelConfig {
+            master: "m".into(),
+            urls: vec!["redis://h:26379".into()],
+            ..Default::default()
+        });
+        assert!(redis_err(&cfg).contains("exclusive with engine.redis.sentinel"));
+        cfg.engine.redis.sentinel = None;
+        cfg.engine.redis.tls_ca = "/etc/ca.pem".into();
+        assert!(redis_err(&cfg).contains("engine.redis.tls_ca"));
+        cfg.engine.redis.cluster = vec!["rediss://:pw@h:7000".into()];
+        assert_eq!(redis_err(&cfg), "", "TLS cluster with a private CA");
+        cfg.engine.redis.tls_ca.clear();
+        for (bad, why) in [
+            (vec!["http://h:1"], "not a redis://"),
+            (
+                vec!["rediss://:secret@h:1#insecure"],
+                "not a valid Redis URL",
+            ),
+            (vec!["redis://:secret@h:1", "redis://h:2"], "share one user"),
+            (vec!["redis://h:1", "rediss://h:2"], "all be redis://"),
+        ] {
+            cfg.engine.redis.cluster = bad.into_iter().map(String::from).collect();
+            let err = redis_err(&cfg);
+            assert!(
+                err.contains("engine.redis.cluster") && err.contains(why),
+                "{err}"
+            );
             assert!(!err.contains("secret"), "password shown: {err}");
         }
     }

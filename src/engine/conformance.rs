@@ -397,3 +397,17 @@ fn redis_engine_conforms() {
         .await;
     });
 }
+
+#[test]
+fn redis_engine_conforms_on_a_redis_cluster() {
+    let cluster = redis::testing::RedisCluster::start();
+    let cfg = redis::testing::cluster_config(&cluster);
+    redis::testing::run(async move {
+        let node = redis::RedisNode::start(&cfg).expect("connect to the test Redis Cluster");
+        run_all(|sink| {
+            let metrics = Arc::new(crate::metrics::CoreMetrics::new(0));
+            redis::RedisEngine::new(0, node.clone(), sink, metrics, 60).expect("register")
+        })
+        .await;
+    });
+}

@@ -3,6 +3,7 @@
 //! `Overrides` that point a wiresocket node at it. A missing `redis-server` fails
 //! the test with a clear message; it is never skipped silently.
 
+pub mod cluster;
 pub mod haproxy;
 
 use std::net::TcpStream;

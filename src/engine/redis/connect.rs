@@ -6,6 +6,14 @@
 //! crate's [`SentinelClient`] (TLS to the master with `sentinel.tls`, trusting
 //! `tls_ca`; the sentinels share one user/password, taken from their URLs).
 //!
+//! Or a Redis Cluster (`engine.redis.cluster`, seed nodes): the `redis` crate's
+//! cluster client learns the slot map from the seeds, keeps one multiplexed
+//! connection per node, follows `MOVED`/`ASK` and repairs lost node connections
+//! itself; the command connection is then a [`Conn::Cluster`], and PUB/SUB is a
+//! second cluster connection speaking RESP3 whose push messages (sharded
+//! `SSUBSCRIBE` messages, confirmations, disconnections) go to a channel
+//! ([`Target::shard_pubsub`], read by `io::shard`).
+//!
 //! Used only by the I/O thread (`io`): [`Target::command`] opens the multiplexed
 //! command connection, [`Target::pubsub`] the PUB/SUB connection, both within the
 //! configured deadline. [`is_broken`] says whether a failed command means the
@@ -15,10 +23,13 @@
 use std::future::Future;
 use std::time::Duration;
 
-use redis::aio::{MultiplexedConnection, PubSub};
+use redis::aio::{ConnectionLike, MultiplexedConnection, PubSub};
+use redis::cluster::ClusterClientBuilder;
+use redis::cluster_async::ClusterConnection;
 use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
 use redis::{
-    AsyncConnectionConfig, Client, IntoConnectionInfo, RedisResult, TlsCertificates, TlsMode,
+    AsyncConnectionConfig, Client, Cmd, IntoConnectionInfo, Pipeline, PushInfo, RedisFuture,
+    RedisResult, TlsCertificates, TlsMode, Value,
 };
 
 use super::RedisError;
@@ -30,11 +41,102 @@ pub enum Target {
     Fixed(Client),
     /// The master of a Sentinel group, resolved on every connect.
     Sentinel(tokio::sync::Mutex<SentinelClient>),
+    /// A Redis Cluster reached through its seed nodes (`engine.redis.cluster`).
+    Cluster {
+        seeds: Vec<redis::ConnectionInfo>,
+        /// The private CA (`tls_ca`), PEM.
+        ca: Option<Vec<u8>>,
+    },
+}
+
+/// Push messages of the sharded PUB/SUB connection.
+pub type Pushes = tokio::sync::mpsc::UnboundedReceiver<PushInfo>;
+
+/// The command connection the engine's jobs get (cheap clones share it): one
+/// multiplexed connection, or a cluster connection routing each command to its slot.
+#[derive(Clone)]
+pub enum Conn {
+    Single(MultiplexedConnection),
+    Cluster(ClusterConnection),
+}
+
+impl Conn {
+    pub fn is_cluster(&self) -> bool {
+        matches!(self, Conn::Cluster(_))
+    }
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    /// On a cluster a pipeline's commands may name keys of different slots (presence and
+    /// user refreshes): unless it is a transaction (one slot by construction), its commands
+    /// are sent one by one, concurrently, each to its slot's node, and answered in order.
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(c) => {
+                if pipeline.is_transaction() {
+                    return c.req_packed_commands(pipeline, offset, count);
+                }
+                let calls: Vec<_> = pipeline
+                    .cmd_iter()
+                    .map(|cmd| {
+                        let (mut c, cmd) = (c.clone(), cmd.clone());
+                        tokio::spawn(async move { c.req_packed_command(&cmd).await })
+                    })
+                    .collect();
+                Box::pin(async move {
+                    let mut values = Vec::with_capacity(calls.len());
+                    for call in calls {
+                        let value = call.await.map_err(|e| {
+                            redis::RedisError::from(std::io::Error::other(e.to_string()))
+                        })??;
+                        values.push(value);
+                    }
+                    Ok(values)
+                })
+            }
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
 }
 
 impl Target {
     /// Builds the target from the config (reads `tls_ca`); connects nothing yet.
     pub fn new(cfg: &RedisConfig) -> Result<Target, RedisError> {
+        if !cfg.cluster.is_empty() {
+            let shown = shown(cfg);
+            let seeds = cfg
+                .cluster
+                .iter()
+                .map(|u| u.as_str().into_connection_info())
+                .collect::<RedisResult<Vec<_>>>()
+                .map_err(|e| RedisError::Url(shown.clone(), e))?;
+            let ca = tls_ca(cfg)?.and_then(|c| c.root_cert);
+            let target = Target::Cluster { seeds, ca };
+            target
+                .cluster_builder(Duration::from_secs(1))
+                .build()
+                .map_err(|e| RedisError::Url(shown, e))?;
+            return Ok(target);
+        }
         if let Some(s) = &cfg.sentinel {
             let shown = shown(cfg);
             let bad = |e| RedisError::Url(shown.clone(), e);
@@ -90,17 +192,45 @@ impl Target {
         Ok(Target::Fixed(client))
     }
 
+    pub fn is_cluster(&self) -> bool {
+        matches!(self, Target::Cluster { .. })
+    }
+
+    /// A cluster client builder on the seeds, with the deadlines and the private CA.
+    fn cluster_builder(&self, timeout: Duration) -> ClusterClientBuilder {
+        let Target::Cluster { seeds, ca } = self else {
+            unreachable!("a cluster builder for a cluster target only")
+        };
+        let mut b = ClusterClientBuilder::new(seeds.clone())
+            .connection_timeout(timeout)
+            .response_timeout(timeout);
+        if let Some(pem) = ca {
+            b = b.certs(TlsCertificates {
+                client_tls: None,
+                root_cert: Some(pem.clone()),
+            });
+        }
+        b
+    }
+
     /// A client for the server to connect to now (for Sentinel: the current master).
     async fn client(&self) -> RedisResult<Client> {
         match self {
             Target::Fixed(client) => Ok(client.clone()),
             Target::Sentinel(sentinel) => sentinel.lock().await.async_get_client().await,
+            Target::Cluster { .. } => unreachable!("a cluster has no single client"),
         }
     }
 
     /// Opens the multiplexed command connection; `timeout` bounds the whole
     /// connect (Sentinel lookup included) and then each command's answer.
-    pub async fn command(&self, timeout: Duration) -> RedisResult<MultiplexedConnection> {
+    pub async fn command(&self, timeout: Duration) -> RedisResult<Conn> {
+        if self.is_cluster() {
+            let client = self.cluster_builder(timeout).build()?;
+            return within(timeout, client.get_async_connection())
+                .await
+                .map(Conn::Cluster);
+        }
         let cfg = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(timeout))
             .set_response_timeout(Some(timeout));
@@ -111,6 +241,23 @@ impl Target {
                 .await
         })
         .await
+        .map(Conn::Single)
+    }
+
+    /// Opens the sharded PUB/SUB connection of a cluster (RESP3) within `timeout`: its
+    /// push messages arrive on the returned receiver.
+    pub async fn shard_pubsub(
+        &self,
+        timeout: Duration,
+    ) -> RedisResult<(ClusterConnection, Pushes)> {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let client = self
+            .cluster_builder(timeout)
+            .use_protocol(redis::ProtocolVersion::RESP3)
+            .push_sender(tx)
+            .build()?;
+        let conn = within(timeout, client.get_async_connection()).await?;
+        Ok((conn, rx))
     }
 
     /// Opens the PUB/SUB connection within `timeout`.
@@ -137,6 +284,16 @@ fn tls_ca(cfg: &RedisConfig) -> Result<Option<TlsCertificates>, RedisError> {
 
 /// How the target is named in messages and logs (passwords hidden).
 pub fn shown(cfg: &RedisConfig) -> String {
+    if !cfg.cluster.is_empty() {
+        return format!(
+            "Redis Cluster seeds {} (engine.redis.cluster)",
+            cfg.cluster
+                .iter()
+                .map(|u| super::redacted(u))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     match &cfg.sentinel {
         Some(s) => format!(
             "master {:?} of sentinels {} (engine.redis.sentinel)",

@@ -59,8 +59,9 @@ async fn publish(node: &RedisNode, data: Vec<u8>) -> Result<(), EngineError> {
     let mut msg = b"P0::".to_vec();
     msg.extend_from_slice(&payload::body(&data, None, None));
     let name = pubsub_name(node);
+    let publish = node.publish_command();
     node.run(move |mut conn| async move {
-        ::redis::cmd("PUBLISH")
+        ::redis::cmd(publish)
             .arg(name)
             .arg(msg)
             .query_async::<i64>(&mut conn)

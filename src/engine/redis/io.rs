@@ -25,6 +25,11 @@
 //! stream publication whose epoch differs from, or whose offset is not one more
 //! than, the last one seen on the channel (a lost message, or a stream that
 //! restarted with a new epoch) resets the channel too: never a silent gap.
+//!
+//! On a Redis Cluster (`engine.redis.cluster`) the command connection is a cluster
+//! connection and PUB/SUB is sharded (`SSUBSCRIBE` per channel on the slot's
+//! node): [`super::shard`] reads it and resubscribes-then-resets channels whose
+//! subscription was interrupted (a node connection lost, a slot moved away).
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
@@ -37,7 +42,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures_channel::{mpsc, oneshot};
 use futures_lite::StreamExt as _;
-use redis::aio::{MultiplexedConnection, PubSubSink, PubSubStream};
+use redis::aio::{PubSubSink, PubSubStream};
+use redis::cluster_async::ClusterConnection;
 use redis::RedisResult;
 use tokio::sync::Notify;
 
@@ -56,8 +62,31 @@ pub enum Inbound {
     Reset(Arc<str>),
 }
 
-/// The command connection the engine's jobs get (multiplexed: clones share it).
-pub type Conn = MultiplexedConnection;
+pub use super::connect::Conn;
+
+/// The PUB/SUB command side: the standalone PUB/SUB connection's sink, or a cluster's
+/// sharded PUB/SUB connection (clones share it).
+#[derive(Clone)]
+pub(super) enum Sub {
+    Plain(PubSubSink),
+    Shard(ClusterConnection),
+}
+
+impl Sub {
+    async fn subscribe(&mut self, name: String) -> RedisResult<()> {
+        match self {
+            Sub::Plain(s) => s.subscribe(name).await,
+            Sub::Shard(c) => super::shard::ssubscribe(c, name).await,
+        }
+    }
+
+    async fn unsubscribe(&mut self, name: String) -> RedisResult<()> {
+        match self {
+            Sub::Plain(s) => s.unsubscribe(name).await,
+            Sub::Shard(c) => c.sunsubscribe(name).await,
+        }
+    }
+}
 
 /// A job runs with the command connection, or `None` while it is down; it tells
 /// whether its command failed because the connection broke.
@@ -92,17 +121,17 @@ pub struct RedisNode {
 
 /// Timings of the connection loops, from the config.
 #[derive(Clone, Copy)]
-struct Timing {
+pub(super) struct Timing {
     /// Connect and command deadline.
-    timeout: Duration,
+    pub(super) timeout: Duration,
     /// Period of the `PING` that checks each connection.
-    health_every: Duration,
+    pub(super) health_every: Duration,
     /// Longest wait between reconnect attempts (the backoff doubles from 50 ms up to it).
     max_backoff: Duration,
 }
 
 impl Timing {
-    fn backoff(&self, previous: Duration) -> Duration {
+    pub(super) fn backoff(&self, previous: Duration) -> Duration {
         (previous * 2)
             .max(Duration::from_millis(50))
             .min(self.max_backoff)
@@ -156,6 +185,15 @@ impl RedisNode {
         }
     }
 
+    /// `SPUBLISH` on a Redis Cluster (sharded PUB/SUB), else `PUBLISH`.
+    pub fn publish_command(&self) -> &'static str {
+        if self.cfg.cluster.is_empty() {
+            "PUBLISH"
+        } else {
+            "SPUBLISH"
+        }
+    }
+
     /// The node's Redis connection metrics.
     pub fn stats(&self) -> &RedisStats {
         &self.stats
@@ -197,11 +235,13 @@ impl RedisNode {
         let (tx, rx) = oneshot::channel();
         let job: Job = Box::new(move |conn| {
             Box::pin(async move {
+                // a cluster connection repairs its node connections itself
+                let repairs_itself = conn.as_ref().is_some_and(Conn::is_cluster);
                 let r = match conn {
                     Some(conn) => f(conn).await,
                     None => Err(down("the command connection")),
                 };
-                let broken = matches!(&r, Err(e) if connect::is_broken(e));
+                let broken = !repairs_itself && matches!(&r, Err(e) if connect::is_broken(e));
                 let _ = tx.send(r);
                 broken
             })
@@ -249,33 +289,47 @@ fn down(what: &str) -> redis::RedisError {
     ))
 }
 
+/// The reading side of the first PUB/SUB connection.
+enum Incoming {
+    Plain(PubSubStream),
+    Shard(super::connect::Pushes),
+}
+
 /// Where a core's events go, and its counters.
 type CoreRoute = (mpsc::Sender<Inbound>, Arc<CoreMetrics>);
 
 /// State of the I/O thread (single-threaded: `Rc`/`RefCell`).
-struct Io {
+pub(super) struct Io {
     /// PUB/SUB channel prefix `p:ch:{`.
     prefix: String,
     /// channel -> core receiving its events.
-    subs: RefCell<HashMap<Arc<str>, usize>>,
+    pub(super) subs: RefCell<HashMap<Arc<str>, usize>>,
     /// channel -> (epoch, offset) of the last stream publication seen, for gap detection.
-    last: RefCell<HashMap<Arc<str>, (String, u64)>>,
+    pub(super) last: RefCell<HashMap<Arc<str>, (String, u64)>>,
     cores: RefCell<Vec<Option<CoreRoute>>>,
     /// Resets that did not fit their core's queue yet.
     pending_resets: RefCell<HashSet<(usize, Arc<str>)>>,
     /// The PUB/SUB command side, `None` while disconnected.
-    sink: RefCell<Option<PubSubSink>>,
+    pub(super) sink: RefCell<Option<Sub>>,
+    /// Cluster: channels whose sharded subscription was interrupted, to subscribe again
+    /// and then reset ([`super::shard`]).
+    pub(super) dirty: RefCell<HashSet<Arc<str>>>,
+    /// Wakes the repair of `dirty`.
+    pub(super) dirty_added: Notify,
+    /// Cluster: `SUNSUBSCRIBE`s this node sent and not yet seen confirmed, per channel (a
+    /// confirmation beyond them is the server dropping the subscription: a slot moved).
+    pub(super) unsubscribing: RefCell<HashMap<Arc<str>, u32>>,
     /// The command connection with its generation, `None` while disconnected.
     conn: RefCell<Option<(u64, Conn)>>,
     /// Generation of the last command connection opened.
     generation: Cell<u64>,
     /// Wakes the command loop when a job found its connection broken.
     broken: Notify,
-    stats: Arc<RedisStats>,
-    target: Target,
-    timing: Timing,
+    pub(super) stats: Arc<RedisStats>,
+    pub(super) target: Target,
+    pub(super) timing: Timing,
     /// The target as shown in logs.
-    shown: String,
+    pub(super) shown: String,
 }
 
 fn io_thread(
@@ -301,8 +355,14 @@ fn io_thread(
     local.block_on(&rt, async move {
         let first = async {
             let conn = target.command(timing.timeout).await?;
-            let pubsub = target.pubsub(timing.timeout).await?;
-            Ok::<_, redis::RedisError>((conn, pubsub.split()))
+            let pubsub = if target.is_cluster() {
+                let (conn, pushes) = target.shard_pubsub(timing.timeout).await?;
+                (Sub::Shard(conn), Incoming::Shard(pushes))
+            } else {
+                let (sink, stream) = target.pubsub(timing.timeout).await?.split();
+                (Sub::Plain(sink), Incoming::Plain(stream))
+            };
+            Ok::<_, redis::RedisError>((conn, pubsub))
         }
         .await;
         let (conn, stream) = match first {
@@ -320,6 +380,9 @@ fn io_thread(
             pending_resets: RefCell::default(),
             last: RefCell::default(),
             sink: RefCell::default(),
+            dirty: RefCell::default(),
+            dirty_added: Notify::new(),
+            unsubscribing: RefCell::default(),
             conn: RefCell::default(),
             generation: Cell::new(0),
             broken: Notify::new(),
@@ -335,7 +398,19 @@ fn io_thread(
         }
         let _ = ready.send(Ok(()));
         tokio::task::spawn_local(command_loop(io.clone()));
-        tokio::task::spawn_local(pubsub_loop(io.clone(), stream));
+        match stream {
+            Some(Incoming::Plain(stream)) => {
+                tokio::task::spawn_local(pubsub_loop(io.clone(), Some(stream)))
+            }
+            Some(Incoming::Shard(pushes)) => {
+                tokio::task::spawn_local(super::shard::pubsub_loop(io.clone(), Some(pushes)))
+            }
+            None if io.target.is_cluster() => {
+                tokio::task::spawn_local(super::shard::pubsub_loop(io.clone(), None))
+            }
+            None => tokio::task::spawn_local(pubsub_loop(io.clone(), None)),
+        };
+        tokio::task::spawn_local(super::shard::repair_loop(io.clone()));
         tokio::task::spawn_local(flush_resets_loop(io.clone()));
         while let Some(op) = rx.recv().await {
             io.handle(op);
@@ -447,9 +522,23 @@ impl Io {
                 tokio::task::spawn_local(async move {
                     io.subs.borrow_mut().remove(&channel);
                     io.last.borrow_mut().remove(&channel);
+                    io.dirty.borrow_mut().remove(&channel);
                     let sink = io.sink.borrow().clone();
                     let r = match sink {
-                        Some(mut s) => s.unsubscribe(io.name(&channel)).await,
+                        Some(mut s) => {
+                            let shard = matches!(s, Sub::Shard(_));
+                            if shard {
+                                *io.unsubscribing
+                                    .borrow_mut()
+                                    .entry(channel.clone())
+                                    .or_default() += 1;
+                            }
+                            let r = s.unsubscribe(io.name(&channel)).await;
+                            if shard && r.is_err() {
+                                io.unsubscribe_seen(&channel);
+                            }
+                            r
+                        }
                         None => Ok(()), // not connected: nothing to undo
                     };
                     let _ = reply.send(r);
@@ -458,8 +547,31 @@ impl Io {
         }
     }
 
-    fn name(&self, channel: &str) -> String {
+    pub(super) fn name(&self, channel: &str) -> String {
         format!("{}{channel}}}", self.prefix)
+    }
+
+    /// The engine channel of a PUB/SUB channel name (`None`: not one of ours).
+    pub(super) fn channel_of<'a>(&self, name: &'a str) -> Option<&'a str> {
+        name.strip_prefix(self.prefix.as_str())
+            .and_then(|c| c.strip_suffix('}'))
+    }
+
+    /// Counts one confirmation of a `SUNSUBSCRIBE` this node sent; false when none was
+    /// pending (the server dropped the subscription by itself).
+    pub(super) fn unsubscribe_seen(&self, channel: &str) -> bool {
+        let mut pending = self.unsubscribing.borrow_mut();
+        match pending.get_mut(channel) {
+            Some(n) if *n > 1 => {
+                *n -= 1;
+                true
+            }
+            Some(_) => {
+                pending.remove(channel);
+                true
+            }
+            None => false,
+        }
     }
 
     async fn subscribe(&self, channel: Arc<str>, core: usize) -> RedisResult<()> {
@@ -480,11 +592,8 @@ impl Io {
     }
 
     /// Hands one PUB/SUB message to the core that subscribed its channel.
-    fn dispatch(&self, name: &str, bytes: &[u8]) {
-        let Some(channel) = name
-            .strip_prefix(self.prefix.as_str())
-            .and_then(|c| c.strip_suffix('}'))
-        else {
+    pub(super) fn dispatch(&self, name: &str, bytes: &[u8]) {
+        let Some(channel) = self.channel_of(name) else {
             return;
         };
         let Some((channel, core)) = self
@@ -520,7 +629,11 @@ impl Io {
     }
 
     /// Counts on `core`'s metrics (atomics: the I/O thread adds to the core's counters).
-    fn count(&self, core: usize, counter: impl Fn(&CoreMetrics) -> &std::sync::atomic::AtomicU64) {
+    pub(super) fn count(
+        &self,
+        core: usize,
+        counter: impl Fn(&CoreMetrics) -> &std::sync::atomic::AtomicU64,
+    ) {
         if let Some(Some((_, m))) = self.cores.borrow().get(core) {
             CoreMetrics::inc(counter(m));
         }
@@ -557,7 +670,7 @@ impl Io {
         }
     }
 
-    fn reset(&self, core: usize, channel: Arc<str>) {
+    pub(super) fn reset(&self, core: usize, channel: Arc<str>) {
         if !self.push(core, Inbound::Reset(channel.clone())) {
             self.pending_resets.borrow_mut().insert((core, channel));
         }
@@ -618,7 +731,7 @@ async fn read_until_lost(io: &Io, stream: &mut PubSubStream) {
             },
             () = tokio::time::sleep_until(next_check) => {
                 let sink = io.sink.borrow().clone();
-                let Some(mut sink) = sink else { return };
+                let Some(Sub::Plain(mut sink)) = sink else { return };
                 let ping = connect::within(io.timing.timeout, sink.ping::<redis::Value>()).await;
                 if let Err(e) = ping {
                     tracing::debug!(error = %e, "Redis PUB/SUB health check failed");
@@ -643,7 +756,7 @@ async fn resubscribe(io: &Io) -> RedisResult<PubSubStream> {
         let names: Vec<String> = chunk.iter().map(|(c, _)| io.name(c)).collect();
         sink.subscribe(&names).await?;
     }
-    *io.sink.borrow_mut() = Some(sink);
+    *io.sink.borrow_mut() = Some(Sub::Plain(sink));
     io.last.borrow_mut().clear();
     tracing::info!(
         channels = channels.len(),

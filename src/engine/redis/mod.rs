@@ -50,7 +50,8 @@
 //! ACL user and password in the URL, shown as `***`), or the master of a Sentinel
 //! group (`engine.redis.sentinel`; `sentinel.tls`: TLS to master), asked of the
 //! sentinels and checked with `ROLE` on every (re)connect of each connection, so
-//! a node follows a failover.
+//! a node follows a failover, or the nodes of a Redis Cluster (`engine.redis.cluster`,
+//! seed nodes; see "Redis Cluster" below).
 //! The I/O thread ([`io`]) checks both connections with `PING` every
 //! `health_check_ms`, drops a broken one and reconnects with backoff; engine calls
 //! fail at once with the temporary error 100 while the command connection is
@@ -64,8 +65,28 @@
 //! pipelines of [`PRESENCE_PIPELINE`] script calls (one round trip each) from a
 //! background task, so only the entries of a node that died expire.
 //!
+//! # Redis Cluster
+//! With `engine.redis.cluster` (seed nodes) commands go through the `redis` crate's
+//! cluster client ([`connect::Conn::Cluster`]: each script to its channel's slot, whose
+//! keys share the `{channel}` hash tag; multi-slot pipelines sent command by command),
+//! and PUB/SUB is sharded: `SPUBLISH` in the publish script, one `SSUBSCRIBE` per channel
+//! on the slot's node ([`shard`]). A subscription interrupted by a lost node connection,
+//! a moved slot or a failover is subscribed again and then reset, as after a standalone
+//! reconnect. The health `PING` of each connection goes to every node of the cluster,
+//! so one unreachable Redis node makes `/health` answer 503 until it is back or failed
+//! over. Node-global keys (`p:nodes`, `p:survey:<id>`, the control channel
+//! `p:ch:{\0control}`) each live in one slot, as does each user's `p:user:{user}`. A
+//! channel whose name starts with `}` has an empty hash tag, so its keys spread over
+//! slots and its scripts fail (`CROSSSLOT`, error 100) on a cluster. A cluster connection retries a command
+//! after `MOVED`/`ASK`/`TRYAGAIN` and after a lost node connection, so a publish cut
+//! off mid-way may be applied twice (use `idempotency_key` where that matters).
+//!
 //! # Not yet built (issue 8)
-//! Redis Cluster (sharded PUB/SUB); TLS to the sentinels themselves; `WAIT`
+//! Cluster: tests of `rediss://` seeds and of `connect_retry` (both wired, not yet
+//! exercised), of a master that crashes rather than hands over (`CLUSTER FAILOVER`
+//! is tested), and of a channel set large enough to show the cost of one
+//! `SSUBSCRIBE` (plus its redirect-learning read) per channel. TLS to the sentinels
+//! themselves; `WAIT`
 //! for replicas before acknowledging a publish (Redis replication is
 //! asynchronous: a publication acknowledged just before the master dies may be
 //! missing on the promoted replica).
@@ -76,6 +97,7 @@ mod io;
 mod payload;
 mod registry;
 mod scripts;
+mod shard;
 mod stats;
 #[cfg(test)]
 pub(crate) mod testing;
@@ -276,6 +298,7 @@ impl Engine for RedisEngine {
             arg(idem_ttl),
             arg(new_epoch()),
             arg(&k.pubsub),
+            arg(self.node.publish_command()),
         ];
         let (offset, epoch, _repeated): (u64, String, u8) = self
             .script(&scripts::PUBLISH, vec![k.stream, k.meta, idem_key], args)
@@ -298,10 +321,11 @@ impl Engine for RedisEngine {
             ChannelEvent::Publication(_) => return Err(EngineError::NotAvailable),
         };
         let name = self.keys(channel).pubsub;
+        let publish = self.node.publish_command();
         let r = self
             .node
             .run(move |mut conn| async move {
-                ::redis::cmd("PUBLISH")
+                ::redis::cmd(publish)
                     .arg(name)
                     .arg(msg)
                     .query_async::<i64>(&mut conn)

@@ -7,8 +7,9 @@
 //! and a history read sees epoch, top offset, oldest retained entry and the
 //! publications of one instant.
 //!
-//! Keys of channel `ch` under prefix `p` (the `{ch}` hash tag keeps a channel's keys
-//! in one slot for a later Redis Cluster mode):
+//! Keys of channel `ch` under prefix `p` (the `{ch}` hash tag keeps a channel's keys,
+//! and its sharded PUB/SUB channel, in one slot of a Redis Cluster: every script names
+//! keys of one channel only):
 //!
 //! | key | type | holds |
 //! |---|---|---|
@@ -58,7 +59,9 @@ impl Keys {
 }
 
 /// KEYS: stream, meta, idempotency key. ARGV: body, history size (0: not stored),
-/// stream TTL s, meta TTL s, idempotency TTL s (0: no key), new epoch, PUB/SUB channel.
+/// stream TTL s, meta TTL s, idempotency TTL s (0: no key), new epoch, PUB/SUB channel,
+/// publish command (`PUBLISH`, or `SPUBLISH` on a Redis Cluster: the channel shares the
+/// keys' slot).
 /// Returns `{offset, epoch, repeated}` (`repeated` 1: the key's first result, nothing done).
 pub static PUBLISH: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
@@ -86,7 +89,7 @@ end
 if idem_ttl > 0 then
   redis.call('SET', KEYS[3], offset .. ':' .. epoch, 'NX', 'EX', idem_ttl)
 end
-redis.call('PUBLISH', ARGV[7], 'P' .. offset .. ':' .. epoch .. ':' .. ARGV[1])
+redis.call(ARGV[8], ARGV[7], 'P' .. offset .. ':' .. epoch .. ':' .. ARGV[1])
 return {tostring(offset), epoch, 0}
 "#,
     )

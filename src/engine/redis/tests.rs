@@ -1,7 +1,11 @@
 //! The Redis engine's own behaviour beyond the shared conformance suite: a lost
 //! meta starts a new epoch, a dropped PUB/SUB connection resubscribes and resets,
 //! Redis going away answers temporary errors (never an acknowledged loss), and the
-//! cost of the hop to the I/O thread (printed, never asserted).
+//! cost of the hop to the I/O thread (printed, never asserted). On a Redis Cluster:
+//! dropped sharded PUB/SUB connections resubscribe and reset, the node's own
+//! `SUNSUBSCRIBE` is not taken for a moved slot, pipelined presence and
+//! user refreshes spanning slots work, and the publish round trip (printed) against
+//! a standalone Redis.
 
 use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -10,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::testing::{config, run, RedisServer};
+use super::testing::{cluster_config, config, run, RedisCluster, RedisServer};
 use super::*;
 use crate::engine::conformance::Recorder;
 
@@ -218,5 +222,142 @@ fn redis_round_trip_cost() {
              {direct:?} on the I/O thread itself (hop cost ~{:?})",
             hop.saturating_sub(direct)
         );
+    });
+}
+
+#[test]
+fn on_a_cluster_dropped_sharded_pubsub_connections_resubscribe_and_reset() {
+    let cluster = RedisCluster::start();
+    let cfg = cluster_config(&cluster);
+    run(async move {
+        let f = fixture(&cfg);
+        let e = &f.engine;
+        let channels: Vec<String> = (0..12).map(|i| format!("ch{i}")).collect();
+        for c in &channels {
+            e.subscribe_node(c).await.unwrap();
+            e.publish(c, Bytes::from_static(b"1"), opts())
+                .await
+                .unwrap();
+        }
+        assert_eq!(f.sink.wait_for(12).await, 12);
+        for port in &cluster.ports {
+            let out = std::process::Command::new("redis-cli")
+                .args(["-p", &port.to_string(), "CLIENT", "KILL", "TYPE", "pubsub"])
+                .output()
+                .expect("redis-cli");
+            assert!(out.status.success());
+        }
+        wait_until("resets of every channel", || {
+            let r = f.sink.resets.borrow();
+            channels.iter().all(|c| r.contains(c))
+        })
+        .await;
+        assert!(f.metrics.engine_redis_resubscribes.load(Relaxed) >= 12);
+        for c in &channels {
+            e.publish(c, Bytes::from_static(b"2"), opts())
+                .await
+                .unwrap();
+        }
+        let got = f.sink.wait_for(24).await;
+        assert_eq!(got, 24, "subscribed again");
+    });
+}
+
+#[test]
+fn on_a_cluster_an_own_unsubscribe_is_not_taken_for_a_moved_slot() {
+    let cluster = RedisCluster::start();
+    let cfg = cluster_config(&cluster);
+    run(async move {
+        let f = fixture(&cfg);
+        let e = &f.engine;
+        for round in 0..20 {
+            e.subscribe_node("c").await.unwrap();
+            // sent back to back: the SUNSUBSCRIBE confirmation arrives after "c" is
+            // subscribed again, so only counting our own SUNSUBSCRIBEs tells it apart
+            let (off, on) =
+                futures_lite::future::zip(e.unsubscribe_node("c"), e.subscribe_node("c")).await;
+            off.unwrap();
+            on.unwrap();
+            e.publish("c", Bytes::from_static(b"1"), opts())
+                .await
+                .unwrap();
+            assert_eq!(f.sink.wait_for(round + 1).await, round + 1);
+        }
+        crate::exec::sleep(Duration::from_millis(200)).await;
+        assert_eq!(
+            *f.sink.resets.borrow(),
+            Vec::<String>::new(),
+            "no reset: the SUNSUBSCRIBE confirmations were our own"
+        );
+    });
+}
+
+#[test]
+fn on_a_cluster_refreshes_span_slots() {
+    let cluster = RedisCluster::start();
+    let cfg = cluster_config(&cluster);
+    run(async move {
+        let f = fixture(&cfg);
+        let e = &f.engine;
+        let entries: Vec<(Arc<str>, ClientInfo)> = (0..40)
+            .map(|i| {
+                let info = ClientInfo {
+                    user: format!("u{i}"),
+                    client: format!("c{i}"),
+                    conn_info: None,
+                    chan_info: None,
+                };
+                (Arc::from(format!("room{i}").as_str()), info)
+            })
+            .collect();
+        e.presence_refresh(entries.clone()).await.unwrap();
+        for (channel, info) in &entries {
+            let present = e.presence(channel).await.unwrap();
+            assert_eq!(present.len(), 1, "{channel}");
+            assert_eq!(present[0].client, info.client);
+        }
+        let users: Vec<(String, String)> = (0..40)
+            .map(|i| (format!("u{i}"), format!("c{i}")))
+            .collect();
+        for (user, client) in &users {
+            assert!(e.add_user_connection(user, client, 1).await.unwrap());
+        }
+        e.refresh_user_connections(users.clone()).await.unwrap();
+        assert!(
+            !e.add_user_connection("u7", "other", 1).await.unwrap(),
+            "u7 still holds its one connection"
+        );
+    });
+}
+
+/// Sequential publish round trips (history on) from a glommio core: printed, never asserted.
+async fn publish_round_trip(cfg: &crate::config::RedisConfig) -> Duration {
+    const N: u32 = 1_000;
+    let f = fixture(cfg);
+    for _ in 0..100 {
+        f.engine
+            .publish("rt", Bytes::from_static(b"x"), opts())
+            .await
+            .unwrap(); // warm-up
+    }
+    let t = Instant::now();
+    for _ in 0..N {
+        f.engine
+            .publish("rt", Bytes::from_static(b"x"), opts())
+            .await
+            .unwrap();
+    }
+    t.elapsed() / N
+}
+
+#[test]
+fn publish_round_trip_cluster_vs_standalone() {
+    let server = RedisServer::start();
+    let cluster = RedisCluster::start();
+    let (single, many) = (config(&server), cluster_config(&cluster));
+    run(async move {
+        let standalone = publish_round_trip(&single).await;
+        let on_cluster = publish_round_trip(&many).await;
+        println!("redis publish round trip: {standalone:?} standalone, {on_cluster:?} on a 3-master cluster");
     });
 }

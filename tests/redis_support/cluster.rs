@@ -1,0 +1,257 @@
+//! A private Redis Cluster for the black-box tests: `masters` cluster-enabled
+//! `redis-server`s (plus `replicas` per master) on free loopback ports, joined with
+//! `redis-cli --cluster create`, waited for until every node says `cluster_state:ok`
+//! and knows every other node. Every process is killed, and its config directory
+//! removed, when dropped. Helpers move one slot between masters by hand
+//! (`CLUSTER SETSLOT` + `MIGRATE`) and fail a master over to its replica.
+
+#![allow(dead_code)] // each test file uses a part
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::{history_env, Overrides};
+
+pub struct RedisCluster {
+    children: Vec<Child>,
+    pub ports: Vec<u16>,
+    dir: PathBuf,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// Runs `redis-cli -p port args...`; returns its trimmed output.
+pub fn cli(port: u16, args: &[&str]) -> String {
+    let out = Command::new("redis-cli")
+        .args(["-p", &port.to_string()])
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("redis-cli is needed (apt-get install redis-tools): {e}"));
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+impl RedisCluster {
+    /// Starts and joins `masters` masters with `replicas` replicas each.
+    pub fn start(masters: usize, replicas: usize) -> RedisCluster {
+        let dir = std::env::temp_dir().join(format!("ws-redis-cluster-{}", fastrand::u64(..)));
+        std::fs::create_dir_all(&dir).expect("cluster dir");
+        let n = masters * (1 + replicas);
+        let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let mut cluster = RedisCluster {
+            children: Vec::new(),
+            ports: ports.clone(),
+            dir: dir.clone(),
+        };
+        for &port in &ports {
+            let child = Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no"])
+                .args(["--cluster-enabled", "yes"])
+                .args(["--cluster-config-file", &format!("nodes-{port}.conf")])
+                .args(["--cluster-node-timeout", "2000"])
+                .args(["--dir", dir.to_str().unwrap()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap_or_else(|e| {
+                    panic!("redis-server is needed by this test (apt-get install redis-server; scripts/test.sh installs it): {e}")
+                });
+            cluster.children.push(child);
+        }
+        for &port in &ports {
+            wait_until(&format!("redis-server on {port}"), || {
+                cli(port, &["PING"]) == "PONG"
+            });
+        }
+        let addrs: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        let out = Command::new("redis-cli")
+            .arg("--cluster")
+            .arg("create")
+            .args(&addrs)
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
+            .output()
+            .expect("redis-cli --cluster create");
+        assert!(
+            out.status.success(),
+            "redis-cli --cluster create failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for &port in &ports {
+            wait_until(&format!("cluster_state:ok on {port}"), || {
+                let info = cli(port, &["CLUSTER", "INFO"]);
+                info.contains("cluster_state:ok")
+                    && info.contains(&format!("cluster_known_nodes:{n}"))
+            });
+        }
+        if replicas > 0 {
+            for &port in &ports {
+                wait_until(&format!("replication settled on {port}"), || {
+                    let info = cli(port, &["INFO", "replication"]);
+                    info.contains("role:master") || info.contains("master_link_status:up")
+                });
+            }
+        }
+        cluster
+    }
+
+    /// The nodes as `engine.redis.cluster` seeds (comma-separated).
+    pub fn seeds(&self) -> String {
+        self.ports
+            .iter()
+            .map(|p| format!("redis://127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// A node on this cluster keeping `history` publications per channel.
+    pub fn node_overrides(&self, history: usize) -> Overrides {
+        Overrides {
+            env: vec![
+                ("WIRESOCKET_ENGINE__KIND".into(), "redis".into()),
+                ("WIRESOCKET_ENGINE__REDIS__CLUSTER".into(), self.seeds()),
+                history_env(history),
+            ],
+            ..Default::default()
+        }
+    }
+
+    /// The hash slot of `key`.
+    pub fn slot(&self, key: &str) -> u16 {
+        cli(self.ports[0], &["CLUSTER", "KEYSLOT", key])
+            .parse()
+            .expect("CLUSTER KEYSLOT")
+    }
+
+    /// The slot of wiresocket channel `channel` (its keys' `{channel}` hash tag).
+    pub fn channel_slot(&self, channel: &str) -> u16 {
+        self.slot(&format!("{{{channel}}}"))
+    }
+
+    /// The node id of the server on `port`.
+    pub fn id(&self, port: u16) -> String {
+        cli(port, &["CLUSTER", "MYID"])
+    }
+
+    /// The port of the master serving `slot`, as the node on `ports[0]` sees it
+    /// (`CLUSTER NODES`: `id host:port@bus flags master ... slot-ranges`).
+    pub fn owner(&self, slot: u16) -> u16 {
+        let out = cli(self.ports[0], &["CLUSTER", "NODES"]);
+        for line in out.lines() {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() < 9 || !f[2].contains("master") {
+                continue;
+            }
+            let covers = f[8..].iter().any(|r| {
+                let mut it = r.split('-').map(|v| v.parse::<u16>());
+                match (it.next(), it.next()) {
+                    (Some(Ok(a)), Some(Ok(b))) => a <= slot && slot <= b,
+                    (Some(Ok(a)), None) => a == slot,
+                    _ => false, // [slot->-id] migration markers
+                }
+            });
+            if covers {
+                let port = f[1].split('@').next().and_then(|a| a.rsplit(':').next());
+                return port.and_then(|p| p.parse().ok()).expect("host:port");
+            }
+        }
+        panic!("no master serves slot {slot}: {out}")
+    }
+
+    /// The masters' ports.
+    pub fn masters(&self) -> Vec<u16> {
+        self.ports
+            .iter()
+            .copied()
+            .filter(|&p| cli(p, &["ROLE"]).starts_with("master"))
+            .collect()
+    }
+
+    /// Moves `slot` to the master on `to` by hand: IMPORTING/MIGRATING, `MIGRATE` of its
+    /// keys in batches, then `SETSLOT NODE` on every master.
+    pub fn migrate_slot(&self, slot: u16, to: u16) {
+        let from = self.owner(slot);
+        assert_ne!(from, to, "slot {slot} is already on {to}");
+        let (from_id, to_id) = (self.id(from), self.id(to));
+        let s = slot.to_string();
+        assert_eq!(
+            cli(to, &["CLUSTER", "SETSLOT", &s, "IMPORTING", &from_id]),
+            "OK"
+        );
+        assert_eq!(
+            cli(from, &["CLUSTER", "SETSLOT", &s, "MIGRATING", &to_id]),
+            "OK"
+        );
+        loop {
+            let keys = cli(from, &["CLUSTER", "GETKEYSINSLOT", &s, "10"]);
+            let keys: Vec<&str> = keys.lines().filter(|k| !k.is_empty()).collect();
+            if keys.is_empty() {
+                break;
+            }
+            let port = to.to_string();
+            let mut args = vec!["MIGRATE", "127.0.0.1", &port, "", "0", "5000", "KEYS"];
+            args.extend(keys);
+            let out = cli(from, &args);
+            assert!(out == "OK" || out == "NOKEY", "MIGRATE: {out}");
+            std::thread::sleep(Duration::from_millis(20)); // let publishes interleave
+        }
+        assert_eq!(cli(to, &["CLUSTER", "SETSLOT", &s, "NODE", &to_id]), "OK");
+        assert_eq!(cli(from, &["CLUSTER", "SETSLOT", &s, "NODE", &to_id]), "OK");
+        for m in self.masters() {
+            if m != from && m != to {
+                cli(m, &["CLUSTER", "SETSLOT", &s, "NODE", &to_id]);
+            }
+        }
+        wait_until(&format!("slot {slot} served by {to}"), || {
+            self.owner(slot) == to
+        });
+    }
+
+    /// Promotes a replica of the master on `master` with `CLUSTER FAILOVER` and waits
+    /// until it serves the master's slots; returns the new master's port.
+    pub fn failover(&self, master: u16) -> u16 {
+        let id = self.id(master);
+        let replica = self
+            .ports
+            .iter()
+            .copied()
+            .find(|&p| {
+                let role = cli(p, &["ROLE"]);
+                role.starts_with("slave") && role.contains(&master.to_string())
+            })
+            .unwrap_or_else(|| panic!("no replica of {master} ({id})"));
+        assert_eq!(cli(replica, &["CLUSTER", "FAILOVER"]), "OK");
+        wait_until(&format!("{replica} promoted"), || {
+            cli(replica, &["ROLE"]).starts_with("master")
+                && self
+                    .ports
+                    .iter()
+                    .all(|&p| cli(p, &["CLUSTER", "INFO"]).contains("cluster_state:ok"))
+        });
+        replica
+    }
+}
+
+fn wait_until(what: &str, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !ok() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
