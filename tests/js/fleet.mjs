@@ -22,8 +22,7 @@
 // then `ok: done`. The publication with data {n: 0} is the last one: each client stops after it.
 // A resubscribe that is not `recovered`, a subscription error or a terminal disconnect fails.
 
-import WebSocket from 'ws';
-import { start, fail, ok, finish, env, waitFor, newClient, mintToken, nowS, isClosing, describe } from './lib.mjs';
+import { start, fail, ok, finish, env, waitFor, newClient, mintToken, nowS, isClosing, describe, WebSocket } from './lib.mjs';
 
 start(90_000);
 

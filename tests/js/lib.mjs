@@ -8,8 +8,23 @@
 // frames and, for the transport-loss steps, can cut its own socket or refuse to connect.
 
 import { Centrifuge } from 'centrifuge';
-import WebSocket from 'ws';
+import WsWebSocket from 'ws';
 import { createHmac } from 'node:crypto';
+
+/**
+ * `ws` with `allowSynchronousEvents: false`: each message event in its own tick, as browsers
+ * deliver them. With ws's default (true), the frames of one socket read are emitted in the same
+ * tick, and centrifuge-js 5.7.4 then dispatches them concurrently (`_dataReceived` chains the
+ * next frame on the outer promise, not on the previous frame's dispatch), so a live
+ * publication in a later frame can overtake the publications recovered in the reply before it.
+ * The server sends them in order; this is how a Node application should configure `ws` for the
+ * SDK (docs/PROTOCOL.md, "Node.js clients").
+ */
+export class WebSocket extends WsWebSocket {
+  constructor(url, protocols, options) {
+    super(url, protocols, { allowSynchronousEvents: false, ...options });
+  }
+}
 
 export const STEP_TIMEOUT_MS = 10_000;
 export const DEBUG = process.env.CENTRIFUGE_DEBUG === '1';
