@@ -21,9 +21,11 @@
 //!
 //! # Data and scripts
 //! Keys and the atomic Lua scripts are in [`scripts`]; byte formats in
-//! [`payload`]. A publish is one script (epoch in a meta hash, offset by
-//! `HINCRBY`, `XADD MAXLEN`, TTLs, idempotency result, `PUBLISH`) and is
-//! acknowledged only after it returned. Recovery uses [`recovery::missed_after`]
+//! [`payload`]. A publish into a channel with history, or with an idempotency key,
+//! is one script (epoch in a meta hash, offset by `HINCRBY`, `XADD MAXLEN`, TTLs,
+//! idempotency result, `PUBLISH`) and is acknowledged only after it returned; one
+//! with neither is a plain `PUBLISH` of the same message (offset 0, no epoch), which
+//! costs Redis a fraction of the script's CPU (`bench/README.md`). Recovery uses [`recovery::missed_after`]
 //! on one atomic snapshot (top, epoch, oldest retained, publications).
 //! History entries expire with the whole stream (TTL refreshed by each publish),
 //! not one by one as in the memory engine. `engine.max_channels` and
@@ -236,6 +238,22 @@ impl RedisEngine {
         self.counted(r)
     }
 
+    /// `PUBLISH` (`SPUBLISH` on a Redis Cluster) of one message to a channel's subscribers.
+    async fn pubsub_publish(&self, name: String, msg: Vec<u8>) -> Result<(), EngineError> {
+        let publish = self.node.publish_command();
+        let r = self
+            .node
+            .run(move |mut conn| async move {
+                ::redis::cmd(publish)
+                    .arg(name)
+                    .arg(msg)
+                    .query_async::<i64>(&mut conn)
+                    .await
+            })
+            .await;
+        self.counted(r).map(drop)
+    }
+
     fn presence_keys(k: &Keys) -> Vec<String> {
         vec![
             k.presence.clone(),
@@ -290,6 +308,14 @@ impl Engine for RedisEngine {
             None => (k.idempotency(""), 0),
         };
         let body = payload::body(&data, opts.info.as_deref(), opts.tags.as_deref());
+        if size == 0 && idem_ttl == 0 {
+            // nothing to store and nothing to remember: one plain PUBLISH, no script (the
+            // script costs Redis about ten times the CPU of the PUBLISH inside it)
+            self.pubsub_publish(k.pubsub, payload::live(0, "", &body))
+                .await?;
+            CoreMetrics::inc(&self.metrics.publishes);
+            return Ok(position(0, String::new()));
+        }
         let args = vec![
             body,
             arg(size),
@@ -320,19 +346,7 @@ impl Engine for RedisEngine {
             ChannelEvent::Leave(i) => payload::join_leave(false, i),
             ChannelEvent::Publication(_) => return Err(EngineError::NotAvailable),
         };
-        let name = self.keys(channel).pubsub;
-        let publish = self.node.publish_command();
-        let r = self
-            .node
-            .run(move |mut conn| async move {
-                ::redis::cmd(publish)
-                    .arg(name)
-                    .arg(msg)
-                    .query_async::<i64>(&mut conn)
-                    .await
-            })
-            .await;
-        self.counted(r).map(drop)
+        self.pubsub_publish(self.keys(channel).pubsub, msg).await
     }
 
     async fn subscribe_node(&self, channel: &str) -> Result<(), EngineError> {

@@ -2,7 +2,8 @@
 //! publication body (kept in the history stream) and the PUB/SUB messages
 //! (publication with offset and epoch, join, leave).
 //!
-//! Written by [`super::RedisEngine`] (bodies, join/leave) and by the publish Lua
+//! Written by [`super::RedisEngine`] (bodies, join/leave, and the live message of a
+//! publication without history, sent by a plain `PUBLISH`) and by the publish Lua
 //! script (which prefixes a body with `P<offset>:<epoch>:`), read by the PUB/SUB
 //! reader on the I/O thread and by history reads. Invariant: every variable part
 //! is length-prefixed, so payload bytes (JSON that may hold `:`) are never
@@ -48,6 +49,19 @@ pub fn decode_body(offset: u64, b: &Bytes) -> Result<Publication, PayloadError> 
         info,
         tags,
     })
+}
+
+/// Encodes the live message of a publication (`P<offset>:<epoch>:<body>`), as the publish
+/// script does.
+pub fn live(offset: u64, epoch: &str, body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len() + epoch.len() + 24);
+    out.push(b'P');
+    out.extend_from_slice(offset.to_string().as_bytes());
+    out.push(b':');
+    out.extend_from_slice(epoch.as_bytes());
+    out.push(b':');
+    out.extend_from_slice(body);
+    out
 }
 
 /// Encodes a join (`J`) or leave (`L`) message.
@@ -197,6 +211,21 @@ mod tests {
                 assert_eq!(&p.data[..], br#"{"a":"x:y"}"#);
                 assert_eq!(p.info.as_deref(), Some(&br#"{"user":"u:1"}"#[..]));
                 assert_eq!(p.tags, None);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn live_message_without_history_round_trips() {
+        let b = body(br#"{"n":1}"#, None, Some(br#"{"t":"v"}"#));
+        let m = decode_message(&Bytes::from(live(0, "", &b))).unwrap();
+        assert_eq!(m.epoch, "");
+        match m.event {
+            ChannelEvent::Publication(p) => {
+                assert_eq!(p.offset, 0);
+                assert_eq!(&p.data[..], br#"{"n":1}"#);
+                assert_eq!(p.tags.as_deref(), Some(&br#"{"t":"v"}"#[..]));
             }
             other => panic!("{other:?}"),
         }

@@ -114,6 +114,63 @@ fn a_lost_meta_starts_a_new_epoch_and_resets_live_subscribers() {
     });
 }
 
+/// Calls of one command since the last `CONFIG RESETSTAT`, from `INFO commandstats`.
+fn command_calls(server: &RedisServer, command: &str) -> u64 {
+    let stats = server.cli(&["INFO", "commandstats"]);
+    let prefix = format!("cmdstat_{command}:calls=");
+    stats
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|rest| rest.split(',').next())
+        .map_or(0, |n| n.parse().unwrap())
+}
+
+#[test]
+fn a_publish_without_history_or_idempotency_key_is_one_plain_publish() {
+    let server = RedisServer::start();
+    let cfg = config(&server);
+    run(async move {
+        let f = fixture(&cfg);
+        let e = &f.engine;
+        e.subscribe_node("n").await.unwrap();
+        assert_eq!(server.cli(&["CONFIG", "RESETSTAT"]), "OK");
+        let plain = PublishOptions::default(); // no history
+        for i in 0..5 {
+            let data = Bytes::from(format!("{{\"i\":{i}}}"));
+            let p = e.publish("n", data, plain.clone()).await.unwrap();
+            assert_eq!((p.offset, &p.epoch[..]), (0, ""));
+        }
+        assert_eq!(command_calls(&server, "publish"), 5);
+        assert_eq!(
+            command_calls(&server, "evalsha") + command_calls(&server, "eval"),
+            0
+        );
+        // a repeat must be recognised, so a publish with a key still runs the script
+        let keyed = PublishOptions {
+            idempotency_key: Some("k".into()),
+            ..Default::default()
+        };
+        e.publish("n", Bytes::from_static(b"{}"), keyed)
+            .await
+            .unwrap();
+        // (two calls on a fresh server: EVALSHA answered NOSCRIPT, then the script itself)
+        assert!(command_calls(&server, "evalsha") + command_calls(&server, "eval") >= 1);
+        assert_eq!(f.sink.wait_for(6).await, 6);
+        let events = f.sink.events.borrow();
+        for (i, (channel, event)) in events.iter().take(5).enumerate() {
+            assert_eq!(channel, "n");
+            match event {
+                ChannelEvent::Publication(p) => {
+                    assert_eq!(p.offset, 0);
+                    assert_eq!(p.data, Bytes::from(format!("{{\"i\":{i}}}")));
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(f.sink.resets.borrow().is_empty(), "no gap is seen");
+    });
+}
+
 #[test]
 fn a_dropped_pubsub_connection_resubscribes_and_resets() {
     let server = RedisServer::start();
