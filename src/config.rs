@@ -334,6 +334,19 @@ config_section! {
         /// Engine operations waiting for the Redis I/O thread; beyond it operations fail with
         /// error 111 (too many requests). Default: `65_536`.
         pub pending_limit: usize = 65_536,
+        /// Replicas that must confirm a publication stored in history (`WAIT`) before the
+        /// publisher gets its acknowledgement; `0` does not wait. Redis replicates
+        /// asynchronously, so without it a publication acknowledged just before the master
+        /// dies may be missing on the promoted replica. A publication confirmed by fewer
+        /// within `wait_timeout_ms` is answered with the temporary error 100 (it is stored on
+        /// the master and may still be delivered: publish with an `idempotency_key` to retry
+        /// safely) and counted in `wiresocket_engine_redis_wait_shortfalls_total`. The cost:
+        /// one replica round trip per such publish, during which this node's other Redis
+        /// commands wait behind it (`bench/README.md`). Default: `0`.
+        pub wait_replicas: u32 = 0,
+        /// How long a publish waits for `wait_replicas` confirmations; below
+        /// `timeout_ms`. Default: `500` ms.
+        pub wait_timeout_ms: u64 = 500,
         /// How long a node's entry in the node registry (API `info`) lives without a
         /// heartbeat; every node re-announces itself each third of it, so a node that died
         /// leaves `info` within it. Also bounds how long a dead node's connections count

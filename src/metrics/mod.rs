@@ -79,6 +79,8 @@ pub struct CoreMetrics {
     pub engine_subscribe_errors: AtomicU64,
     /// Redis engine operations that failed (connection, timeout, script error).
     pub engine_redis_errors: AtomicU64,
+    /// Publishes whose `WAIT` for replicas fell short (`engine.redis.wait_replicas`).
+    pub engine_redis_wait_shortfalls: AtomicU64,
     /// Channels subscribed again (and reset) after the Redis PUB/SUB connection came back.
     pub engine_redis_resubscribes: AtomicU64,
     /// Redis events dropped at a full core queue (the channel was reset).
@@ -139,6 +141,7 @@ impl CoreMetrics {
             stream_resets: AtomicU64::new(0),
             engine_subscribe_errors: AtomicU64::new(0),
             engine_redis_errors: AtomicU64::new(0),
+            engine_redis_wait_shortfalls: AtomicU64::new(0),
             engine_redis_resubscribes: AtomicU64::new(0),
             engine_redis_dropped: AtomicU64::new(0),
             session_panics: AtomicU64::new(0),

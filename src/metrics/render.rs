@@ -120,6 +120,12 @@ const SIMPLE: &[(&str, &str, &str, Getter)] = &[
         |m| m.engine_redis_errors.load(Relaxed) as i128,
     ),
     (
+        "wiresocket_engine_redis_wait_shortfalls_total",
+        "counter",
+        "Publishes stored on the Redis master but confirmed by fewer than engine.redis.wait_replicas replicas in time: error 100, temporary.",
+        |m| m.engine_redis_wait_shortfalls.load(Relaxed) as i128,
+    ),
+    (
         "wiresocket_engine_redis_resubscribes_total",
         "counter",
         "Channels resubscribed after the Redis PUB/SUB connection came back (subscribers told to resubscribe, 2500).",

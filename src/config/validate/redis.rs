@@ -56,6 +56,15 @@ impl RedisConfig {
             ));
         }
         positive("engine.redis.timeout_ms", self.timeout_ms)?;
+        if self.wait_replicas > 0 {
+            positive("engine.redis.wait_timeout_ms", self.wait_timeout_ms)?;
+            if self.wait_timeout_ms >= self.timeout_ms {
+                return Err(ConfigError::invalid(
+                    "engine.redis.wait_timeout_ms",
+                    "must be below engine.redis.timeout_ms (the deadline of the WAIT command itself)",
+                ));
+            }
+        }
         positive("engine.redis.meta_ttl_s", self.meta_ttl_s)?;
         positive("engine.redis.presence_ttl_s", self.presence_ttl_s)?;
         positive("engine.redis.core_queue", self.core_queue as u64)?;

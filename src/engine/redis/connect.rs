@@ -64,6 +64,28 @@ impl Conn {
     pub fn is_cluster(&self) -> bool {
         matches!(self, Conn::Cluster(_))
     }
+
+    /// `WAIT replicas timeout_ms` after this connection's writes; on a cluster it goes to
+    /// the master of `key`'s slot (where the writes to `key` went, over the same
+    /// connection). Returns how many replicas acknowledged them.
+    pub async fn wait_for_replicas(
+        &mut self,
+        key: &str,
+        replicas: u32,
+        timeout_ms: u64,
+    ) -> RedisResult<u32> {
+        let mut wait = redis::cmd("WAIT");
+        wait.arg(replicas).arg(timeout_ms);
+        match self {
+            Conn::Single(c) => wait.query_async(c).await,
+            Conn::Cluster(c) => {
+                use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+                let route = Route::with_key(key, SlotAddr::Master);
+                let to = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route));
+                Ok(redis::from_redis_value(c.route_command(wait, to).await?)?)
+            }
+        }
+    }
 }
 
 impl ConnectionLike for Conn {

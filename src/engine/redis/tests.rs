@@ -172,6 +172,57 @@ fn a_publish_without_history_or_idempotency_key_is_one_plain_publish() {
 }
 
 #[test]
+fn with_wait_replicas_a_publish_is_acknowledged_only_once_replicated() {
+    let master = RedisServer::start();
+    let replica = RedisServer::start();
+    let port = master.port.to_string();
+    assert_eq!(replica.cli(&["REPLICAOF", "127.0.0.1", &port]), "OK");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !replica
+        .cli(&["INFO", "replication"])
+        .contains("master_link_status:up")
+    {
+        assert!(Instant::now() < deadline, "the replica did not sync");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut cfg = config(&master);
+    cfg.wait_replicas = 1;
+    cfg.wait_timeout_ms = 300;
+    let stream = format!("{}:stream:{{w}}", cfg.prefix);
+    run(async move {
+        let f = fixture(&cfg);
+        let e = &f.engine;
+        let p = e
+            .publish("w", Bytes::from_static(b"{}"), opts())
+            .await
+            .unwrap();
+        assert_eq!(p.offset, 1);
+        // acknowledged means the replica has it already
+        assert_eq!(replica.cli(&["XLEN", &stream]), "1");
+        assert_eq!(f.metrics.engine_redis_wait_shortfalls.load(Relaxed), 0);
+        drop(replica); // killed: nobody confirms any more
+        let started = Instant::now();
+        let err = e
+            .publish("w", Bytes::from_static(b"{}"), opts())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, EngineError::Internal(ref m) if m.contains("0 of 1 replicas")),
+            "{err:?}"
+        );
+        assert!(started.elapsed() >= Duration::from_millis(250), "it waited");
+        assert_eq!(f.metrics.engine_redis_wait_shortfalls.load(Relaxed), 1);
+        // stored on the master all the same (a retry should carry an idempotency key)
+        assert_eq!(master.cli(&["XLEN", &stream]), "2");
+        // channels without history do not wait
+        e.publish("w2", Bytes::from_static(b"{}"), PublishOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(f.metrics.engine_redis_wait_shortfalls.load(Relaxed), 1);
+    });
+}
+
+#[test]
 fn a_dropped_pubsub_connection_resubscribes_and_resets() {
     let server = RedisServer::start();
     let cfg = config(&server);
