@@ -9,12 +9,9 @@
 //! replica) drops that connection (a generation number keeps a late failure from
 //! dropping its successor).
 //!
-//! Cores talk to it through [`RedisNode`] (`Send + Sync`, shared by `Arc`):
-//! requests go over one bounded tokio mpsc (a full queue is error 111 for the
-//! caller), answers come back on `futures_channel::oneshot`s that a glommio task
-//! awaits (glommio accepts wake-ups from foreign threads). Events of channels a
-//! core subscribed go to that core's bounded queue ([`Inbound`]), read by a task
-//! on that core that hands them to its sink.
+//! Cores talk to it through [`super::RedisNode`] ([`super::node`]); events of the
+//! channels a core subscribed go to that core's bounded queue ([`Inbound`]). The
+//! PUB/SUB connection is kept by [`super::pubsub::keep`].
 //!
 //! Invariants: one Redis SUBSCRIBE per channel per node (the owner core asks for
 //! it; the map `subs` says which core gets the channel's events), never a pattern.
@@ -33,36 +30,24 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
-use std::future::Future;
-use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use futures_channel::{mpsc, oneshot};
-use futures_lite::StreamExt as _;
+use futures_channel::mpsc;
 use redis::aio::{PubSubSink, PubSubStream};
 use redis::cluster_async::ClusterConnection;
 use redis::RedisResult;
 use tokio::sync::Notify;
 
-use super::connect::{self, Target};
+use super::connect::{self, Conn, Pushes, Target};
+use super::node::{Inbound, Op};
 use super::payload;
+use super::pubsub;
 use super::stats::{Link, RedisStats};
-use super::RedisError;
-use crate::config::RedisConfig;
-use crate::engine::{ChannelEvent, EngineError};
+use crate::engine::ChannelEvent;
 use crate::metrics::CoreMetrics;
-
-/// What a core receives from the I/O thread.
-#[derive(Debug)]
-pub enum Inbound {
-    Event(Arc<str>, ChannelEvent),
-    Reset(Arc<str>),
-}
-
-pub use super::connect::Conn;
 
 /// The PUB/SUB command side: the standalone PUB/SUB connection's sink, or a cluster's
 /// sharded PUB/SUB connection (clones share it).
@@ -88,37 +73,6 @@ impl Sub {
     }
 }
 
-/// A job runs with the command connection, or `None` while it is down; it tells
-/// whether its command failed because the connection broke.
-type Job = Box<dyn FnOnce(Option<Conn>) -> Pin<Box<dyn Future<Output = bool>>> + Send>;
-
-enum Op {
-    Run(Job),
-    Register {
-        core: usize,
-        tx: mpsc::Sender<Inbound>,
-        metrics: Arc<CoreMetrics>,
-    },
-    Subscribe {
-        channel: Arc<str>,
-        core: usize,
-        reply: oneshot::Sender<RedisResult<()>>,
-    },
-    Unsubscribe {
-        channel: Arc<str>,
-        reply: oneshot::Sender<RedisResult<()>>,
-    },
-}
-
-/// The node's handle on its Redis I/O thread.
-pub struct RedisNode {
-    ops: tokio::sync::mpsc::Sender<Op>,
-    pub(super) cfg: RedisConfig,
-    /// Wait for an answer: the command deadline plus a margin for the queue.
-    deadline: Duration,
-    stats: Arc<RedisStats>,
-}
-
 /// Timings of the connection loops, from the config.
 #[derive(Clone, Copy)]
 pub(super) struct Timing {
@@ -127,7 +81,7 @@ pub(super) struct Timing {
     /// Period of the `PING` that checks each connection.
     pub(super) health_every: Duration,
     /// Longest wait between reconnect attempts (the backoff doubles from 50 ms up to it).
-    max_backoff: Duration,
+    pub(super) max_backoff: Duration,
 }
 
 impl Timing {
@@ -136,157 +90,6 @@ impl Timing {
             .max(Duration::from_millis(50))
             .min(self.max_backoff)
     }
-}
-
-impl RedisNode {
-    /// Starts the I/O thread and connects both connections. Fails (with the target,
-    /// passwords hidden) when Redis cannot be reached within `engine.redis.timeout_ms`,
-    /// unless `engine.redis.connect_retry` is set: then it starts anyway and the I/O
-    /// thread keeps trying in the background (engine calls fail with a temporary
-    /// error meanwhile, `/health` answers 503).
-    pub fn start(cfg: &RedisConfig) -> Result<Arc<RedisNode>, RedisError> {
-        let shown = connect::shown(cfg);
-        let target = Target::new(cfg)?;
-        let timing = Timing {
-            timeout: Duration::from_millis(cfg.timeout_ms),
-            health_every: Duration::from_millis(cfg.health_check_ms),
-            max_backoff: Duration::from_millis(cfg.reconnect_max_delay_ms),
-        };
-        let (tx, rx) = tokio::sync::mpsc::channel(cfg.pending_limit);
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let prefix = format!("{}:ch:{{", cfg.prefix);
-        let stats = Arc::new(RedisStats::default());
-        let retry = cfg.connect_retry;
-        let thread_stats = stats.clone();
-        let thread_shown = shown.clone();
-        std::thread::Builder::new()
-            .name("redis-io".into())
-            .spawn(move || {
-                io_thread(
-                    target,
-                    timing,
-                    retry,
-                    (prefix, thread_shown),
-                    thread_stats,
-                    rx,
-                    ready_tx,
-                )
-            })
-            .map_err(|e| RedisError::Thread(e.to_string()))?;
-        match ready_rx.recv() {
-            Ok(Ok(())) => Ok(Arc::new(RedisNode {
-                ops: tx,
-                cfg: cfg.clone(),
-                deadline: timing.timeout * 2 + Duration::from_millis(500),
-                stats,
-            })),
-            Ok(Err(e)) => Err(RedisError::Connect(shown, e)),
-            Err(_) => Err(RedisError::Thread("the Redis I/O thread ended".into())),
-        }
-    }
-
-    /// `SPUBLISH` on a Redis Cluster (sharded PUB/SUB), else `PUBLISH`.
-    pub fn publish_command(&self) -> &'static str {
-        if self.cfg.cluster.is_empty() {
-            "PUBLISH"
-        } else {
-            "SPUBLISH"
-        }
-    }
-
-    /// The node's Redis connection metrics.
-    pub fn stats(&self) -> &RedisStats {
-        &self.stats
-    }
-
-    /// Whether both connections are up (what `/health` reports).
-    pub fn is_up(&self) -> bool {
-        self.stats.all_up()
-    }
-
-    fn send(&self, op: Op) -> Result<(), EngineError> {
-        self.ops.try_send(op).map_err(|e| match e {
-            tokio::sync::mpsc::error::TrySendError::Full(_) => EngineError::Overloaded,
-            tokio::sync::mpsc::error::TrySendError::Closed(_) => {
-                EngineError::Internal("redis: the I/O thread stopped".into())
-            }
-        })
-    }
-
-    async fn answer<T>(&self, rx: oneshot::Receiver<RedisResult<T>>) -> Result<T, EngineError> {
-        match crate::exec::timeout(self.deadline, rx).await {
-            Some(Ok(Ok(v))) => Ok(v),
-            Some(Ok(Err(e))) => Err(EngineError::Internal(format!("redis: {e}"))),
-            Some(Err(_)) => Err(EngineError::Internal(
-                "redis: the I/O thread stopped".into(),
-            )),
-            None => Err(EngineError::Internal("redis: no answer in time".into())),
-        }
-    }
-
-    /// Runs `f` with the command connection on the I/O thread and waits for its
-    /// result; fails at once (temporary error) while the connection is down.
-    pub async fn run<T, F, Fut>(&self, f: F) -> Result<T, EngineError>
-    where
-        T: Send + 'static,
-        F: FnOnce(Conn) -> Fut + Send + 'static,
-        Fut: Future<Output = RedisResult<T>> + 'static,
-    {
-        let (tx, rx) = oneshot::channel();
-        let job: Job = Box::new(move |conn| {
-            Box::pin(async move {
-                // a cluster connection repairs its node connections itself
-                let repairs_itself = conn.as_ref().is_some_and(Conn::is_cluster);
-                let r = match conn {
-                    Some(conn) => f(conn).await,
-                    None => Err(down("the command connection")),
-                };
-                let broken = !repairs_itself && matches!(&r, Err(e) if connect::is_broken(e));
-                let _ = tx.send(r);
-                broken
-            })
-        });
-        self.send(Op::Run(job))?;
-        self.answer(rx).await
-    }
-
-    /// Routes this core's channel events to `tx` (called once per core, before subscribing).
-    pub fn register(
-        &self,
-        core: usize,
-        tx: mpsc::Sender<Inbound>,
-        metrics: Arc<CoreMetrics>,
-    ) -> Result<(), EngineError> {
-        self.send(Op::Register { core, tx, metrics })
-    }
-
-    /// SUBSCRIBEs the node to `channel`; its events go to `core`.
-    pub async fn subscribe(&self, channel: &str, core: usize) -> Result<(), EngineError> {
-        let (reply, rx) = oneshot::channel();
-        self.send(Op::Subscribe {
-            channel: channel.into(),
-            core,
-            reply,
-        })?;
-        self.answer(rx).await
-    }
-
-    pub async fn unsubscribe(&self, channel: &str) -> Result<(), EngineError> {
-        let (reply, rx) = oneshot::channel();
-        self.send(Op::Unsubscribe {
-            channel: channel.into(),
-            reply,
-        })?;
-        self.answer(rx).await
-    }
-}
-
-/// The error of a call made while `what` is down.
-fn down(what: &str) -> redis::RedisError {
-    redis::RedisError::from(std::io::Error::new(
-        std::io::ErrorKind::NotConnected,
-        format!("Redis is unreachable ({what} is down, reconnecting)"),
-    ))
 }
 
 /// The reading side of the first PUB/SUB connection.
@@ -332,7 +135,7 @@ pub(super) struct Io {
     pub(super) shown: String,
 }
 
-fn io_thread(
+pub(super) fn io_thread(
     target: Target,
     timing: Timing,
     retry: bool,
@@ -400,15 +203,15 @@ fn io_thread(
         tokio::task::spawn_local(command_loop(io.clone()));
         match stream {
             Some(Incoming::Plain(stream)) => {
-                tokio::task::spawn_local(pubsub_loop(io.clone(), Some(stream)))
+                tokio::task::spawn_local(pubsub::keep(io.clone(), Some(stream)))
             }
             Some(Incoming::Shard(pushes)) => {
-                tokio::task::spawn_local(super::shard::pubsub_loop(io.clone(), Some(pushes)))
+                tokio::task::spawn_local(pubsub::keep(io.clone(), Some(pushes)))
             }
             None if io.target.is_cluster() => {
-                tokio::task::spawn_local(super::shard::pubsub_loop(io.clone(), None))
+                tokio::task::spawn_local(pubsub::keep::<Pushes>(io.clone(), None))
             }
-            None => tokio::task::spawn_local(pubsub_loop(io.clone(), None)),
+            None => tokio::task::spawn_local(pubsub::keep::<PubSubStream>(io.clone(), None)),
         };
         tokio::task::spawn_local(super::shard::repair_loop(io.clone()));
         tokio::task::spawn_local(flush_resets_loop(io.clone()));
@@ -545,6 +348,15 @@ impl Io {
                 });
             }
         }
+    }
+
+    /// The subscribed channels and the core each belongs to.
+    pub(super) fn subscribed(&self) -> Vec<(Arc<str>, usize)> {
+        self.subs
+            .borrow()
+            .iter()
+            .map(|(c, core)| (c.clone(), *core))
+            .collect()
     }
 
     pub(super) fn name(&self, channel: &str) -> String {
@@ -686,85 +498,4 @@ async fn flush_resets_loop(io: Rc<Io>) {
             io.reset(core, channel);
         }
     }
-}
-
-/// Reads the PUB/SUB connection (checked with `PING` every `health_check_ms`);
-/// when it drops, reconnects with backoff (for Sentinel: to the current master),
-/// resubscribes and resets. Starts without a connection under `connect_retry`.
-async fn pubsub_loop(io: Rc<Io>, mut stream: Option<PubSubStream>) {
-    let mut was_up = stream.is_some();
-    loop {
-        if let Some(mut s) = stream.take() {
-            read_until_lost(&io, &mut s).await;
-            io.sink.borrow_mut().take();
-            io.stats.set_up(Link::PubSub, false);
-            tracing::warn!(redis = %io.shown, "Redis PUB/SUB connection lost; reconnecting");
-        }
-        let mut backoff = Duration::ZERO;
-        stream = Some(loop {
-            tokio::time::sleep(backoff).await;
-            backoff = io.timing.backoff(backoff);
-            match connect::within(io.timing.timeout * 2, resubscribe(&io)).await {
-                Ok(s) => break s,
-                Err(e) => {
-                    io.stats.connect_failed(Link::PubSub);
-                    tracing::debug!(redis = %io.shown, error = %e, "Redis PUB/SUB reconnect failed");
-                }
-            }
-        });
-        if was_up {
-            io.stats.reconnected(Link::PubSub);
-        }
-        was_up = true;
-        io.stats.set_up(Link::PubSub, true);
-    }
-}
-
-/// Dispatches the stream's messages until it ends or a health `PING` fails.
-async fn read_until_lost(io: &Io, stream: &mut PubSubStream) {
-    let mut next_check = tokio::time::Instant::now() + io.timing.health_every;
-    loop {
-        tokio::select! {
-            msg = stream.next() => match msg {
-                Some(msg) => io.dispatch(msg.get_channel_name(), msg.get_payload_bytes()),
-                None => return,
-            },
-            () = tokio::time::sleep_until(next_check) => {
-                let sink = io.sink.borrow().clone();
-                let Some(Sub::Plain(mut sink)) = sink else { return };
-                let ping = connect::within(io.timing.timeout, sink.ping::<redis::Value>()).await;
-                if let Err(e) = ping {
-                    tracing::debug!(error = %e, "Redis PUB/SUB health check failed");
-                    return;
-                }
-                next_check = tokio::time::Instant::now() + io.timing.health_every;
-            }
-        }
-    }
-}
-
-/// A new PUB/SUB connection subscribed to every channel in `subs`, each then reset.
-async fn resubscribe(io: &Io) -> RedisResult<PubSubStream> {
-    let (mut sink, stream) = io.target.pubsub(io.timing.timeout).await?.split();
-    let channels: Vec<(Arc<str>, usize)> = io
-        .subs
-        .borrow()
-        .iter()
-        .map(|(c, core)| (c.clone(), *core))
-        .collect();
-    for chunk in channels.chunks(512) {
-        let names: Vec<String> = chunk.iter().map(|(c, _)| io.name(c)).collect();
-        sink.subscribe(&names).await?;
-    }
-    *io.sink.borrow_mut() = Some(Sub::Plain(sink));
-    io.last.borrow_mut().clear();
-    tracing::info!(
-        channels = channels.len(),
-        "Redis PUB/SUB reconnected; channels resubscribed and reset"
-    );
-    for (channel, core) in channels {
-        io.count(core, |m| &m.engine_redis_resubscribes);
-        io.reset(core, channel);
-    }
-    Ok(stream)
 }

@@ -95,7 +95,9 @@
 mod connect;
 mod control;
 mod io;
+mod node;
 mod payload;
+mod pubsub;
 mod registry;
 mod scripts;
 mod shard;
@@ -116,7 +118,8 @@ use super::memory::NO_EPOCH;
 use super::recovery::missed_after;
 use super::*;
 use crate::metrics::CoreMetrics;
-pub use io::{Conn, RedisNode};
+pub use connect::Conn;
+pub use node::RedisNode;
 use scripts::Keys;
 pub use stats::RedisStats;
 
@@ -174,17 +177,17 @@ impl RedisEngine {
         crate::exec::spawn_critical("redis-inbox", async move {
             while let Some(msg) = rx.next().await {
                 match msg {
-                    io::Inbound::Event(channel, ChannelEvent::Publication(p))
+                    node::Inbound::Event(channel, ChannelEvent::Publication(p))
                         if control::reserved(&channel) =>
                     {
                         control::on_message(&inbox_node, ctl.get().cloned(), p.data)
                     }
-                    io::Inbound::Event(channel, _) | io::Inbound::Reset(channel)
+                    node::Inbound::Event(channel, _) | node::Inbound::Reset(channel)
                         if control::reserved(&channel) => {}
-                    io::Inbound::Event(channel, event) => {
+                    node::Inbound::Event(channel, event) => {
                         sink.deliver(&channel, &event, Instant::now())
                     }
-                    io::Inbound::Reset(channel) => sink.reset(&channel),
+                    node::Inbound::Reset(channel) => sink.reset(&channel),
                 }
                 crate::exec::yield_if_needed().await;
             }

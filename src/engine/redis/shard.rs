@@ -4,13 +4,13 @@
 //! the publish script's `SPUBLISH` runs on the slot's master and the node's
 //! `SSUBSCRIBE` goes to that slot's node. The subscriptions live on one RESP3 cluster
 //! connection of the `redis` crate ([`super::connect::Target::shard_pubsub`]); its push
-//! messages arrive here ([`pubsub_loop`]): `smessage` is dispatched like a standalone
+//! messages arrive here (its [`PubSubLink`] impl, kept by [`super::pubsub::keep`]): `smessage` is dispatched like a standalone
 //! message (`io::Io::dispatch`, with the same gap detection).
 //!
 //! Interruptions, and what follows them (never a silent gap):
 //! - a node connection dropped (a `Disconnection` push) or a health `PING` (sent to
 //!   every node) failed: the whole PUB/SUB connection is replaced by a new one on which
-//!   every channel is subscribed again, then every channel is reset ([`pubsub_loop`]);
+//!   every channel is subscribed again, then every channel is reset ([`super::pubsub::keep`]);
 //! - a slot moved away (resharding) or its master was demoted (failover): the server
 //!   sends an `sunsubscribe` that this node did not ask for (`io::Io::unsubscribe_seen`
 //!   tells them apart); [`repair_loop`] subscribes that channel again (`SSUBSCRIBE`,
@@ -28,7 +28,7 @@ use redis::{PushInfo, PushKind, RedisResult, Value};
 
 use super::connect::{self, Pushes};
 use super::io::{Io, Sub};
-use super::stats::Link;
+use super::pubsub::{reset_resubscribed, PubSubLink};
 
 /// Channels resubscribed concurrently at a time.
 const REPAIR_BATCH: usize = 512;
@@ -48,105 +48,66 @@ pub(super) async fn ssubscribe(conn: &mut ClusterConnection, name: String) -> Re
     conn.ssubscribe(name).await
 }
 
-/// Keeps the sharded PUB/SUB connection: reads its pushes until a node connection
-/// drops or a health `PING` (sent to every node) fails, then drops the whole connection
-/// and opens a new one with backoff, subscribes every channel on it and resets them
-/// (as the standalone engine does after a reconnect). Starts without a connection under
-/// `connect_retry`. A new connection rather than the crate's own repair: its reconnect
-/// paths can race and leave a node's subscriptions on a connection it then drops
-/// (seen in `on_a_cluster_dropped_sharded_pubsub_connections_resubscribe_and_reset`).
-pub(super) async fn pubsub_loop(io: Rc<Io>, mut pushes: Option<Pushes>) {
-    let mut was_up = pushes.is_some();
-    loop {
-        if let Some(mut p) = pushes.take() {
-            read_until_lost(&io, &mut p).await;
-            io.sink.borrow_mut().take();
-            io.stats.set_up(Link::PubSub, false);
-            tracing::warn!(redis = %io.shown, "Redis Cluster PUB/SUB connection lost; reconnecting");
-        }
-        let mut backoff = Duration::ZERO;
-        pushes = Some(loop {
-            tokio::time::sleep(backoff).await;
-            backoff = io.timing.backoff(backoff);
-            match connect::within(io.timing.timeout * 2, resubscribe(&io)).await {
-                Ok(p) => break p,
-                Err(e) => {
-                    io.stats.connect_failed(Link::PubSub);
-                    tracing::debug!(redis = %io.shown, error = %e, "Redis Cluster PUB/SUB reconnect failed");
+/// The sharded PUB/SUB connection, kept by [`keep`]: the whole connection is replaced
+/// when a node connection drops or a health `PING` (sent to every node) fails, rather
+/// than left to the crate's own repair, whose reconnect paths can race and leave a
+/// node's subscriptions on a connection it then drops (seen in
+/// `on_a_cluster_dropped_sharded_pubsub_connections_resubscribe_and_reset`).
+impl PubSubLink for Pushes {
+    const WHAT: &'static str = "Redis Cluster PUB/SUB";
+
+    /// Dispatches pushes until a node connection drops or a health `PING` fails.
+    async fn read_until_lost(io: &Io, pushes: &mut Pushes) {
+        let mut next_check = tokio::time::Instant::now() + io.timing.health_every;
+        loop {
+            tokio::select! {
+                push = pushes.recv() => match push {
+                    Some(push) if push.kind == PushKind::Disconnection => return,
+                    Some(push) => on_push(io, push),
+                    None => return,
+                },
+                () = tokio::time::sleep_until(next_check) => {
+                    let sink = io.sink.borrow().clone();
+                    let Some(Sub::Shard(mut conn)) = sink else { return };
+                    let ping = connect::within(
+                        io.timing.timeout,
+                        redis::cmd("PING").query_async::<Value>(&mut conn),
+                    )
+                    .await;
+                    if let Err(e) = ping {
+                        tracing::debug!(error = %e, "Redis Cluster PUB/SUB health check failed");
+                        return;
+                    }
+                    next_check = tokio::time::Instant::now() + io.timing.health_every;
                 }
             }
-        });
-        if was_up {
-            io.stats.reconnected(Link::PubSub);
         }
-        was_up = true;
-        io.stats.set_up(Link::PubSub, true);
     }
-}
 
-/// Dispatches pushes until a node connection drops or a health `PING` fails.
-async fn read_until_lost(io: &Io, pushes: &mut Pushes) {
-    let mut next_check = tokio::time::Instant::now() + io.timing.health_every;
-    loop {
-        tokio::select! {
-            push = pushes.recv() => match push {
-                Some(push) if push.kind == PushKind::Disconnection => return,
-                Some(push) => on_push(io, push),
-                None => return,
-            },
-            () = tokio::time::sleep_until(next_check) => {
-                let sink = io.sink.borrow().clone();
-                let Some(Sub::Shard(mut conn)) = sink else { return };
-                let ping = connect::within(
-                    io.timing.timeout,
-                    redis::cmd("PING").query_async::<Value>(&mut conn),
-                )
-                .await;
-                if let Err(e) = ping {
-                    tracing::debug!(error = %e, "Redis Cluster PUB/SUB health check failed");
-                    return;
-                }
-                next_check = tokio::time::Instant::now() + io.timing.health_every;
+    /// A new sharded PUB/SUB connection subscribed to every channel in `subs`, each then reset.
+    async fn resubscribe(io: &Io) -> RedisResult<Pushes> {
+        let (conn, pushes) = io.target.shard_pubsub(io.timing.timeout).await?;
+        let channels = io.subscribed();
+        for batch in channels.chunks(REPAIR_BATCH) {
+            let calls: Vec<_> = batch
+                .iter()
+                .map(|(channel, _)| {
+                    let (mut conn, name) = (conn.clone(), io.name(channel));
+                    tokio::task::spawn_local(async move { ssubscribe(&mut conn, name).await })
+                })
+                .collect();
+            for call in calls {
+                call.await
+                    .map_err(|e| redis::RedisError::from(std::io::Error::other(e.to_string())))??;
             }
         }
+        *io.sink.borrow_mut() = Some(Sub::Shard(conn));
+        io.last.borrow_mut().clear();
+        io.dirty.borrow_mut().clear();
+        io.unsubscribing.borrow_mut().clear();
+        reset_resubscribed(io, channels, Self::WHAT);
+        Ok(pushes)
     }
-}
-
-/// A new sharded PUB/SUB connection subscribed to every channel in `subs`, each then reset.
-async fn resubscribe(io: &Io) -> RedisResult<Pushes> {
-    let (conn, pushes) = io.target.shard_pubsub(io.timing.timeout).await?;
-    let channels: Vec<(Arc<str>, usize)> = io
-        .subs
-        .borrow()
-        .iter()
-        .map(|(c, core)| (c.clone(), *core))
-        .collect();
-    for batch in channels.chunks(REPAIR_BATCH) {
-        let calls: Vec<_> = batch
-            .iter()
-            .map(|(channel, _)| {
-                let (mut conn, name) = (conn.clone(), io.name(channel));
-                tokio::task::spawn_local(async move { ssubscribe(&mut conn, name).await })
-            })
-            .collect();
-        for call in calls {
-            call.await
-                .map_err(|e| redis::RedisError::from(std::io::Error::other(e.to_string())))??;
-        }
-    }
-    *io.sink.borrow_mut() = Some(Sub::Shard(conn));
-    io.last.borrow_mut().clear();
-    io.dirty.borrow_mut().clear();
-    io.unsubscribing.borrow_mut().clear();
-    tracing::info!(
-        channels = channels.len(),
-        "Redis Cluster PUB/SUB reconnected; channels resubscribed and reset"
-    );
-    for (channel, core) in channels {
-        io.count(core, |m| &m.engine_redis_resubscribes);
-        io.reset(core, channel);
-    }
-    Ok(pushes)
 }
 
 fn bulk(v: Option<&Value>) -> Option<&[u8]> {
