@@ -64,7 +64,7 @@
 //! # Presence
 //! Presence entries expire after `engine.redis.presence_ttl_s`; every core
 //! re-adds its clients' entries each third of it (`session::heartbeat`), in
-//! pipelines of [`PRESENCE_PIPELINE`] script calls (one round trip each) from a
+//! pipelines of [`presence::PRESENCE_PIPELINE`] script calls (one round trip each) from a
 //! background task, so only the entries of a node that died expire.
 //!
 //! # Redis Cluster
@@ -97,6 +97,7 @@ mod control;
 mod io;
 mod node;
 mod payload;
+mod presence;
 mod pubsub;
 mod registry;
 mod scripts;
@@ -122,9 +123,6 @@ pub use connect::Conn;
 pub use node::RedisNode;
 use scripts::Keys;
 pub use stats::RedisStats;
-
-/// Presence entries refreshed per pipeline (one round trip).
-const PRESENCE_PIPELINE: usize = 512;
 
 /// Why the Redis engine could not start.
 #[derive(Debug, thiserror::Error)]
@@ -293,14 +291,6 @@ impl RedisEngine {
             })
             .await;
         self.counted(r).map(drop)
-    }
-
-    fn presence_keys(k: &Keys) -> Vec<String> {
-        vec![
-            k.presence.clone(),
-            k.presence_exp.clone(),
-            k.presence_users.clone(),
-        ]
     }
 }
 
@@ -497,114 +487,26 @@ impl Engine for RedisEngine {
     }
 
     async fn presence_add(&self, channel: &str, info: ClientInfo) -> Result<(), EngineError> {
-        let k = self.keys(channel);
-        let ttl = self.node.cfg.presence_ttl_s;
-        let now = crate::exec::unix_now();
-        let entry = payload::client_info(
-            info.user.as_bytes(),
-            info.client.as_bytes(),
-            info.conn_info.as_deref().unwrap_or_default(),
-            info.chan_info.as_deref().unwrap_or_default(),
-        );
-        let args = vec![
-            arg(now),
-            info.client.into_bytes(),
-            entry,
-            arg(now + ttl),
-            arg(ttl),
-        ];
-        self.script::<i64>(&scripts::PRESENCE_ADD, Self::presence_keys(&k), args)
-            .await
-            .map(drop)
+        self.add_present(channel, info).await
     }
 
-    /// One pipeline of `EVALSHA` per [`PRESENCE_PIPELINE`] entries (the script is loaded
-    /// first, so a Redis that restarted meanwhile costs one failed refresh, retried at the
-    /// next one): a core with 100,000 present clients refreshes them in 196 round trips,
-    /// not 100,000.
     async fn presence_refresh(
         &self,
         entries: Vec<(Arc<str>, ClientInfo)>,
     ) -> Result<(), EngineError> {
-        let ttl = self.node.cfg.presence_ttl_s;
-        let now = crate::exec::unix_now();
-        let mut batch = Vec::with_capacity(entries.len().min(PRESENCE_PIPELINE));
-        let mut entries = entries.into_iter().peekable();
-        while entries.peek().is_some() {
-            batch.clear();
-            for (channel, info) in entries.by_ref().take(PRESENCE_PIPELINE) {
-                let entry = payload::client_info(
-                    info.user.as_bytes(),
-                    info.client.as_bytes(),
-                    info.conn_info.as_deref().unwrap_or_default(),
-                    info.chan_info.as_deref().unwrap_or_default(),
-                );
-                let args = [
-                    arg(now),
-                    info.client.into_bytes(),
-                    entry,
-                    arg(now + ttl),
-                    arg(ttl),
-                ];
-                batch.push((Self::presence_keys(&self.keys(&channel)), args));
-            }
-            let calls = std::mem::take(&mut batch);
-            let r = self
-                .node
-                .run(move |mut conn| async move {
-                    let script = &*scripts::PRESENCE_ADD;
-                    script.prepare_invoke().load_async(&mut conn).await?;
-                    let mut pipe = ::redis::pipe();
-                    for (keys, args) in &calls {
-                        let cmd = pipe.cmd("EVALSHA").arg(script.get_hash()).arg(keys.len());
-                        for k in keys {
-                            cmd.arg(k);
-                        }
-                        for a in args {
-                            cmd.arg(a);
-                        }
-                        cmd.ignore();
-                    }
-                    pipe.query_async::<()>(&mut conn).await
-                })
-                .await;
-            self.counted(r)?;
-        }
-        Ok(())
+        self.refresh_present(entries).await
     }
 
     async fn presence_remove(&self, channel: &str, client: &str) -> Result<(), EngineError> {
-        let k = self.keys(channel);
-        let args = vec![arg(crate::exec::unix_now()), arg(client)];
-        self.script::<i64>(&scripts::PRESENCE_REMOVE, Self::presence_keys(&k), args)
-            .await
-            .map(drop)
+        self.remove_present(channel, client).await
     }
 
     async fn presence(&self, channel: &str) -> Result<Vec<ClientInfo>, EngineError> {
-        let k = self.keys(channel);
-        let args = vec![arg(crate::exec::unix_now())];
-        let raw: Vec<Vec<u8>> = self
-            .script(&scripts::PRESENCE_GET, Self::presence_keys(&k), args)
-            .await?;
-        raw.into_iter()
-            .map(|v| {
-                payload::decode_client_info(&Bytes::from(v))
-                    .map_err(|e| EngineError::Internal(e.to_string()))
-            })
-            .collect()
+        self.present(channel).await
     }
 
     async fn presence_stats(&self, channel: &str) -> Result<PresenceStats, EngineError> {
-        let k = self.keys(channel);
-        let args = vec![arg(crate::exec::unix_now())];
-        let (num_clients, num_users): (u64, u64) = self
-            .script(&scripts::PRESENCE_STATS, Self::presence_keys(&k), args)
-            .await?;
-        Ok(PresenceStats {
-            num_clients,
-            num_users,
-        })
+        self.present_counts(channel).await
     }
 
     fn set_control_sink(&self, sink: Rc<dyn cluster::ControlSink>) {
