@@ -17,9 +17,9 @@ use serde::Deserialize;
 use std::rc::Rc;
 
 use crate::channel::{Op, Who};
-use crate::engine::{HistoryQuery, StreamPosition};
+use crate::engine::{HistoryQuery, Publication, StreamPosition};
 use crate::net::http::Response;
-use crate::protocol::reply::{self, Obj, PublicationJson};
+use crate::protocol::reply::{self, Obj};
 use crate::runtime::core::Core;
 
 #[derive(Deserialize)]
@@ -76,24 +76,7 @@ pub async fn history(core: &Rc<Core>, body: Vec<u8>) -> Response {
         .await
     {
         Ok(h) => ok(|r| {
-            let arr = r.array("publications");
-            for (i, p) in h.publications.iter().enumerate() {
-                if i > 0 {
-                    arr.push(b',');
-                }
-                let mut o = Obj::new(arr);
-                reply::publication(
-                    &mut o,
-                    &PublicationJson {
-                        data: &p.data,
-                        offset: p.offset,
-                        info: p.info.as_deref(),
-                        tags: p.tags.as_deref(),
-                    },
-                );
-                o.end();
-            }
-            arr.push(b']');
+            reply::publications(r, h.publications.iter().map(Publication::json));
             r.num("offset", h.position.offset)
                 .str("epoch", &h.position.epoch);
         }),

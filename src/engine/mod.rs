@@ -46,6 +46,18 @@ pub struct Publication {
     pub tags: Option<Bytes>,
 }
 
+impl Publication {
+    /// Its parts as the client protocol writes them.
+    pub fn json(&self) -> crate::protocol::reply::PublicationJson<'_> {
+        crate::protocol::reply::PublicationJson {
+            data: &self.data,
+            offset: self.offset,
+            info: self.info.as_deref(),
+            tags: self.tags.as_deref(),
+        }
+    }
+}
+
 /// Where a channel stream is: offset of the last publication and the stream's epoch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StreamPosition {

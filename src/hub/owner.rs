@@ -19,7 +19,6 @@ use crate::engine::{ChannelEvent, EngineError, PublicationSink};
 use crate::mesh::{CoreMsg, InterestAck};
 use crate::metrics::CoreMetrics;
 use crate::protocol::push::{join_leave_push, publication_push, ClientInfoJson};
-use crate::protocol::reply::PublicationJson;
 use crate::ws::frame;
 
 impl<S: Subscriber> Hub<S> {
@@ -137,18 +136,7 @@ impl<S: Subscriber> PublicationSink for Hub<S> {
             return;
         };
         let (payload, offset) = match event {
-            ChannelEvent::Publication(p) => (
-                publication_push(
-                    channel,
-                    &PublicationJson {
-                        data: &p.data,
-                        offset: p.offset,
-                        info: p.info.as_deref(),
-                        tags: p.tags.as_deref(),
-                    },
-                ),
-                p.offset,
-            ),
+            ChannelEvent::Publication(p) => (publication_push(channel, &p.json()), p.offset),
             ChannelEvent::Join(i) | ChannelEvent::Leave(i) => (
                 join_leave_push(
                     channel,

@@ -115,6 +115,20 @@ pub fn publication(o: &mut Obj<'_>, p: &PublicationJson<'_>) {
     }
 }
 
+/// `"publications":[{data,offset,info?,tags?},...]` (history replies, recovered publications).
+pub fn publications<'a>(r: &mut Obj<'_>, pubs: impl IntoIterator<Item = PublicationJson<'a>>) {
+    let arr = r.array("publications");
+    for (i, p) in pubs.into_iter().enumerate() {
+        if i > 0 {
+            arr.push(b',');
+        }
+        let mut o = Obj::new(arr);
+        publication(&mut o, &p);
+        o.end();
+    }
+    arr.push(b']');
+}
+
 /// The parts of a publication as already-encoded JSON.
 #[derive(Debug, Clone, Copy)]
 pub struct PublicationJson<'a> {

@@ -223,7 +223,10 @@ async fn history(
     match env.engine.history(channel, query, opts.history()).await {
         Ok(h) => {
             reply::result(out, id, "history", |r| {
-                subscribe::write_publications(r, &h.publications);
+                reply::publications(
+                    r,
+                    h.publications.iter().map(crate::engine::Publication::json),
+                );
                 r.str("epoch", &h.position.epoch)
                     .num("offset", h.position.offset);
             });

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use super::{token_failure, ttl_until, Batch, Outcome};
 use crate::channel::{ChannelError, ChannelOptions, Op, Who};
 use crate::engine::{ChannelEvent, EngineError, HistoryQuery, Publication, StreamPosition};
-use crate::protocol::reply::{self, Obj, PublicationJson};
+use crate::protocol::reply::{self, Obj};
 use crate::protocol::ErrorCode;
 use crate::session::{Env, Session, Subscription};
 
@@ -93,7 +93,7 @@ impl Established {
             r.bool("was_recovering", true).bool("recovered", recovered);
         }
         if !self.publications.is_empty() {
-            write_publications(r, &self.publications);
+            reply::publications(r, self.publications.iter().map(Publication::json));
         }
     }
 }
@@ -340,26 +340,4 @@ pub(super) fn sub_refresh(
         }
     });
     Outcome::Replied
-}
-
-/// `"publications":[{data,offset,info?,tags?},...]`
-pub(crate) fn write_publications(r: &mut Obj<'_>, pubs: &[Publication]) {
-    let arr = r.array("publications");
-    for (i, p) in pubs.iter().enumerate() {
-        if i > 0 {
-            arr.push(b',');
-        }
-        let mut o = Obj::new(arr);
-        reply::publication(
-            &mut o,
-            &PublicationJson {
-                data: &p.data,
-                offset: p.offset,
-                info: p.info.as_deref(),
-                tags: p.tags.as_deref(),
-            },
-        );
-        o.end();
-    }
-    arr.push(b']');
 }
