@@ -4,14 +4,16 @@
 //! (node registry) and surveys work; and while one channel's slot moves to another
 //! master (or its master fails over to its replica) during steady publishing, every
 //! acknowledged publication reaches the subscriber, live or by recovery after the
-//! 2500 reset, and the nodes keep working.
+//! 2500 reset, and the nodes keep working. With `engine.redis.wait_replicas = 1` a
+//! master that crashes (SIGKILL) loses no acknowledged publication either, and with
+//! `connect_retry` a node starts before its cluster and serves once it is up.
 
 mod common;
 #[allow(dead_code)] // its RedisServer is not used here
 mod redis_support;
 
-use common::{Client, Server};
-use redis_support::cluster::RedisCluster;
+use common::{Client, Overrides, Server};
+use redis_support::cluster::{cli, RedisCluster};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -258,7 +260,14 @@ fn publisher(
 /// `disrupt` changes the cluster; checks nothing acknowledged was lost and both nodes
 /// still work. Returns what the subscriber saw.
 fn publish_through(cluster: &RedisCluster, disrupt: impl FnOnce(&RedisCluster, u16)) -> Seen {
-    let o = cluster.node_overrides(10_000);
+    publish_through_with(cluster, cluster.node_overrides(10_000), disrupt)
+}
+
+fn publish_through_with(
+    cluster: &RedisCluster,
+    o: Overrides,
+    disrupt: impl FnOnce(&RedisCluster, u16),
+) -> Seen {
     let a = Server::start_with(&o);
     let b = Server::start_with(&o);
     let channel = "moving".to_owned();
@@ -321,4 +330,92 @@ fn a_master_failover_loses_no_acknowledged_publication() {
         let master = cluster.owner(slot);
         cluster.failover(master);
     });
+}
+
+/// Calls of `command` on the server on `port` (`INFO commandstats`).
+fn command_calls(port: u16, command: &str) -> u64 {
+    let stats = cli(port, &["INFO", "commandstats"]);
+    let prefix = format!("cmdstat_{command}:calls=");
+    stats
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|rest| rest.split(',').next())
+        .map_or(0, |n| n.parse().unwrap())
+}
+
+#[test]
+fn a_crashed_master_loses_no_acknowledged_publication_with_wait_replicas() {
+    let cluster = RedisCluster::start(3, 1);
+    let mut o = cluster.node_overrides(10_000);
+    o.env
+        .push(("WIRESOCKET_ENGINE__REDIS__WAIT_REPLICAS".into(), "1".into()));
+    publish_through_with(&cluster, o, |cluster, slot| {
+        let master = cluster.owner(slot);
+        // the WAIT goes to the channel's master, where its publish script ran
+        assert!(command_calls(master, "wait") >= 50);
+        for other in cluster.masters().into_iter().filter(|&m| m != master) {
+            assert_eq!(command_calls(other, "wait"), 0, "WAIT sent to {other}");
+        }
+        let promoted = cluster.crash_and_return(master);
+        eprintln!("master {master} crashed; {promoted} took over, {master} is its replica");
+    });
+}
+
+#[test]
+fn with_connect_retry_a_node_starts_before_its_cluster_and_serves_once_it_is_up() {
+    let ports = RedisCluster::free_ports(3);
+    let o = Overrides {
+        env: vec![
+            ("WIRESOCKET_ENGINE__KIND".into(), "redis".into()),
+            (
+                "WIRESOCKET_ENGINE__REDIS__CLUSTER".into(),
+                redis_support::cluster::seeds(&ports),
+            ),
+            (
+                "WIRESOCKET_ENGINE__REDIS__CONNECT_RETRY".into(),
+                "true".into(),
+            ),
+            (
+                "WIRESOCKET_ENGINE__REDIS__RECONNECT_MAX_DELAY_MS".into(),
+                "200".into(),
+            ),
+            ("WIRESOCKET_ENGINE__REDIS__TIMEOUT_MS".into(), "500".into()),
+            common::history_env(10),
+        ],
+        ..Default::default()
+    };
+    let mut node = Server::start_with(&o);
+    assert!(
+        node.wait_log("starting anyway", Duration::from_secs(5))
+            .is_some(),
+        "the start-up warning names connect_retry"
+    );
+    let health = |node: &Server| common::http(node.addr, "GET", "/health", &[], "");
+    assert_eq!(
+        health(&node),
+        (
+            503,
+            r#"{"status":"unavailable","reason":"redis"}"#.to_string()
+        )
+    );
+    let (status, res) = publish(&node, "doc", json!({"n": 0}));
+    assert_eq!((status, &res["error"]["code"]), (503, &json!(100)), "{res}");
+
+    let _cluster = RedisCluster::start_on(ports, 0);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while health(&node).0 != 200 {
+        assert!(Instant::now() < deadline, "/health never answered 200");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (mut c, _) = Client::connect(&node, "alice");
+    let r = c.subscribe("doc");
+    assert!(r["subscribe"]["epoch"].is_string(), "{r}");
+    let (status, res) = publish(&node, "doc", json!({"n": 1}));
+    assert_eq!(
+        (status, &res["result"]["offset"]),
+        (200, &json!(1)),
+        "{res}"
+    );
+    let (channel, p) = c.next_pub();
+    assert_eq!((channel.as_str(), &p["data"]), ("doc", &json!({"n": 1})));
 }

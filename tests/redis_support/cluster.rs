@@ -3,18 +3,20 @@
 //! `redis-cli --cluster create`, waited for until every node says `cluster_state:ok`
 //! and knows every other node. Every process is killed, and its config directory
 //! removed, when dropped. Helpers move one slot between masters by hand
-//! (`CLUSTER SETSLOT` + `MIGRATE`) and fail a master over to its replica.
+//! (`CLUSTER SETSLOT` + `MIGRATE`), fail a master over to its replica, or crash a
+//! master (SIGKILL) and bring it back, when it rejoins as a replica.
 
 #![allow(dead_code)] // each test file uses a part
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::common::{history_env, Overrides};
 
 pub struct RedisCluster {
-    children: Vec<Child>,
+    children: Mutex<Vec<(u16, Child)>>,
     pub ports: Vec<u16>,
     dir: PathBuf,
 }
@@ -24,6 +26,15 @@ fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .expect("a free port")
         .port()
+}
+
+/// `ports` as `engine.redis.cluster` seeds (comma-separated).
+pub fn seeds(ports: &[u16]) -> String {
+    ports
+        .iter()
+        .map(|p| format!("redis://127.0.0.1:{p}"))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// Runs `redis-cli -p port args...`; returns its trimmed output.
@@ -36,33 +47,108 @@ pub fn cli(port: u16, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
+/// A cluster-enabled `redis-server` on `port`, its `nodes-<port>.conf` in `dir` (so a
+/// restart rejoins with its identity).
+fn spawn_node(dir: &Path, port: u16) -> Child {
+    Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--save", "", "--appendonly", "no"])
+        .args(["--cluster-enabled", "yes"])
+        .args(["--cluster-config-file", &format!("nodes-{port}.conf")])
+        .args(["--cluster-node-timeout", "2000"])
+        .args(["--dir", dir.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("redis-server is needed by this test (apt-get install redis-server; scripts/test.sh installs it): {e}")
+        })
+}
+
 impl RedisCluster {
+    fn spawn(&self, port: u16) {
+        let child = spawn_node(&self.dir, port);
+        self.children.lock().unwrap().push((port, child));
+    }
+
+    /// A port whose server answers (after a crash, `ports[0]` may be down).
+    fn live_port(&self) -> u16 {
+        self.ports
+            .iter()
+            .copied()
+            .find(|&p| cli(p, &["PING"]) == "PONG")
+            .expect("a live cluster node")
+    }
+
+    /// Kills (SIGKILL) the master on `master`, waits until one of its replicas took
+    /// over its slots (after `cluster-node-timeout`, 2 s), then starts it again on the
+    /// same port and waits until it replicates from the new master. Returns the new
+    /// master's port.
+    pub fn crash_and_return(&self, master: u16) -> u16 {
+        let replica = self.replica_of(master);
+        {
+            let children = self.children.lock().unwrap();
+            let (_, child) = children.iter().rev().find(|(p, _)| *p == master).unwrap();
+            let killed = Command::new("kill")
+                .args(["-9", &child.id().to_string()])
+                .status()
+                .unwrap();
+            assert!(killed.success());
+        }
+        wait_until(
+            &format!("{replica} promoted after {master} crashed"),
+            || {
+                cli(replica, &["ROLE"]).starts_with("master")
+                    && self
+                        .ports
+                        .iter()
+                        .filter(|&&p| p != master)
+                        .all(|&p| cli(p, &["CLUSTER", "INFO"]).contains("cluster_state:ok"))
+            },
+        );
+        self.spawn(master);
+        wait_until(&format!("{master} back as a replica of {replica}"), || {
+            let info = cli(master, &["INFO", "replication"]);
+            info.contains("role:slave") && info.contains("master_link_status:up")
+        });
+        replica
+    }
+
+    /// The port of a replica of the master on `master`.
+    fn replica_of(&self, master: u16) -> u16 {
+        self.ports
+            .iter()
+            .copied()
+            .find(|&p| {
+                let role = cli(p, &["ROLE"]);
+                role.starts_with("slave") && role.contains(&master.to_string())
+            })
+            .unwrap_or_else(|| panic!("no replica of {master}"))
+    }
+
     /// Starts and joins `masters` masters with `replicas` replicas each.
     pub fn start(masters: usize, replicas: usize) -> RedisCluster {
+        let n = masters * (1 + replicas);
+        Self::start_on((0..n).map(|_| free_port()).collect(), replicas)
+    }
+
+    /// Free ports for a cluster started later with [`RedisCluster::start_on`].
+    pub fn free_ports(n: usize) -> Vec<u16> {
+        (0..n).map(|_| free_port()).collect()
+    }
+
+    /// Starts and joins a cluster on `ports`, with `replicas` replicas per master.
+    pub fn start_on(ports: Vec<u16>, replicas: usize) -> RedisCluster {
         let dir = std::env::temp_dir().join(format!("ws-redis-cluster-{}", fastrand::u64(..)));
         std::fs::create_dir_all(&dir).expect("cluster dir");
-        let n = masters * (1 + replicas);
-        let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
-        let mut cluster = RedisCluster {
-            children: Vec::new(),
+        let n = ports.len();
+        let cluster = RedisCluster {
+            children: Mutex::new(Vec::new()),
             ports: ports.clone(),
             dir: dir.clone(),
         };
         for &port in &ports {
-            let child = Command::new("redis-server")
-                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-                .args(["--save", "", "--appendonly", "no"])
-                .args(["--cluster-enabled", "yes"])
-                .args(["--cluster-config-file", &format!("nodes-{port}.conf")])
-                .args(["--cluster-node-timeout", "2000"])
-                .args(["--dir", dir.to_str().unwrap()])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap_or_else(|e| {
-                    panic!("redis-server is needed by this test (apt-get install redis-server; scripts/test.sh installs it): {e}")
-                });
-            cluster.children.push(child);
+            cluster.spawn(port);
         }
         for &port in &ports {
             wait_until(&format!("redis-server on {port}"), || {
@@ -103,11 +189,7 @@ impl RedisCluster {
 
     /// The nodes as `engine.redis.cluster` seeds (comma-separated).
     pub fn seeds(&self) -> String {
-        self.ports
-            .iter()
-            .map(|p| format!("redis://127.0.0.1:{p}"))
-            .collect::<Vec<_>>()
-            .join(",")
+        seeds(&self.ports)
     }
 
     /// A node on this cluster keeping `history` publications per channel.
@@ -124,7 +206,7 @@ impl RedisCluster {
 
     /// The hash slot of `key`.
     pub fn slot(&self, key: &str) -> u16 {
-        cli(self.ports[0], &["CLUSTER", "KEYSLOT", key])
+        cli(self.live_port(), &["CLUSTER", "KEYSLOT", key])
             .parse()
             .expect("CLUSTER KEYSLOT")
     }
@@ -139,10 +221,10 @@ impl RedisCluster {
         cli(port, &["CLUSTER", "MYID"])
     }
 
-    /// The port of the master serving `slot`, as the node on `ports[0]` sees it
+    /// The port of the master serving `slot`, as a live node sees it
     /// (`CLUSTER NODES`: `id host:port@bus flags master ... slot-ranges`).
     pub fn owner(&self, slot: u16) -> u16 {
-        let out = cli(self.ports[0], &["CLUSTER", "NODES"]);
+        let out = cli(self.live_port(), &["CLUSTER", "NODES"]);
         for line in out.lines() {
             let f: Vec<&str> = line.split_whitespace().collect();
             if f.len() < 9 || !f[2].contains("master") {
@@ -216,16 +298,7 @@ impl RedisCluster {
     /// Promotes a replica of the master on `master` with `CLUSTER FAILOVER` and waits
     /// until it serves the master's slots; returns the new master's port.
     pub fn failover(&self, master: u16) -> u16 {
-        let id = self.id(master);
-        let replica = self
-            .ports
-            .iter()
-            .copied()
-            .find(|&p| {
-                let role = cli(p, &["ROLE"]);
-                role.starts_with("slave") && role.contains(&master.to_string())
-            })
-            .unwrap_or_else(|| panic!("no replica of {master} ({id})"));
+        let replica = self.replica_of(master);
         assert_eq!(cli(replica, &["CLUSTER", "FAILOVER"]), "OK");
         wait_until(&format!("{replica} promoted"), || {
             cli(replica, &["ROLE"]).starts_with("master")
@@ -248,7 +321,7 @@ fn wait_until(what: &str, mut ok: impl FnMut() -> bool) {
 
 impl Drop for RedisCluster {
     fn drop(&mut self) {
-        for child in &mut self.children {
+        for (_, child) in self.children.get_mut().unwrap().iter_mut() {
             let _ = child.kill();
             let _ = child.wait();
         }

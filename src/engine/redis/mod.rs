@@ -84,13 +84,11 @@
 //! off mid-way may be applied twice (use `idempotency_key` where that matters).
 //!
 //! # Not yet built (issue 8)
-//! Cluster: tests of `rediss://` seeds and of `connect_retry` (both wired, not yet
-//! exercised), of a master that crashes rather than hands over (`CLUSTER FAILOVER`
-//! is tested), and of a channel set large enough to show the cost of one
-//! `SSUBSCRIBE` (plus its redirect-learning read) per channel. TLS to the sentinels
-//! themselves. `engine.redis.wait_replicas` (`WAIT` before acknowledging a publish
-//! with history) is tested on a standalone master with a replica, not yet on a
-//! Cluster (there the `WAIT` is routed to the channel's slot master).
+//! Cluster: a test of `rediss://` seeds (wired, not yet exercised), and of a channel
+//! set large enough to show the cost of one `SSUBSCRIBE` (plus its redirect-learning
+//! read) per channel. TLS to the sentinels themselves. (`connect_retry`, a crashed
+//! master with `wait_replicas`, and the routing of `WAIT` to the channel's master
+//! are tested in `tests/redis_cluster_mode.rs`.)
 
 mod connect;
 mod control;
