@@ -6,7 +6,8 @@
 //! acknowledged publication reaches the subscriber, live or by recovery after the
 //! 2500 reset, and the nodes keep working. With `engine.redis.wait_replicas = 1` a
 //! master that crashes (SIGKILL) loses no acknowledged publication either, and with
-//! `connect_retry` a node starts before its cluster and serves once it is up.
+//! `connect_retry` a node starts before its cluster and serves once it is up. A
+//! cluster of TLS-only nodes is reached through `rediss://` seeds (`engine.redis.tls_ca`).
 
 mod common;
 #[allow(dead_code)] // its RedisServer is not used here
@@ -418,4 +419,48 @@ fn with_connect_retry_a_node_starts_before_its_cluster_and_serves_once_it_is_up(
     );
     let (channel, p) = c.next_pub();
     assert_eq!((channel.as_str(), &p["data"]), ("doc", &json!({"n": 1})));
+}
+
+#[test]
+fn rediss_seeds_reach_a_tls_only_cluster() {
+    let dir = std::env::temp_dir().join(format!("ws-cluster-ca-{}", std::process::id()));
+    let (cluster, ca) = RedisCluster::start_tls(3, 0, &dir);
+    let mut o = cluster.node_overrides(10);
+    o.env.push((
+        "WIRESOCKET_ENGINE__REDIS__TLS_CA".into(),
+        ca.display().to_string(),
+    ));
+    assert!(cluster.seeds().starts_with("rediss://"));
+    let a = Server::start_with(&o);
+    let b = Server::start_with(&o);
+    // a channel on every master: every node connection and its sharded PUB/SUB use TLS
+    for channel in channel_per_master(&cluster) {
+        let (mut c, _) = Client::connect(&a, "alice");
+        let r = c.subscribe(&channel);
+        assert!(r["subscribe"]["epoch"].is_string(), "{r}");
+        let (status, res) = publish(&b, &channel, json!({"on": channel}));
+        assert_eq!(
+            (status, &res["result"]["offset"]),
+            (200, &json!(1)),
+            "{res}"
+        );
+        let (got, p) = c.next_pub();
+        assert_eq!(
+            (got.as_str(), &p["data"]),
+            (channel.as_str(), &json!({"on": channel}))
+        );
+    }
+    // an untrusted CA stops the start with a clear message
+    let mut bad = cluster.node_overrides(10);
+    bad.env.push((
+        "WIRESOCKET_ENGINE__REDIS__TLS_CA".into(),
+        format!(
+            "{}/tests/keys/redis-other-ca.crt.pem",
+            env!("CARGO_MANIFEST_DIR")
+        ),
+    ));
+    let err = Server::try_start(&bad)
+        .err()
+        .expect("an untrusted cluster must not start");
+    assert!(err.contains("cannot connect to Redis"), "{err}");
 }

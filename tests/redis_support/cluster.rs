@@ -32,15 +32,54 @@ fn free_port() -> u16 {
 pub fn seeds(ports: &[u16]) -> String {
     ports
         .iter()
-        .map(|p| format!("redis://127.0.0.1:{p}"))
+        .map(|&p| {
+            let scheme = if tls_of(p).is_some() {
+                "rediss"
+            } else {
+                "redis"
+            };
+            format!("{scheme}://127.0.0.1:{p}")
+        })
         .collect::<Vec<_>>()
         .join(",")
+}
+
+/// The certificate, key and CA of each TLS-only cluster node by port (started by
+/// [`RedisCluster::start_tls`]): `cli` reaches them with `--tls` and the CA.
+static TLS_NODES: Mutex<Vec<(u16, Tls)>> = Mutex::new(Vec::new());
+
+#[derive(Clone)]
+struct Tls {
+    cert: PathBuf,
+    key: PathBuf,
+    ca: PathBuf,
+}
+
+fn tls_of(port: u16) -> Option<Tls> {
+    let nodes = TLS_NODES.lock().unwrap();
+    nodes
+        .iter()
+        .find(|(p, _)| *p == port)
+        .map(|(_, t)| t.clone())
+}
+
+/// `redis-cli`'s TLS options for a node on `port`, if it is a TLS node.
+fn tls_options(port: u16) -> Vec<String> {
+    match tls_of(port) {
+        Some(t) => vec![
+            "--tls".into(),
+            "--cacert".into(),
+            t.ca.display().to_string(),
+        ],
+        None => Vec::new(),
+    }
 }
 
 /// Runs `redis-cli -p port args...`; returns its trimmed output.
 pub fn cli(port: u16, args: &[&str]) -> String {
     let out = Command::new("redis-cli")
         .args(["-p", &port.to_string()])
+        .args(tls_options(port))
         .args(args)
         .output()
         .unwrap_or_else(|e| panic!("redis-cli is needed (apt-get install redis-tools): {e}"));
@@ -50,8 +89,33 @@ pub fn cli(port: u16, args: &[&str]) -> String {
 /// A cluster-enabled `redis-server` on `port`, its `nodes-<port>.conf` in `dir` (so a
 /// restart rejoins with its identity).
 fn spawn_node(dir: &Path, port: u16) -> Child {
+    let listen = if let Some(t) = tls_of(port) {
+        let path = |p: PathBuf| p.display().to_string();
+        let (cert, private, ca) = (path(t.cert), path(t.key), path(t.ca));
+        vec![
+            "--port".into(),
+            "0".into(),
+            "--tls-port".into(),
+            port.to_string(),
+            "--tls-cluster".into(),
+            "yes".into(),
+            "--tls-replication".into(),
+            "yes".into(),
+            "--tls-cert-file".into(),
+            cert,
+            "--tls-key-file".into(),
+            private,
+            "--tls-ca-cert-file".into(),
+            ca,
+            "--tls-auth-clients".into(),
+            "no".into(),
+        ]
+    } else {
+        vec!["--port".to_string(), port.to_string()]
+    };
     Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(listen)
+        .args(["--bind", "127.0.0.1"])
         .args(["--save", "", "--appendonly", "no"])
         .args(["--cluster-enabled", "yes"])
         .args(["--cluster-config-file", &format!("nodes-{port}.conf")])
@@ -132,6 +196,26 @@ impl RedisCluster {
         Self::start_on((0..n).map(|_| free_port()).collect(), replicas)
     }
 
+    /// A cluster of TLS-only nodes (`--tls-port`, TLS on the cluster bus and for
+    /// replication) with a certificate for 127.0.0.1 from a private CA in `ca_dir`
+    /// (no extended key usage: the nodes also present it as clients on the bus);
+    /// its seeds are `rediss://`. Returns the cluster and the CA's path.
+    pub fn start_tls(masters: usize, replicas: usize, ca_dir: &Path) -> (RedisCluster, PathBuf) {
+        let ca = crate::common::tls::Ca::new(ca_dir);
+        let (cert, key, _) = ca.issue("redis-node", crate::common::tls::Kind::Valid);
+        let ports = Self::free_ports(masters * (1 + replicas));
+        let tls = Tls {
+            cert,
+            key,
+            ca: ca.ca_path(),
+        };
+        TLS_NODES
+            .lock()
+            .unwrap()
+            .extend(ports.iter().map(|&p| (p, tls.clone())));
+        (Self::start_on(ports, replicas), ca.ca_path())
+    }
+
     /// Free ports for a cluster started later with [`RedisCluster::start_on`].
     pub fn free_ports(n: usize) -> Vec<u16> {
         (0..n).map(|_| free_port()).collect()
@@ -157,6 +241,7 @@ impl RedisCluster {
         }
         let addrs: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
         let out = Command::new("redis-cli")
+            .args(tls_options(ports[0]))
             .arg("--cluster")
             .arg("create")
             .args(&addrs)

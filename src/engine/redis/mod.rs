@@ -84,11 +84,11 @@
 //! off mid-way may be applied twice (use `idempotency_key` where that matters).
 //!
 //! # Not yet built (issue 8)
-//! Cluster: a test of `rediss://` seeds (wired, not yet exercised), and of a channel
-//! set large enough to show the cost of one `SSUBSCRIBE` (plus its redirect-learning
-//! read) per channel. TLS to the sentinels themselves. (`connect_retry`, a crashed
-//! master with `wait_replicas`, and the routing of `WAIT` to the channel's master
-//! are tested in `tests/redis_cluster_mode.rs`.)
+//! Cluster: a test of a channel set large enough to show the cost of one
+//! `SSUBSCRIBE` (plus its redirect-learning read) per channel. TLS to the sentinels
+//! themselves. (`rediss://` seeds, `connect_retry`, a crashed master with
+//! `wait_replicas`, and the routing of `WAIT` to the channel's master are tested in
+//! `tests/redis_cluster_mode.rs`.)
 
 mod connect;
 mod control;
