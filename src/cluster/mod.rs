@@ -13,9 +13,13 @@
 //! [`run`] is the per-core upkeep where the engine keeps a registry: core 0 announces this
 //! node's [`NodeInfo`] every `registry_refresh_every`, every core refreshes the cluster-wide
 //! count of its users' connections; [`leave`] withdraws the node at the end of a drain.
+//! [`sessions`] keeps the session records (API `connections`): each core's write-behind
+//! sync ([`sessions::run`]) in front of the engine, behind per-core caches.
 //! Nothing here knows which engine runs.
 
 mod commands;
+mod session_cache;
+pub mod sessions;
 mod stats;
 
 pub use commands::{Command, Survey};

@@ -59,6 +59,9 @@ pub struct Identity {
     pub user: Box<str>,
     /// The token's `info` claim (JSON), shown to others in publications and presence.
     pub conn_info: Option<Box<str>>,
+    /// `connect.name` / `connect.version` (the SDK's), for the session record.
+    pub app_name: Option<Box<str>>,
+    pub app_version: Option<Box<str>>,
 }
 
 impl Identity {
@@ -92,6 +95,8 @@ pub struct Session {
     blocked: Cell<bool>,
     /// Unix seconds after which the connection must be refreshed (0: never; u32 lasts to 2106).
     pub expires_at: Cell<u32>,
+    /// Unix seconds of `connect` (0 before it).
+    pub connected_at: Cell<u32>,
     pub identity: RefCell<Identity>,
     subs: subscriptions::Subscriptions,
     out: RefCell<Outbound>,
@@ -121,6 +126,7 @@ impl Session {
             dirty: Cell::new(false),
             blocked: Cell::new(false),
             expires_at: Cell::new(0),
+            connected_at: Cell::new(0),
             identity: RefCell::default(),
             subs: Default::default(),
             out: RefCell::new(Outbound::default()),
@@ -142,7 +148,7 @@ impl Session {
 
     /// The protocol `client` id.
     pub fn client_id(&self) -> String {
-        format!("{:016x}", self.id)
+        client_id_of(self.id)
     }
 
     fn writable(&self) -> bool {
@@ -332,6 +338,11 @@ impl crate::hub::Subscriber for Session {
     fn cut_off(&self) {
         self.request_close(Disconnect::SLOW);
     }
+}
+
+/// The protocol `client` id of session `id`.
+pub fn client_id_of(id: u64) -> String {
+    format!("{id:016x}")
 }
 
 /// Shared pre-encoded frames (the heartbeat ping is the same bytes for everyone).

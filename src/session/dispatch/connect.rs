@@ -19,12 +19,33 @@ use crate::protocol::reply::{self, Obj};
 use crate::session::{Env, Identity, Phase, Session};
 use crate::ws::close::Disconnect;
 
+/// The SDK name and version a client sent in `connect` (kept for its session record).
+pub(super) struct App {
+    pub name: String,
+    pub version: String,
+}
+
+/// Longest `connect.name` / `connect.version` kept (longer ones are cut).
+const MAX_APP_FIELD: usize = 64;
+
+fn app_field(mut v: String) -> Option<Box<str>> {
+    if v.len() > MAX_APP_FIELD {
+        let mut end = MAX_APP_FIELD;
+        while !v.is_char_boundary(end) {
+            end -= 1;
+        }
+        v.truncate(end);
+    }
+    (!v.is_empty()).then(|| v.into_boxed_str())
+}
+
 pub(super) async fn connect(
     env: &Rc<Env>,
     s: &Rc<Session>,
     id: u32,
     token: &str,
     client_subs: Vec<(String, Since)>,
+    app: App,
     b: &mut Batch,
 ) -> Outcome {
     // an empty token is the anonymous user where allowed, else refused (and counted) by the
@@ -59,7 +80,11 @@ pub(super) async fn connect(
     *s.identity.borrow_mut() = Identity {
         user: user.into_boxed_str(),
         conn_info: info.map(String::into_boxed_str),
+        app_name: app_field(app.name),
+        app_version: app_field(app.version),
     };
+    s.connected_at
+        .set(crate::exec::unix_now().min(u32::MAX as u64) as u32);
     s.expires_at.set(expiry_u32(expires_at));
     // until now this slot held the connect deadline
     s.next_ping_ms
