@@ -63,6 +63,7 @@ pub fn record_of(env: &Env, s: &Session) -> SessionRecord {
         channels.insert(channel.to_owned(), RecordPosition { offset, epoch });
     });
     let id = s.identity.borrow();
+    let (name, version) = id.app();
     SessionRecord {
         client: s.client_id(),
         user: id.user.to_string(),
@@ -70,8 +71,8 @@ pub fn record_of(env: &Env, s: &Session) -> SessionRecord {
         node_name: env.node_name.to_string(),
         connected_at: u64::from(s.connected_at.get()),
         expire_at: u64::from(s.expires_at.get()),
-        name: id.app_name.as_deref().unwrap_or_default().to_owned(),
-        version: id.app_version.as_deref().unwrap_or_default().to_owned(),
+        name: name.to_owned(),
+        version: version.to_owned(),
         channels,
     }
 }

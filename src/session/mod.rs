@@ -59,12 +59,18 @@ pub struct Identity {
     pub user: Box<str>,
     /// The token's `info` claim (JSON), shown to others in publications and presence.
     pub conn_info: Option<Box<str>>,
-    /// `connect.name` / `connect.version` (the SDK's), for the session record.
-    pub app_name: Option<Box<str>>,
-    pub app_version: Option<Box<str>>,
+    /// `connect.name` and `connect.version` (the SDK's) joined by a newline, for the session
+    /// record (one field: it exists per idle connection).
+    pub app: Option<Box<str>>,
 }
 
 impl Identity {
+    /// The SDK (name, version) the client sent in `connect` (empty when not sent).
+    pub fn app(&self) -> (&str, &str) {
+        let app = self.app.as_deref().unwrap_or_default();
+        app.split_once('\n').unwrap_or((app, ""))
+    }
+
     /// ClientInfo JSON for this client's publications (built on use, not kept per idle session).
     pub fn client_info(&self, client: &str) -> Bytes {
         crate::protocol::reply::client_info(

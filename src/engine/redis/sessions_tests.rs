@@ -1,5 +1,6 @@
 //! Session records against a private `redis-server`: written, read per user and across the
-//! registry's nodes, deleted, expired with their TTL; and the Redis cost per record (memory,
+//! registry's nodes, deleted, expired with their TTL, also on a Redis Cluster (keys of many
+//! slots); and the Redis cost per record (memory,
 //! CPU per refresh), printed by the ignored `session_record_costs`, never asserted.
 
 use std::collections::BTreeMap;
@@ -7,7 +8,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::testing::{config, run, RedisServer};
+use super::testing::{cluster_config, config, run, RedisCluster, RedisServer};
 use super::*;
 use crate::engine::cluster::{NodeInfo, RecordPosition, SessionRecord};
 use crate::engine::conformance::Recorder;
@@ -141,6 +142,28 @@ fn records_expire_unless_written_again() {
             .unwrap()
             .unwrap()
             .is_empty());
+    });
+}
+
+#[test]
+fn on_a_cluster_records_span_slots() {
+    let cluster = RedisCluster::start();
+    let cfg = cluster_config(&cluster);
+    run(async move {
+        let e = engine(&cfg);
+        e.announce(&node_info("n1")).await.unwrap();
+        let written: Vec<SessionRecord> = (0..40)
+            .map(|i| record("n1", &format!("u{}", i % 10), &format!("c{i:02}")))
+            .collect();
+        e.write_sessions(written.clone()).await.unwrap();
+        let u3 = e.connections(Some("u3"), 100).await.unwrap().unwrap();
+        assert_eq!(clients(u3), ["c03", "c13", "c23", "c33"]);
+        assert_eq!(e.connections(None, 100).await.unwrap().unwrap().len(), 40);
+        let closed = (0..20).map(|i| (format!("u{}", i % 10), format!("c{i:02}")));
+        e.remove_sessions("n1", closed.collect()).await.unwrap();
+        let u3 = e.connections(Some("u3"), 100).await.unwrap().unwrap();
+        assert_eq!(clients(u3), ["c23", "c33"]);
+        assert_eq!(e.connections(None, 100).await.unwrap().unwrap().len(), 20);
     });
 }
 

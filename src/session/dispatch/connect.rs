@@ -28,15 +28,22 @@ pub(super) struct App {
 /// Longest `connect.name` / `connect.version` kept (longer ones are cut).
 const MAX_APP_FIELD: usize = 64;
 
-fn app_field(mut v: String) -> Option<Box<str>> {
-    if v.len() > MAX_APP_FIELD {
-        let mut end = MAX_APP_FIELD;
-        while !v.is_char_boundary(end) {
-            end -= 1;
+impl App {
+    /// `name` and `version`, each cut to [`MAX_APP_FIELD`] bytes and stripped of newlines,
+    /// joined by a newline (`Identity::app`); `None` when both are empty.
+    fn joined(self) -> Option<Box<str>> {
+        let cut = |v: &str| -> String {
+            let mut end = v.len().min(MAX_APP_FIELD);
+            while !v.is_char_boundary(end) {
+                end -= 1;
+            }
+            v[..end].replace(['\n', '\r'], " ")
+        };
+        if self.name.is_empty() && self.version.is_empty() {
+            return None;
         }
-        v.truncate(end);
+        Some(format!("{}\n{}", cut(&self.name), cut(&self.version)).into_boxed_str())
     }
-    (!v.is_empty()).then(|| v.into_boxed_str())
 }
 
 pub(super) async fn connect(
@@ -80,8 +87,7 @@ pub(super) async fn connect(
     *s.identity.borrow_mut() = Identity {
         user: user.into_boxed_str(),
         conn_info: info.map(String::into_boxed_str),
-        app_name: app_field(app.name),
-        app_version: app_field(app.version),
+        app: app.joined(),
     };
     s.connected_at
         .set(crate::exec::unix_now().min(u32::MAX as u64) as u32);
