@@ -392,3 +392,57 @@ fn the_memory_engine_answers_connections_from_its_own_sessions() {
     assert_eq!(status, 200);
     assert_eq!(v["result"]["connections"].as_object().unwrap().len(), 2);
 }
+
+fn info_field(redis: &RedisServer, section: &str, field: &str) -> f64 {
+    cli(redis, &["INFO", section])
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{field} in INFO {section}"))
+}
+
+/// Redis memory per connected client (its record and index entries) and Redis CPU per record
+/// refresh, through real connections, printed, never asserted:
+/// `cargo test --test redis_sessions redis_cost_per_connection -- --ignored --nocapture`.
+#[test]
+#[ignore = "a measurement, not a check"]
+fn redis_cost_per_connection() {
+    const CLIENTS: usize = 5_000;
+    const TTL_S: u64 = 3; // every record written again each second
+    let redis = RedisServer::start();
+    let mut o = redis.node_overrides(0);
+    env(&mut o, "SESSION_SYNC_MS", 100);
+    env(&mut o, "SESSION_TTL_S", TTL_S);
+    let a = Server::start_with(&o);
+    let base = info_field(&redis, "memory", "used_memory");
+    let mut clients: Vec<Client> = (0..CLIENTS)
+        .map(|i| {
+            let (mut c, _) = Client::connect(&a, &format!("user{i}"));
+            c.subscribe(&format!("room{}", i % 100));
+            c
+        })
+        .collect();
+    wait_within(Duration::from_secs(30), "every record", || {
+        connections(&a, None).len() == CLIENTS
+    });
+    let used = info_field(&redis, "memory", "used_memory") - base;
+    println!(
+        "{CLIENTS} connections (one user each, one channel each): Redis used_memory +{:.0} bytes per connection",
+        used / CLIENTS as f64
+    );
+    let cpu =
+        || info_field(&redis, "cpu", "used_cpu_user") + info_field(&redis, "cpu", "used_cpu_sys");
+    let written = || a.metric_sum("wiresocket_session_records_written_total", &[]);
+    let batches = || a.metric_sum("wiresocket_session_record_batches_total", &[]);
+    let (cpu0, w0, b0) = (cpu(), written(), batches());
+    std::thread::sleep(Duration::from_secs(10));
+    let (cpu1, w1, b1) = (cpu(), written(), batches());
+    println!(
+        "10 s: {:.0} records refreshed in {:.0} pipelines; Redis CPU {:.3} s = {:.2} µs per record refresh",
+        w1 - w0,
+        b1 - b0,
+        cpu1 - cpu0,
+        (cpu1 - cpu0) * 1e6 / (w1 - w0)
+    );
+    clients.clear();
+}
