@@ -26,8 +26,12 @@ fn env(o: &mut Overrides, key: &str, value: impl ToString) {
 /// A node named `name` on `redis`, syncing records every 100 ms, records living `ttl_s`,
 /// without the per-core lookup cache (so every answer reads Redis).
 fn node(redis: &RedisServer, name: &str, ttl_s: u64) -> Server {
+    node_syncing(redis, name, ttl_s, 100)
+}
+
+fn node_syncing(redis: &RedisServer, name: &str, ttl_s: u64, sync_ms: u64) -> Server {
     let mut o: Overrides = redis.node_overrides(10);
-    env(&mut o, "SESSION_SYNC_MS", 100);
+    env(&mut o, "SESSION_SYNC_MS", sync_ms);
     env(&mut o, "SESSION_LOOKUP_CACHE_MS", 0);
     env(&mut o, "SESSION_TTL_S", ttl_s);
     env(&mut o, "NODE_TTL_S", 3);
@@ -445,4 +449,24 @@ fn redis_cost_per_connection() {
         (cpu1 - cpu0) * 1e6 / (w1 - w0)
     );
     clients.clear();
+}
+
+#[test]
+fn a_node_that_drains_deletes_its_records_before_it_exits() {
+    let redis = RedisServer::start();
+    let a = node(&redis, "a", 60);
+    // b syncs every 4 s: its drain (well under that) ends before a periodic sync could
+    // delete the records, so only the drain's own last sync does
+    let mut b = node_syncing(&redis, "b", 60, 4_000);
+    let ids: Vec<(Client, String)> = (0..3).map(|_| connect_named(&b, "alice")).collect();
+    wait_within(Duration::from_secs(10), "the records", || {
+        connections(&a, Some("alice")).len() == 3
+    });
+    b.sigterm();
+    assert!(b.wait_exit(Duration::from_secs(20)).is_some(), "b exits");
+    for (_, id) in &ids {
+        let key = format!("wiresocket:session:{{{id}}}");
+        assert_eq!(cli(&redis, &["EXISTS", &key]), "0", "{id}'s record");
+    }
+    assert!(connections(&a, Some("alice")).is_empty());
 }

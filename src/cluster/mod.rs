@@ -96,9 +96,10 @@ impl ControlSink for NodeSink {
     }
 }
 
-/// At the end of a graceful drain: core 0 takes this node out of the engine's registry (the
-/// announcements stop with the process).
+/// At the end of a graceful drain: every core deletes its closed sessions' records, core 0
+/// takes this node out of the engine's registry (the announcements stop with the process).
 pub async fn leave(env: &Env) {
+    sessions::finish(env).await;
     if env.core != 0 || env.engine.registry_refresh_every().is_none() {
         return;
     }

@@ -145,6 +145,14 @@ pub async fn run(env: Rc<Env>) {
     }
 }
 
+/// The last sync, at the end of a graceful drain: the records of the sessions closed since
+/// the previous one are deleted now, not left to expire.
+pub async fn finish(env: &Env) {
+    if env.engine.session_ttl().is_some() {
+        sync(env, false).await;
+    }
+}
+
 /// One sync: writes new and changed records (all of them when `refresh`), deletes the
 /// records of sessions that closed since the last one.
 async fn sync(env: &Env, refresh: bool) {
