@@ -30,6 +30,9 @@ use crate::mesh::Mesh;
 use crate::metrics::CoreMetrics;
 use crate::session::{Env, Phase, Session};
 
+/// Sessions whose records are built and handed to the engine at once.
+const WRITE_CHUNK: usize = 1024;
+
 /// The position `s` reached on each subscription: (channel, offset, epoch).
 fn positions(env: &Env, s: &Session, mut f: impl FnMut(&str, u64, &str)) {
     s.subscriptions().with_all(|subs| {
@@ -157,8 +160,7 @@ pub async fn finish(env: &Env) {
 /// records of sessions that closed since the last one.
 async fn sync(env: &Env, refresh: bool) {
     let m = &env.metrics;
-    let mut records = Vec::new();
-    let mut written = Vec::new();
+    let mut due: Vec<Rc<Session>> = Vec::new();
     let pass = session_cache::begin_pass();
     env.sessions.for_each(|s| {
         if s.phase.get() != Phase::Connected {
@@ -171,12 +173,17 @@ async fn sync(env: &Env, refresh: bool) {
             Seen::Changed | Seen::Uncached => CoreMetrics::inc(&m.session_cache_misses),
         }
         if refresh || seen != Seen::Unchanged {
-            records.push(record_of(env, s));
-            written.push(s.id);
+            due.push(s.clone());
         }
     });
     let closed = session_cache::end_pass(pass);
-    if !records.is_empty() {
+    // records are built chunk by chunk, so a refresh of many sessions holds few at a time
+    for chunk in due.chunks(WRITE_CHUNK) {
+        let live = chunk.iter().filter(|s| s.phase.get() == Phase::Connected);
+        let records: Vec<SessionRecord> = live.map(|s| record_of(env, s)).collect();
+        if records.is_empty() {
+            continue;
+        }
         let n = records.len() as u64;
         match env.engine.write_sessions(records).await {
             Ok(trips) => {
@@ -185,11 +192,13 @@ async fn sync(env: &Env, refresh: bool) {
             }
             Err(e) => {
                 // written again at the next sync
-                session_cache::forget_written(&written);
+                let ids: Vec<u64> = chunk.iter().map(|s| s.id).collect();
+                session_cache::forget_written(&ids);
                 tracing::debug!(records = n, error = %e, "writing session records failed");
             }
         }
     }
+    drop(due);
     if !closed.is_empty() {
         let n = closed.len() as u64;
         match env.engine.remove_sessions(super::node_uid(), closed).await {
