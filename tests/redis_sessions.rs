@@ -470,3 +470,25 @@ fn a_node_that_drains_deletes_its_records_before_it_exits() {
     }
     assert!(connections(&a, Some("alice")).is_empty());
 }
+
+#[test]
+fn records_come_back_after_redis_restarts_empty() {
+    const TTL_S: u64 = 3; // every record written again each second
+    let redis = RedisServer::start();
+    let port = redis.port;
+    let a = node(&redis, "a", TTL_S);
+    let (_alice, alice_id) = connect_named(&a, "alice");
+    let key = format!("wiresocket:session:{{{alice_id}}}");
+    wait_within(Duration::from_secs(5), "the record", || {
+        cli(&redis, &["EXISTS", &key]) == "1"
+    });
+    drop(redis); // killed: its memory is gone
+    let redis = RedisServer::on_port(port);
+    assert_eq!(cli(&redis, &["EXISTS", &key]), "0");
+    wait_within(Duration::from_secs(10), "the record written again", || {
+        cli(&redis, &["EXISTS", &key]) == "1"
+    });
+    wait_within(Duration::from_secs(5), "listed again", || {
+        connections(&a, Some("alice")).contains_key(&alice_id)
+    });
+}
