@@ -492,3 +492,46 @@ fn records_come_back_after_redis_restarts_empty() {
         connections(&a, Some("alice")).contains_key(&alice_id)
     });
 }
+
+#[test]
+fn a_subscribe_of_one_client_sent_to_one_node_shows_in_its_record_on_another() {
+    let redis = RedisServer::start();
+    let a = node(&redis, "a", 60);
+    let b = node(&redis, "b", 60);
+    let (mut first, first_id) = connect_named(&b, "alice");
+    let (_second, second_id) = connect_named(&b, "alice");
+    let channels_of = |id: &str| -> Option<Value> {
+        connections(&a, Some("alice"))
+            .get(id)
+            .map(|r| r["channels"].clone())
+    };
+    wait_within(Duration::from_secs(5), "both records", || {
+        channels_of(&first_id).is_some() && channels_of(&second_id).is_some()
+    });
+
+    let (status, v) = a.api(
+        "subscribe",
+        json!({"user": "alice", "channel": "news", "client": first_id}),
+    );
+    assert_eq!((status, &v), (200, &json!({"result": {}})));
+    loop {
+        let m = first.recv().expect("the subscribe push");
+        if m["push"].get("subscribe").is_some() {
+            break;
+        }
+    }
+    wait_within(Duration::from_secs(5), "news in the first record", || {
+        channels_of(&first_id).is_some_and(|c| c.get("news").is_some())
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(channels_of(&second_id), Some(json!({})), "only that client");
+
+    let (status, _) = a.api(
+        "unsubscribe",
+        json!({"user": "alice", "channel": "news", "client": first_id}),
+    );
+    assert_eq!(status, 200);
+    wait_within(Duration::from_secs(5), "news gone from the record", || {
+        channels_of(&first_id) == Some(json!({}))
+    });
+}
