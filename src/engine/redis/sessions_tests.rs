@@ -217,9 +217,19 @@ fn session_record_costs() {
             (after - before) / N as f64
         );
         let key = format!("{}:session:{{{}}}", cfg.prefix, records[0].client);
+        let user_key = format!("{}:sessions:user:{{user0}}", cfg.prefix);
+        let node_key = format!("{}:sessions:node:{{n1}}", cfg.prefix);
+        let usage = |k: &str| {
+            srv.cli(&["MEMORY", "USAGE", k])
+                .parse::<f64>()
+                .unwrap_or(0.0)
+        };
         println!(
-            "MEMORY USAGE of one record key: {} bytes",
-            srv.cli(&["MEMORY", "USAGE", &key])
+            "MEMORY USAGE: one record {} bytes, one user's index (one client) {} bytes, \
+             the node's index {:.0} bytes per client",
+            usage(&key),
+            usage(&user_key),
+            usage(&node_key) / N as f64
         );
         let cpu0 = cpu();
         for _ in 0..REFRESHES {
