@@ -244,6 +244,9 @@ config_section! {
         pub key: String = String::new(),
         /// Channels one `/api/broadcast` may name; more is 400. Default: `1000`.
         pub max_broadcast_channels: usize = 1000,
+        /// Most connections one `/api/connections` lists (also its default `limit`; a
+        /// larger `limit` is lowered to it). Default: `10_000`.
+        pub max_connections_listed: usize = 10_000,
     }
 }
 
@@ -352,6 +355,28 @@ config_section! {
         /// leaves `info` within it. Also bounds how long a dead node's connections count
         /// toward `server.max_connections_per_user`. Default: `15` s.
         pub node_ttl_s: u64 = 15,
+        /// How long a client's session record (API `connections`) lives without being
+        /// written again; each core rewrites its clients' records every third of it, in
+        /// pipelines, so the records of a node that died disappear after it. Default: `60` s.
+        pub session_ttl_s: u64 = 60,
+        /// How often each core writes the session records that changed (new connections,
+        /// subscribes, unsubscribes, stream positions reached) and deletes those of closed
+        /// connections; a record is written at most once per period. A client on a channel
+        /// that publishes all the time has its record written every period (its position
+        /// moved; about 4 µs of Redis CPU each): raise it to write positions less often. At
+        /// most a third of `session_ttl_s`. Default: `1_000` ms.
+        pub session_sync_ms: u64 = 1_000,
+        /// Sessions per core whose last written record the core remembers (to write only
+        /// changes, and to delete the record when the connection closes); beyond it a
+        /// session's record is written every `session_sync_ms` and, once closed, expires
+        /// after `session_ttl_s` instead. Each entry costs about 80 bytes. Default: `100_000`.
+        pub session_cache_size: usize = 100_000,
+        /// Users per core whose looked-up connections (API `connections {user}`) are kept
+        /// for `session_lookup_cache_ms`. `0` disables the cache. Default: `1_000`.
+        pub session_lookup_cache_size: usize = 1_000,
+        /// How long a looked-up user's connections are answered from the core's cache (how
+        /// stale `connections {user}` may be). Default: `500` ms.
+        pub session_lookup_cache_ms: u64 = 500,
     }
 }
 

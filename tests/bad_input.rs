@@ -820,6 +820,15 @@ fn cases() -> Vec<(&'static str, Case)> {
                 r#"{"user": 5}"#,
             )
         }),
+        ("api.connections_bad_limit", |c| {
+            api(c, "/api/connections", Some(API_KEY), r#"{"limit": -1}"#)
+        }),
+        ("api.connections_bad_user", |c| {
+            api(c, "/api/connections", Some(API_KEY), r#"{"user": 5}"#)
+        }),
+        ("api.connections_unknown_field", |c| {
+            api(c, "/api/connections", Some(API_KEY), r#"{"users": ["a"]}"#)
+        }),
         ("api.body_too_large", |c| {
             let body = json!({"channel": "a", "data": "x".repeat(MAX_BODY)}).to_string();
             api(c, "/api/publish", Some(API_KEY), &body)

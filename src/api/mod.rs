@@ -20,7 +20,7 @@
 //! Methods: `publish` and `broadcast` (`publish.rs`); `history`, `history_remove`,
 //! `presence`, `presence_stats` (`channel.rs`); `disconnect`, `subscribe`, `unsubscribe`,
 //! `refresh` on a user's connections on every node (`users.rs`, through `crate::cluster`);
-//! `info` and `channels` (`info.rs`); `revoke_token` and `invalidate_user_tokens`
+//! `info` and `channels` (`info.rs`); `connections` (`connections.rs`, session records); `revoke_token` and `invalidate_user_tokens`
 //! (`revoke.rs`). `/metrics` is the per-core registry plus the node-wide auth metrics.
 //!
 //! Status codes: a body that is not the method's JSON, or a bad channel name, is 400 (107);
@@ -32,6 +32,7 @@
 //! `{"error":{"code","message"}}`.
 
 mod channel;
+mod connections;
 mod info;
 mod publish;
 mod revoke;
@@ -56,6 +57,7 @@ pub enum ApiCall {
     User(users::Kind),
     Info,
     Channels,
+    Connections,
     RevokeToken,
     InvalidateUserTokens,
 }
@@ -108,6 +110,7 @@ pub fn route(core: &Rc<Core>, method: &str, path: &str, api_key: Option<&str>) -
                 "refresh" => ApiCall::User(users::Kind::Refresh),
                 "info" => ApiCall::Info,
                 "channels" => ApiCall::Channels,
+                "connections" => ApiCall::Connections,
                 "revoke_token" => ApiCall::RevokeToken,
                 "invalidate_user_tokens" => ApiCall::InvalidateUserTokens,
                 _ => return done(Response::error(404, ErrorCode::METHOD_NOT_FOUND)),
@@ -150,6 +153,7 @@ async fn run(core: &Rc<Core>, call: ApiCall, body: Vec<u8>) -> Response {
         ApiCall::User(kind) => users::call(core, kind, body).await,
         ApiCall::Info => info::info(core).await,
         ApiCall::Channels => info::channels(core, body).await,
+        ApiCall::Connections => connections::connections(core, body).await,
         ApiCall::RevokeToken => revoke::revoke_token(core, body),
         ApiCall::InvalidateUserTokens => revoke::invalidate_user_tokens(core, body),
     }

@@ -13,9 +13,13 @@
 //! [`run`] is the per-core upkeep where the engine keeps a registry: core 0 announces this
 //! node's [`NodeInfo`] every `registry_refresh_every`, every core refreshes the cluster-wide
 //! count of its users' connections; [`leave`] withdraws the node at the end of a drain.
+//! [`sessions`] keeps the session records (API `connections`): each core's write-behind
+//! sync ([`sessions::run`]) in front of the engine, behind per-core caches.
 //! Nothing here knows which engine runs.
 
 mod commands;
+mod session_cache;
+pub mod sessions;
 mod stats;
 
 pub use commands::{Command, Survey};
@@ -92,9 +96,10 @@ impl ControlSink for NodeSink {
     }
 }
 
-/// At the end of a graceful drain: core 0 takes this node out of the engine's registry (the
-/// announcements stop with the process).
+/// At the end of a graceful drain: every core deletes its closed sessions' records, core 0
+/// takes this node out of the engine's registry (the announcements stop with the process).
 pub async fn leave(env: &Env) {
+    sessions::finish(env).await;
     if env.core != 0 || env.engine.registry_refresh_every().is_none() {
         return;
     }

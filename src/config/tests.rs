@@ -509,3 +509,17 @@ fn channel_validation_names_the_field() {
     assert_eq!(invalid_field(&c), "channels.namespace_boundary");
     with_namespaces(&["chat", "a.b-c_1"]).validate().unwrap();
 }
+
+#[test]
+fn session_records_are_synced_within_their_ttl() {
+    let mut c = with_secret();
+    c.engine.kind = EngineKind::Redis;
+    c.validate().unwrap();
+    c.engine.redis.session_ttl_s = 3;
+    c.engine.redis.session_sync_ms = 1_000;
+    c.validate().unwrap();
+    c.engine.redis.session_sync_ms = 1_001;
+    assert_eq!(invalid_field(&c), "engine.redis.session_sync_ms");
+    c.engine.redis.session_ttl_s = 0;
+    assert_eq!(invalid_field(&c), "engine.redis.session_ttl_s");
+}

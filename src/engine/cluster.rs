@@ -12,6 +12,9 @@
 //!   subscribes to (`engine::redis::control`), the registry is a hash of node entries
 //!   refreshed by a heartbeat (`engine::redis::registry`), and a user's connections are a
 //!   sorted set of client ids with expiry (`engine::redis::users`).
+//! - Session records ([`SessionRecord`]): the memory engine keeps none (`connections` is
+//!   `None`: the caller reads its own cores' sessions); Redis stores one per client with a
+//!   TTL, indexed per user and per node (`engine::redis::sessions`).
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -50,4 +53,43 @@ pub struct NodeInfo {
     /// send new clients elsewhere.
     #[serde(default)]
     pub shedding: bool,
+}
+
+/// A client's session record (API `connections`): who it is, where it runs, since when, and
+/// its subscriptions with the stream position each has reached. Built by `crate::cluster`
+/// from the live session; the Redis engine stores it as JSON under the client id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionRecord {
+    /// The protocol client id.
+    pub client: String,
+    pub user: String,
+    /// Uid of the node holding the connection.
+    pub node: String,
+    /// That node's name (`server.node_name`).
+    pub node_name: String,
+    /// Unix seconds of `connect`.
+    pub connected_at: u64,
+    /// Unix seconds when the connection's token expires (0: never).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub expire_at: u64,
+    /// `connect.name` / `connect.version` the client sent (SDK name and version).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub version: String,
+    /// Channel -> position reached (offset 0 and no epoch: the channel keeps no history).
+    pub channels: std::collections::BTreeMap<String, RecordPosition>,
+}
+
+/// A subscription's position in a session record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordPosition {
+    #[serde(default)]
+    pub offset: u64,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub epoch: String,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }

@@ -328,4 +328,40 @@ pub trait Engine {
     ) -> Result<(), EngineError> {
         Ok(())
     }
+
+    // --- session records (`cluster::SessionRecord`, API `connections`) ---
+
+    /// How long a stored session record lives without being written again (`None`: the
+    /// engine stores no records; the node answers from its own sessions).
+    fn session_ttl(&self) -> Option<Duration> {
+        None
+    }
+
+    /// Writes (creates or replaces) records and extends their TTL, in pipelined batches;
+    /// returns the number of round trips it took.
+    async fn write_sessions(
+        &self,
+        _records: Vec<cluster::SessionRecord>,
+    ) -> Result<usize, EngineError> {
+        Ok(0)
+    }
+
+    /// Deletes the records of closed connections: (user, client) each, all of `node`.
+    async fn remove_sessions(
+        &self,
+        _node: &str,
+        _closed: Vec<(String, String)>,
+    ) -> Result<(), EngineError> {
+        Ok(())
+    }
+
+    /// Up to `limit` live records cluster-wide (only `user`'s, when given); `None`: the
+    /// engine stores no records.
+    async fn connections(
+        &self,
+        _user: Option<&str>,
+        _limit: usize,
+    ) -> Result<Option<Vec<cluster::SessionRecord>>, EngineError> {
+        Ok(None)
+    }
 }

@@ -72,6 +72,8 @@ struct Sub<S> {
 
 struct LocalChannel<S> {
     key: Arc<str>,
+    /// Highest stream offset delivered here (the position this core's subscribers reached).
+    top: u64,
     subs: HashMap<u64, Sub<S>, ahash::RandomState>,
     ready: Rc<Ready<EngineError>>,
 }
@@ -143,6 +145,7 @@ impl<S: Subscriber> Hub<S> {
                         key.clone(),
                         LocalChannel {
                             key: key.clone(),
+                            top: 0,
                             subs,
                             ready: ready.clone(),
                         },
@@ -262,6 +265,7 @@ impl<S: Subscriber> Hub<S> {
             return;
         };
         let mut delivered = 0u64;
+        ch.top = ch.top.max(offset);
         for sub in ch.subs.values_mut() {
             match &mut sub.state {
                 State::Pending(p) => {
@@ -299,6 +303,7 @@ impl<S: Subscriber> Hub<S> {
             let Some(ch) = local.get_mut(channel) else {
                 return;
             };
+            ch.top = 0; // a new stream (epoch) may restart below it
             let mut live = Vec::new();
             for (id, sub) in ch.subs.iter_mut() {
                 match &mut sub.state {
@@ -320,6 +325,11 @@ impl<S: Subscriber> Hub<S> {
     /// Subscribers on this core, per channel (for tests and introspection).
     pub fn local_subscribers(&self, channel: &str) -> usize {
         self.local.borrow().get(channel).map_or(0, |c| c.subs.len())
+    }
+
+    /// Highest stream offset of `channel` delivered on this core (0: none yet).
+    pub fn top_offset(&self, channel: &str) -> u64 {
+        self.local.borrow().get(channel).map_or(0, |c| c.top)
     }
 
     /// Channels this core owns with interest from some core (summed over cores: the node's

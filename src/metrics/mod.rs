@@ -110,6 +110,18 @@ pub struct CoreMetrics {
     pub limit_refused: [AtomicU64; LIMIT_REASONS.len()],
     /// Publish accepted -> frame queued for a subscriber, in microseconds.
     pub deliver_latency: Histogram,
+    /// Session records (`cluster::sessions`): the write-behind cache found the record
+    /// unchanged (nothing to write) / changed or unknown (written).
+    pub session_cache_hits: AtomicU64,
+    pub session_cache_misses: AtomicU64,
+    /// API `connections {user}` answered from / not from the core's lookup cache.
+    pub session_lookup_hits: AtomicU64,
+    pub session_lookup_misses: AtomicU64,
+    /// Session records written (new, changed, or rewritten to extend their TTL), deleted,
+    /// and the pipelines (round trips) that carried the writes.
+    pub session_records_written: AtomicU64,
+    pub session_records_deleted: AtomicU64,
+    pub session_record_batches: AtomicU64,
 }
 
 impl CoreMetrics {
@@ -157,6 +169,13 @@ impl CoreMetrics {
             channel_denied: Default::default(),
             limit_refused: Default::default(),
             deliver_latency: Histogram::new(),
+            session_cache_hits: AtomicU64::new(0),
+            session_cache_misses: AtomicU64::new(0),
+            session_lookup_hits: AtomicU64::new(0),
+            session_lookup_misses: AtomicU64::new(0),
+            session_records_written: AtomicU64::new(0),
+            session_records_deleted: AtomicU64::new(0),
+            session_record_batches: AtomicU64::new(0),
         }
     }
 

@@ -138,6 +138,48 @@ const SIMPLE: &[(&str, &str, &str, Getter)] = &[
         |m| m.engine_redis_dropped.load(Relaxed) as i128,
     ),
     (
+        "wiresocket_session_cache_hits_total",
+        "counter",
+        "Session-record syncs that found the record unchanged since its last write (nothing sent to the engine).",
+        |m| m.session_cache_hits.load(Relaxed) as i128,
+    ),
+    (
+        "wiresocket_session_cache_misses_total",
+        "counter",
+        "Session-record syncs that found the record new or changed (written).",
+        |m| m.session_cache_misses.load(Relaxed) as i128,
+    ),
+    (
+        "wiresocket_session_cache_lookup_hits_total",
+        "counter",
+        "API connections {user} answered from the core's lookup cache.",
+        |m| m.session_lookup_hits.load(Relaxed) as i128,
+    ),
+    (
+        "wiresocket_session_cache_lookup_misses_total",
+        "counter",
+        "API connections {user} read from the engine (not in the lookup cache).",
+        |m| m.session_lookup_misses.load(Relaxed) as i128,
+    ),
+    (
+        "wiresocket_session_records_written_total",
+        "counter",
+        "Session records written to the engine (new, changed, or rewritten to extend their TTL).",
+        |m| m.session_records_written.load(Relaxed) as i128,
+    ),
+    (
+        "wiresocket_session_records_deleted_total",
+        "counter",
+        "Session records deleted from the engine (closed connections).",
+        |m| m.session_records_deleted.load(Relaxed) as i128,
+    ),
+    (
+        "wiresocket_session_record_batches_total",
+        "counter",
+        "Pipelines (round trips) that carried session-record writes.",
+        |m| m.session_record_batches.load(Relaxed) as i128,
+    ),
+    (
         "wiresocket_stream_resets_total",
         "counter",
         "Channel streams that lost continuity while subscribed (subscribers told to resubscribe, 2500).",

@@ -24,6 +24,9 @@ pub enum Method {
         data: Option<Vec<u8>>,
         /// Server-side subscriptions the client held, with the position to recover from.
         subs: Vec<(String, Since)>,
+        /// The SDK's `name` and `version` (shown in session records, API `connections`).
+        name: String,
+        version: String,
     },
     Subscribe {
         channel: String,
@@ -123,6 +126,8 @@ pub fn parse(line: &mut [u8]) -> Result<Command, MalformedCommand> {
             token: s(p, "token"),
             data: p.get("data").map(json_bytes),
             subs,
+            name: s(p, "name"),
+            version: s(p, "version"),
         }
     } else if let Some(p) = obj.get("subscribe") {
         Method::Subscribe {
@@ -236,14 +241,17 @@ mod tests {
     #[test]
     fn parses_methods() {
         assert_eq!(p("{}").method, Method::Pong);
-        let c = p(r#"{"id":1,"connect":{"token":"t","name":"js","data":{"a":[1,2]}}}"#);
+        let c =
+            p(r#"{"id":1,"connect":{"token":"t","name":"js","version":"5.1","data":{"a":[1,2]}}}"#);
         assert_eq!(c.id, 1);
         assert_eq!(
             c.method,
             Method::Connect {
                 token: "t".into(),
                 data: Some(br#"{"a":[1,2]}"#.to_vec()),
-                subs: vec![]
+                subs: vec![],
+                name: "js".into(),
+                version: "5.1".into(),
             }
         );
         let c =

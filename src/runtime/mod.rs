@@ -247,6 +247,10 @@ async fn run_core(shared: Shared, listeners: CoreListeners, life: startup::CoreL
         "cluster",
         crate::cluster::run(core.env.clone(), core.mesh.clone()),
     );
+    crate::exec::spawn_critical(
+        "session-records",
+        crate::cluster::sessions::run(core.env.clone()),
+    );
     let (listener, internal_listener) = listeners;
     let listener = listener_from(listener);
     let internal_listener = internal_listener.map(listener_from);

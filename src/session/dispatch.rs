@@ -138,7 +138,16 @@ async fn execute(
     b: &mut Batch,
 ) -> Outcome {
     match method {
-        Method::Connect { token, subs, .. } => connect::connect(env, s, id, &token, subs, b).await,
+        Method::Connect {
+            token,
+            subs,
+            name,
+            version,
+            ..
+        } => {
+            let app = connect::App { name, version };
+            connect::connect(env, s, id, &token, subs, app, b).await
+        }
         Method::Refresh { token } => connect::refresh(env, s, id, &token, &mut b.out),
         Method::Subscribe {
             channel,

@@ -59,9 +59,18 @@ pub struct Identity {
     pub user: Box<str>,
     /// The token's `info` claim (JSON), shown to others in publications and presence.
     pub conn_info: Option<Box<str>>,
+    /// `connect.name` and `connect.version` (the SDK's) joined by a newline, for the session
+    /// record (one field: it exists per idle connection).
+    pub app: Option<Box<str>>,
 }
 
 impl Identity {
+    /// The SDK (name, version) the client sent in `connect` (empty when not sent).
+    pub fn app(&self) -> (&str, &str) {
+        let app = self.app.as_deref().unwrap_or_default();
+        app.split_once('\n').unwrap_or((app, ""))
+    }
+
     /// ClientInfo JSON for this client's publications (built on use, not kept per idle session).
     pub fn client_info(&self, client: &str) -> Bytes {
         crate::protocol::reply::client_info(
@@ -92,6 +101,8 @@ pub struct Session {
     blocked: Cell<bool>,
     /// Unix seconds after which the connection must be refreshed (0: never; u32 lasts to 2106).
     pub expires_at: Cell<u32>,
+    /// Unix seconds of `connect` (0 before it).
+    pub connected_at: Cell<u32>,
     pub identity: RefCell<Identity>,
     subs: subscriptions::Subscriptions,
     out: RefCell<Outbound>,
@@ -121,6 +132,7 @@ impl Session {
             dirty: Cell::new(false),
             blocked: Cell::new(false),
             expires_at: Cell::new(0),
+            connected_at: Cell::new(0),
             identity: RefCell::default(),
             subs: Default::default(),
             out: RefCell::new(Outbound::default()),
@@ -142,7 +154,7 @@ impl Session {
 
     /// The protocol `client` id.
     pub fn client_id(&self) -> String {
-        format!("{:016x}", self.id)
+        client_id_of(self.id)
     }
 
     fn writable(&self) -> bool {
@@ -332,6 +344,11 @@ impl crate::hub::Subscriber for Session {
     fn cut_off(&self) {
         self.request_close(Disconnect::SLOW);
     }
+}
+
+/// The protocol `client` id of session `id`.
+pub fn client_id_of(id: u64) -> String {
+    format!("{id:016x}")
 }
 
 /// Shared pre-encoded frames (the heartbeat ping is the same bytes for everyone).

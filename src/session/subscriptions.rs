@@ -17,6 +17,9 @@ pub struct Subscription {
     pub presence: bool,
     /// Leaving announces a `leave` to the channel.
     pub join_leave: bool,
+    /// The stream position at subscribe (offset, epoch), where the channel keeps history;
+    /// the position reached since is the hub's (`Hub::top_offset`).
+    pub position: Option<(u64, Arc<str>)>,
 }
 
 #[derive(Default)]
@@ -75,6 +78,11 @@ impl Subscriptions {
         }
     }
 
+    /// Runs `f` with every subscription (for building the session record).
+    pub fn with_all<R>(&self, f: impl FnOnce(&[Subscription]) -> R) -> R {
+        f(&self.0.borrow())
+    }
+
     pub fn take_all(&self) -> Vec<Subscription> {
         std::mem::take(&mut *self.0.borrow_mut()).into_vec()
     }
@@ -118,6 +126,7 @@ mod tests {
             expires_at: exp,
             presence: false,
             join_leave: false,
+            position: None,
         }
     }
 

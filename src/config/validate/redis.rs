@@ -70,6 +70,15 @@ impl RedisConfig {
         positive("engine.redis.core_queue", self.core_queue as u64)?;
         positive("engine.redis.pending_limit", self.pending_limit as u64)?;
         positive("engine.redis.health_check_ms", self.health_check_ms)?;
+        positive("engine.redis.session_ttl_s", self.session_ttl_s)?;
+        positive("engine.redis.session_sync_ms", self.session_sync_ms)?;
+        if self.session_sync_ms.saturating_mul(3) > self.session_ttl_s.saturating_mul(1000) {
+            return Err(ConfigError::invalid(
+                "engine.redis.session_sync_ms",
+                "must be at most a third of engine.redis.session_ttl_s (records are written \
+                 again each third of it, at a sync)",
+            ));
+        }
         positive(
             "engine.redis.reconnect_max_delay_ms",
             self.reconnect_max_delay_ms,

@@ -44,7 +44,8 @@
 //! # Cluster capability
 //! Node commands and surveys of the server API travel over the control channel
 //! ([`control`]), `info` reads the node registry ([`registry`]), and the per-user
-//! connection cap counts connections cluster-wide ([`users`]); see `engine::cluster`.
+//! connection cap counts connections cluster-wide ([`users`]); session records (API
+//! `connections`) are in [`sessions`]; see `engine::cluster`.
 //!
 //! # Connections
 //! [`connect`] says where the connections go: `engine.redis.url` (`redis://`,
@@ -99,6 +100,9 @@ mod presence;
 mod pubsub;
 mod registry;
 mod scripts;
+mod sessions;
+#[cfg(test)]
+mod sessions_tests;
 mod shard;
 mod stats;
 #[cfg(test)]
@@ -563,5 +567,35 @@ impl Engine for RedisEngine {
     ) -> Result<(), EngineError> {
         let r = users::refresh(&self.node, entries).await;
         self.counted(r)
+    }
+
+    fn session_ttl(&self) -> Option<std::time::Duration> {
+        Some(std::time::Duration::from_secs(sessions::ttl(&self.node)))
+    }
+
+    async fn write_sessions(
+        &self,
+        records: Vec<cluster::SessionRecord>,
+    ) -> Result<usize, EngineError> {
+        let r = sessions::write(&self.node, records).await;
+        self.counted(r)
+    }
+
+    async fn remove_sessions(
+        &self,
+        node: &str,
+        closed: Vec<(String, String)>,
+    ) -> Result<(), EngineError> {
+        let r = sessions::remove(&self.node, node, closed).await;
+        self.counted(r)
+    }
+
+    async fn connections(
+        &self,
+        user: Option<&str>,
+        limit: usize,
+    ) -> Result<Option<Vec<cluster::SessionRecord>>, EngineError> {
+        let r = sessions::connections(&self.node, user, limit).await;
+        self.counted(r).map(Some)
     }
 }

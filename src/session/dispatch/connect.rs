@@ -19,12 +19,40 @@ use crate::protocol::reply::{self, Obj};
 use crate::session::{Env, Identity, Phase, Session};
 use crate::ws::close::Disconnect;
 
+/// The SDK name and version a client sent in `connect` (kept for its session record).
+pub(super) struct App {
+    pub name: String,
+    pub version: String,
+}
+
+/// Longest `connect.name` / `connect.version` kept (longer ones are cut).
+const MAX_APP_FIELD: usize = 64;
+
+impl App {
+    /// `name` and `version`, each cut to [`MAX_APP_FIELD`] bytes and stripped of newlines,
+    /// joined by a newline (`Identity::app`); `None` when both are empty.
+    fn joined(self) -> Option<Box<str>> {
+        let cut = |v: &str| -> String {
+            let mut end = v.len().min(MAX_APP_FIELD);
+            while !v.is_char_boundary(end) {
+                end -= 1;
+            }
+            v[..end].replace(['\n', '\r'], " ")
+        };
+        if self.name.is_empty() && self.version.is_empty() {
+            return None;
+        }
+        Some(format!("{}\n{}", cut(&self.name), cut(&self.version)).into_boxed_str())
+    }
+}
+
 pub(super) async fn connect(
     env: &Rc<Env>,
     s: &Rc<Session>,
     id: u32,
     token: &str,
     client_subs: Vec<(String, Since)>,
+    app: App,
     b: &mut Batch,
 ) -> Outcome {
     // an empty token is the anonymous user where allowed, else refused (and counted) by the
@@ -59,7 +87,10 @@ pub(super) async fn connect(
     *s.identity.borrow_mut() = Identity {
         user: user.into_boxed_str(),
         conn_info: info.map(String::into_boxed_str),
+        app: app.joined(),
     };
+    s.connected_at
+        .set(crate::exec::unix_now().min(u32::MAX as u64) as u32);
     s.expires_at.set(expiry_u32(expires_at));
     // until now this slot held the connect deadline
     s.next_ping_ms

@@ -130,6 +130,7 @@ pub(super) async fn establish(
         expires_at: expires_at.map_or(0, |t| t.min(u32::MAX as u64) as u32),
         presence: false,
         join_leave: false,
+        position: None,
     });
     let rollback = |s: &Rc<Session>| {
         if let Some(sub) = s.subscriptions().remove(channel) {
@@ -161,6 +162,8 @@ pub(super) async fn establish(
         let read = read_position(env, channel, opts, since, reject_unrecovered).await;
         match read {
             Ok((position, recovered, publications)) => {
+                let at = (position.offset, position.epoch.clone());
+                s.subscriptions().update(channel, |x| x.position = Some(at));
                 est.position = Some(position);
                 est.recovered = recovered;
                 est.publications = publications;
