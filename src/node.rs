@@ -2,7 +2,7 @@
 //! count of connected sessions for the per-node limit, each core's count of
 //! pending connections, the drain flag set by signals, whether a successor
 //! process listens on our address (hand-over), and how many cores are still
-//! draining (so all cores exit together), the load watcher's shedding flag and readings,
+//! draining (so all cores exit together) and the drain's progress, the load watcher's shedding flag and readings,
 //! and each core's thread id (for the watcher's CPU readings).
 //!
 //! Two kinds of connection are counted apart (see `net::admit`):
@@ -28,6 +28,17 @@ pub struct LoadGauges {
     pub recover_total: AtomicU64,
 }
 
+/// Progress of a graceful drain (`runtime::drain`), summed over the cores.
+#[derive(Debug, Default)]
+pub struct DrainGauges {
+    /// Sessions not yet sent their 3001 (counted once the leave-pool wait is over).
+    pub sessions_left: AtomicUsize,
+    /// Batches of disconnects sent.
+    pub batches: AtomicU64,
+    /// Disconnects (3001) sent by the drain.
+    pub disconnects: AtomicU64,
+}
+
 #[derive(Debug, Default)]
 pub struct NodeState {
     connected: AtomicUsize,
@@ -44,6 +55,8 @@ pub struct NodeState {
     pub max_pending_per_core: usize,
     /// Load shedding state and readings.
     pub load: LoadGauges,
+    /// Drain progress.
+    pub drain: DrainGauges,
     /// Each core's executor thread id (0 until it started), for the load watcher.
     core_threads: Box<[AtomicU32]>,
 }

@@ -14,8 +14,9 @@
 //! on the address, unless `takeover` is set (`net::listener`, `net::handover`).
 //!
 //! Signals: the first SIGTERM/SIGINT starts a drain (stop accepting, or hand
-//! the port to a successor, `/health` 503, `disconnect` 3001 to every client
-//! spread over `drain_window_ms`, then exit 0); a second one exits at once
+//! the port to a successor, `/health` 503, wait `drain_leave_pool_ms`, then
+//! `disconnect` 3001 to every client in batches spread over `drain_window_ms`,
+//! then exit 0); a second one exits at once
 //! with status 1.
 //!
 //! A core that stops while the node is not draining (a panic outside a
@@ -27,6 +28,7 @@
 
 pub mod core;
 mod drain;
+pub use drain::render as render_drain;
 pub mod preflight;
 mod reload;
 mod startup;
