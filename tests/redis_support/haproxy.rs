@@ -1,7 +1,7 @@
 //! Test support: a private HAProxy in front of several wiresocket nodes, as a load
 //! balancer in production would be. `haproxy -f <generated cfg> -db` listens on a free
 //! loopback port, balances new connections round-robin over the nodes, takes a node
-//! out when `GET /health` fails (checked every 200 ms) or a connection to it is refused
+//! out when `GET /health` fails (checked every 200 ms unless told otherwise) or a connection to it is refused
 //! (`option redispatch`), and keeps upgraded WebSocket connections open
 //! (`timeout tunnel`). Killed when dropped. A missing `haproxy` fails the test with a
 //! clear message (scripts/test.sh installs it); it is never skipped.
@@ -31,7 +31,7 @@ pub struct HaProxy {
 }
 
 /// The configuration for a frontend on `port` balancing over `backends`.
-fn config(port: u16, backends: &[SocketAddr], admin: &Path) -> String {
+fn config(port: u16, backends: &[SocketAddr], admin: &Path, inter: Duration) -> String {
     let mut cfg = format!(
         "global\n  maxconn 2000\n  stats socket {} mode 600 level admin\n\n\
          defaults\n  mode http\n  retries 3\n  option redispatch\n\
@@ -39,8 +39,9 @@ fn config(port: u16, backends: &[SocketAddr], admin: &Path) -> String {
          \x20 timeout tunnel 1h\n\n\
          frontend fleet\n  bind 127.0.0.1:{port}\n  default_backend nodes\n\n\
          backend nodes\n  balance roundrobin\n  option httpchk GET /health\n\
-         \x20 default-server inter 200ms fall 1 rise 2\n",
-        admin.display()
+         \x20 default-server inter {}ms fall 1 rise 2\n",
+        admin.display(),
+        inter.as_millis()
     );
     for (i, b) in backends.iter().enumerate() {
         cfg.push_str(&format!("  server node{} {b} check\n", i + 1));
@@ -49,8 +50,14 @@ fn config(port: u16, backends: &[SocketAddr], admin: &Path) -> String {
 }
 
 impl HaProxy {
-    /// Starts HAProxy on a free loopback port in front of `backends`.
+    /// Starts HAProxy on a free loopback port in front of `backends`, checking every 200 ms.
     pub fn start(backends: &[SocketAddr]) -> HaProxy {
+        Self::start_checking_every(backends, Duration::from_millis(200))
+    }
+
+    /// Starts HAProxy in front of `backends`, checking each every `inter` (out at the
+    /// first failed check, back after two good ones).
+    pub fn start_checking_every(backends: &[SocketAddr], inter: Duration) -> HaProxy {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
@@ -62,7 +69,7 @@ impl HaProxy {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("haproxy.cfg");
         let admin = dir.join("admin.sock");
-        std::fs::write(&path, config(port, backends, &admin)).unwrap();
+        std::fs::write(&path, config(port, backends, &admin, inter)).unwrap();
         // its log (a node going down, …) goes to a file, shown if it fails to start
         let log_path = dir.join("haproxy.log");
         let log = std::fs::File::create(&log_path).unwrap();
@@ -82,7 +89,7 @@ impl HaProxy {
             if let Ok(Some(st)) = child.try_wait() {
                 panic!(
                     "haproxy exited at start ({st}); config:\n{}\nlog:\n{}",
-                    config(port, backends, &admin),
+                    config(port, backends, &admin, inter),
                     std::fs::read_to_string(&log_path).unwrap_or_default()
                 );
             }
