@@ -21,6 +21,10 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering:
 pub struct LoadGauges {
     /// Over the high-water mark (and not yet back below the low one for the dwell time).
     pub overloaded: AtomicBool,
+    /// `shedding.memory_limit_bytes` in force (set at start, replaced by SIGHUP).
+    pub memory_limit_setting: AtomicU64,
+    /// The memory limit of the last reading (0: memory not watched).
+    pub memory_limit: AtomicU64,
     pub memory: AtomicU32,
     pub cpu: AtomicU32,
     pub connections: AtomicU32,

@@ -58,7 +58,13 @@ const PREEMPT: Duration = Duration::from_millis(5);
 /// Runs the server until it has drained. `takeover`: share the port with a process already
 /// listening on it (a hand-over, see `net::handover`) instead of refusing to start.
 /// `dev_hint`: lines to log once started (the token and key of a run on built-in defaults).
-pub fn serve(cfg: Config, dev_hint: Option<String>, takeover: bool) -> anyhow::Result<()> {
+/// `config_path`: the file SIGHUP re-reads (`reload`).
+pub fn serve(
+    cfg: Config,
+    config_path: Option<std::path::PathBuf>,
+    dev_hint: Option<String>,
+    takeover: bool,
+) -> anyhow::Result<()> {
     let cpus = cfg.server.cores.resolve()?;
     preflight::check(&cfg, cpus.len())?;
     // one verifier per node: its clones on every core share keys, JWKS set and revocations
@@ -105,7 +111,7 @@ pub fn serve(cfg: Config, dev_hint: Option<String>, takeover: bool) -> anyhow::R
         (cpus.len() > 1).then(|| crate::mesh::builder(cpus.len(), cfg.mesh.channel_capacity));
     drain::install_signal_handlers(node.clone(), handover)?;
     let tls = crate::net::tls::Tls::from_config(&cfg.server.tls)?;
-    reload::install(tls.clone())?;
+    reload::install(tls.clone(), node.clone(), config_path)?;
 
     let template = Shared {
         cfg: cfg.clone(),
