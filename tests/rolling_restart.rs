@@ -11,6 +11,8 @@
 //! Asserted:
 //! - every subscriber received every acknowledged publication exactly once and in order;
 //! - every close any subscriber saw was 3001 "shutdown" (each saw at least one);
+//! - the node registry (API `info` on another node) showed each node `draining` during its
+//!   drain;
 //! - HAProxy marked each node DOWN before the node sent its first 3001, and
 //! - no upgrade through HAProxy was refused: the draining node left the pool
 //!   (`server.drain_leave_pool_ms`, 2.5 s here: 2.5 check intervals) before it disconnected
@@ -319,9 +321,36 @@ fn wait_port_free(addr: SocketAddr) {
     }
 }
 
+/// Waits until `observer`'s API `info` (the Redis node registry) shows the node on `addr`
+/// as draining; returns when it saw it.
+fn wait_registry_draining(observer: &Server, addr: SocketAddr) -> Instant {
+    let until = Instant::now() + Duration::from_secs(10);
+    let port = format!(":{}", addr.port());
+    loop {
+        let (status, v) = observer.api("info", json!({}));
+        assert_eq!(status, 200, "{v}");
+        let entry = v["result"]["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["name"].as_str().unwrap_or("").ends_with(&port))
+            .cloned();
+        if entry.as_ref().is_some_and(|n| n["draining"] == true) {
+            return Instant::now();
+        }
+        assert!(
+            Instant::now() < until,
+            "the registry never showed {addr} draining: {v}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// One restart's moments.
 struct Restart {
     sigterm: Instant,
+    /// Another node's API `info` lists the node as draining.
+    registry_draining: Instant,
     exited: Instant,
     back_up: Instant,
 }
@@ -362,6 +391,7 @@ fn rolling_restart_behind_haproxy_loses_no_publication() {
         // the publisher keeps trying the draining node: it answers 503 (temporary), retried
         let sigterm = Instant::now();
         nodes[i].sigterm();
+        let registry_draining = wait_registry_draining(&nodes[(i + 1) % 3], addrs[i]);
         let status = nodes[i]
             .wait_exit(DEADLINE)
             .expect("the node exits after its drain");
@@ -379,6 +409,7 @@ fn rolling_restart_behind_haproxy_loses_no_publication() {
         up[i].store(true, Ordering::Relaxed);
         restarts.push(Restart {
             sigterm,
+            registry_draining,
             exited,
             back_up,
         });
@@ -402,8 +433,9 @@ fn rolling_restart_behind_haproxy_loses_no_publication() {
             .filter(|&t| t >= r.sigterm && t <= r.exited)
             .collect();
         println!(
-            "restart {server}: SIGTERM {} ms, HAProxy DOWN {down:?} ms, 3001s received {} (first {:?} ms, last {:?} ms), exit {} ms, HAProxy UP again {} ms",
+            "restart {server}: SIGTERM {} ms, registry draining {} ms, HAProxy DOWN {down:?} ms, 3001s received {} (first {:?} ms, last {:?} ms), exit {} ms, HAProxy UP again {} ms",
             ms(r.sigterm),
+            ms(r.registry_draining),
             closes.len(),
             closes.iter().min().copied().map(ms),
             closes.iter().max().copied().map(ms),

@@ -50,4 +50,7 @@ pub struct NodeInfo {
     /// send new clients elsewhere.
     #[serde(default)]
     pub shedding: bool,
+    /// The node is draining (stop signal): out of the pool for good, about to leave.
+    #[serde(default)]
+    pub draining: bool,
 }

@@ -266,6 +266,7 @@ async fn run_core(shared: Shared, listeners: CoreListeners, life: startup::CoreL
         crate::exec::spawn_critical("accept-internal", accept);
     }
     drain::wait_for_drain(&core).await;
+    crate::cluster::announce_draining(&core.env, &core.mesh).await;
     drain::drain_sessions(&core).await;
     crate::cluster::leave(&core.env).await;
     tracing::debug!(core = me, "core stopped");
