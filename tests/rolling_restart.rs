@@ -22,8 +22,13 @@
 //! - the publications made while clients were away came back from history (the test
 //!   exercised recovery).
 //!
-//! Printed (run with `--nocapture`): the timeline per restart: SIGTERM, HAProxy marks the
-//! node DOWN, last 3001 received, process exit, back UP in HAProxy.
+//! `js_sdk_through_haproxy_recovers_across_a_rolling_restart` runs the same restart under the
+//! official JS SDK (`tests/js/fleet.mjs` with `ONLY_CODE=3001`): every client reconnects and
+//! recovers by itself, every lost connection is a 3001, 0 lost acknowledged publications.
+//!
+//! Printed (run with `--nocapture`): the timeline per restart: SIGTERM, the registry shows
+//! the node draining, HAProxy marks it DOWN, first and last 3001 received, process exit, back
+//! UP in HAProxy.
 
 mod common;
 mod redis_support;
@@ -36,8 +41,9 @@ use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use common::node::run_script;
 use common::{parse_http_response, token_with, Client, Ended, Overrides, Server, API_KEY};
-use redis_support::haproxy::HaProxy;
+use redis_support::haproxy::{HaProxy, StateWatch};
 use redis_support::RedisServer;
 use serde_json::{json, Value};
 
@@ -355,17 +361,124 @@ struct Restart {
     back_up: Instant,
 }
 
+/// A Redis, three nodes on it and HAProxy in front, watched.
+struct Fleet {
+    _redis: RedisServer,
+    o: Overrides,
+    nodes: Vec<Server>,
+    addrs: Vec<SocketAddr>,
+    proxy: HaProxy,
+    watch: StateWatch,
+    /// Which nodes the publisher may use.
+    up: Arc<Vec<AtomicBool>>,
+}
+
+impl Fleet {
+    fn start() -> Fleet {
+        let redis = RedisServer::start();
+        let o = overrides(&redis);
+        let nodes: Vec<Server> = (0..3).map(|_| Server::start_with(&o)).collect();
+        let addrs: Vec<SocketAddr> = nodes.iter().map(|n| n.addr).collect();
+        let proxy = HaProxy::start_checking_every(&addrs, CHECK_EVERY);
+        let watch = proxy.watch();
+        for i in 0..3 {
+            proxy.wait_state(&format!("node{}", i + 1), "UP", DEADLINE);
+        }
+        Fleet {
+            _redis: redis,
+            o,
+            nodes,
+            addrs,
+            proxy,
+            watch,
+            up: Arc::new((0..3).map(|_| AtomicBool::new(true)).collect()),
+        }
+    }
+
+    /// Restarts node 1, 2, 3 in turn (SIGTERM, exit, start on the same port, UP in HAProxy),
+    /// with `BETWEEN` more acknowledged publications after each.
+    fn roll(&mut self, publisher: &Publisher) -> Vec<Restart> {
+        let mut restarts = Vec::new();
+        for i in 0..3 {
+            // the publisher keeps trying the draining node: it answers 503 (temporary), retried
+            let sigterm = Instant::now();
+            self.nodes[i].sigterm();
+            let registry_draining = wait_registry_draining(&self.nodes[(i + 1) % 3], self.addrs[i]);
+            let status = self.nodes[i]
+                .wait_exit(DEADLINE)
+                .expect("the node exits after its drain");
+            let exited = Instant::now();
+            self.up[i].store(false, Ordering::Relaxed);
+            assert!(status.success(), "node {} exited with {status}", i + 1);
+            wait_port_free(self.addrs[i]);
+            let mut again = self.o.clone();
+            again.env.push((
+                "WIRESOCKET_SERVER__LISTEN".into(),
+                self.addrs[i].to_string(),
+            ));
+            self.nodes[i] = Server::start_with(&again);
+            assert_eq!(self.nodes[i].addr, self.addrs[i]);
+            let back_up = self
+                .proxy
+                .wait_state(&format!("node{}", i + 1), "UP", DEADLINE);
+            self.up[i].store(true, Ordering::Relaxed);
+            restarts.push(Restart {
+                sigterm,
+                registry_draining,
+                exited,
+                back_up,
+            });
+            publisher.wait_more(BETWEEN);
+        }
+        restarts
+    }
+
+    /// Prints the timeline of each restart (ms since `t0`), with the close times given.
+    fn print_timeline(&self, t0: Instant, restarts: &[Restart], closes: &[Instant]) {
+        let ms = |t: Instant| t.saturating_duration_since(t0).as_millis();
+        for (i, r) in restarts.iter().enumerate() {
+            let server = format!("node{}", i + 1);
+            let down = self.watch.first(&server, "DOWN", r.sigterm).map(ms);
+            let mine: Vec<Instant> = closes
+                .iter()
+                .copied()
+                .filter(|&t| t >= r.sigterm && t <= r.exited)
+                .collect();
+            println!(
+                "restart {server}: SIGTERM {} ms, registry draining {} ms, HAProxy DOWN {down:?} ms, \
+                 3001s received {} (first {:?} ms, last {:?} ms), exit {} ms, HAProxy UP again {} ms",
+                ms(r.sigterm),
+                ms(r.registry_draining),
+                mine.len(),
+                mine.iter().min().copied().map(ms),
+                mine.iter().max().copied().map(ms),
+                ms(r.exited),
+                ms(r.back_up),
+            );
+        }
+    }
+
+    /// HAProxy marked each node DOWN before the first of `closes` during its drain.
+    fn assert_out_before_first_close(&self, restarts: &[Restart], closes: &[Instant]) {
+        for (i, r) in restarts.iter().enumerate() {
+            let server = format!("node{}", i + 1);
+            let down = self.watch.first(&server, "DOWN", r.sigterm);
+            let first_close = closes
+                .iter()
+                .copied()
+                .filter(|&t| t >= r.sigterm && t <= r.exited)
+                .min();
+            assert!(
+                matches!((down, first_close), (Some(d), Some(c)) if d <= c),
+                "{server}: HAProxy DOWN at {down:?}, first 3001 at {first_close:?}"
+            );
+        }
+    }
+}
+
 #[test]
 fn rolling_restart_behind_haproxy_loses_no_publication() {
-    let redis = RedisServer::start();
-    let o = overrides(&redis);
-    let mut nodes: Vec<Server> = (0..3).map(|_| Server::start_with(&o)).collect();
-    let addrs: Vec<SocketAddr> = nodes.iter().map(|n| n.addr).collect();
-    let proxy = HaProxy::start_checking_every(&addrs, CHECK_EVERY);
-    let watch = proxy.watch();
-    for i in 0..3 {
-        proxy.wait_state(&format!("node{}", i + 1), "UP", DEADLINE);
-    }
+    let mut fleet = Fleet::start();
     let t0 = Instant::now();
 
     let stop_at = Arc::new(AtomicU64::new(0));
@@ -373,7 +486,7 @@ fn rolling_restart_behind_haproxy_loses_no_publication() {
     let subs: Vec<JoinHandle<SubReport>> = (0..SUBSCRIBERS)
         .map(|i| {
             let (stop_at, ready) = (stop_at.clone(), ready_tx.clone());
-            let at = proxy.addr;
+            let at = fleet.proxy.addr;
             std::thread::spawn(move || subscriber(i, at, stop_at, ready))
         })
         .collect();
@@ -383,38 +496,9 @@ fn rolling_restart_behind_haproxy_loses_no_publication() {
             .expect("every subscriber subscribed");
     }
 
-    let up: Arc<Vec<AtomicBool>> = Arc::new((0..3).map(|_| AtomicBool::new(true)).collect());
-    let publisher = Publisher::start(addrs.clone(), up.clone());
+    let publisher = Publisher::start(fleet.addrs.clone(), fleet.up.clone());
     publisher.wait_more(BETWEEN);
-    let mut restarts = Vec::new();
-    for i in 0..3 {
-        // the publisher keeps trying the draining node: it answers 503 (temporary), retried
-        let sigterm = Instant::now();
-        nodes[i].sigterm();
-        let registry_draining = wait_registry_draining(&nodes[(i + 1) % 3], addrs[i]);
-        let status = nodes[i]
-            .wait_exit(DEADLINE)
-            .expect("the node exits after its drain");
-        let exited = Instant::now();
-        up[i].store(false, Ordering::Relaxed);
-        assert!(status.success(), "node {} exited with {status}", i + 1);
-        wait_port_free(addrs[i]);
-        let mut again = o.clone();
-        again
-            .env
-            .push(("WIRESOCKET_SERVER__LISTEN".into(), addrs[i].to_string()));
-        nodes[i] = Server::start_with(&again);
-        assert_eq!(nodes[i].addr, addrs[i]);
-        let back_up = proxy.wait_state(&format!("node{}", i + 1), "UP", DEADLINE);
-        up[i].store(true, Ordering::Relaxed);
-        restarts.push(Restart {
-            sigterm,
-            registry_draining,
-            exited,
-            back_up,
-        });
-        publisher.wait_more(BETWEEN);
-    }
+    let restarts = fleet.roll(&publisher);
     let published = publisher.finish();
     stop_at.store(*published.acked.keys().last().unwrap(), Ordering::Relaxed);
     let reports: Vec<SubReport> = subs
@@ -423,42 +507,13 @@ fn rolling_restart_behind_haproxy_loses_no_publication() {
         .collect();
 
     // the timeline, printed before the checks so a failing run shows it too
-    let ms = |t: Instant| t.saturating_duration_since(t0).as_millis();
-    for (i, r) in restarts.iter().enumerate() {
-        let server = format!("node{}", i + 1);
-        let down = watch.first(&server, "DOWN", r.sigterm).map(ms);
-        let closes: Vec<Instant> = reports
-            .iter()
-            .flat_map(|s| s.closes.iter().map(|c| c.0))
-            .filter(|&t| t >= r.sigterm && t <= r.exited)
-            .collect();
-        println!(
-            "restart {server}: SIGTERM {} ms, registry draining {} ms, HAProxy DOWN {down:?} ms, 3001s received {} (first {:?} ms, last {:?} ms), exit {} ms, HAProxy UP again {} ms",
-            ms(r.sigterm),
-            ms(r.registry_draining),
-            closes.len(),
-            closes.iter().min().copied().map(ms),
-            closes.iter().max().copied().map(ms),
-            ms(r.exited),
-            ms(r.back_up),
-        );
-    }
+    let closes: Vec<Instant> = reports
+        .iter()
+        .flat_map(|s| s.closes.iter().map(|c| c.0))
+        .collect();
+    fleet.print_timeline(t0, &restarts, &closes);
     // every node was out of HAProxy's pool before it disconnected its first client
-    for (i, r) in restarts.iter().enumerate() {
-        let server = format!("node{}", i + 1);
-        let down = watch.first(&server, "DOWN", r.sigterm);
-        let first_close = reports
-            .iter()
-            .flat_map(|s| s.closes.iter().map(|c| c.0))
-            .filter(|&t| t >= r.sigterm && t <= r.exited)
-            .min();
-        assert!(
-            matches!((down, first_close), (Some(d), Some(c)) if d <= c),
-            "{server}: HAProxy DOWN at {:?} ms, first 3001 at {:?} ms",
-            down.map(ms),
-            first_close.map(ms)
-        );
-    }
+    fleet.assert_out_before_first_close(&restarts, &closes);
     let recovered: usize = reports.iter().map(|r| r.recovered).sum();
     let refused: Vec<&String> = reports.iter().flat_map(|r| &r.refused).collect();
     println!(
@@ -496,4 +551,139 @@ fn rolling_restart_behind_haproxy_loses_no_publication() {
         recovered > 0,
         "no publication came back from history: the test did not exercise recovery"
     );
+}
+
+/// JS SDK clients of `fleet.mjs`.
+const JS_CLIENTS: usize = 6;
+/// Upper bound for the Node script (its own global timeout is 90 s).
+const NODE_DEADLINE: Duration = Duration::from_secs(120);
+
+/// `1-3,5,0` (see `fleet.mjs`) as `[1, 2, 3, 5, 0]`; `-` is the empty list.
+fn expand(ranges: &str) -> Result<Vec<u64>, String> {
+    let mut out = Vec::new();
+    for r in ranges.split(',').filter(|r| *r != "-") {
+        let num = |x: &str| x.parse::<u64>().map_err(|e| format!("{ranges}: {e}"));
+        match r.split_once('-') {
+            Some((a, b)) => out.extend(num(a)?..=num(b)?),
+            None => out.push(num(r)?),
+        }
+    }
+    Ok(out)
+}
+
+/// What the JS run produced.
+struct JsOutcome {
+    fleet: Fleet,
+    t0: Instant,
+    restarts: Vec<Restart>,
+    published: Published,
+    /// (when the line arrived, client, code) of every lost connection.
+    lost: Vec<(Instant, String, u16)>,
+    recovered: usize,
+    offsets: BTreeMap<String, Vec<(u64, u64)>>,
+}
+
+/// Follows `fleet.mjs`: once every client is subscribed, publishes and restarts the three
+/// nodes in turn, ends with `{n: 0}` and collects what each client received.
+fn drive_js(
+    mut fleet: Fleet,
+    lines: mpsc::Receiver<(Instant, String)>,
+) -> Result<JsOutcome, String> {
+    let next = |what: &str| {
+        lines
+            .recv_timeout(NODE_DEADLINE)
+            .map_err(|e| format!("no line from fleet.mjs while waiting for {what} ({e})"))
+    };
+    while !next("READY")?.1.starts_with("READY ") {}
+    let t0 = Instant::now();
+    let publisher = Publisher::start(fleet.addrs.clone(), fleet.up.clone());
+    publisher.wait_more(BETWEEN);
+    let restarts = fleet.roll(&publisher);
+    let mut published = publisher.finish();
+    let (offset, _) = try_publish(fleet.addrs[0], 0)
+        .ok_or("the last publication ({n: 0}) was not acknowledged")?;
+    published.acked.insert(offset, 0);
+    let (mut lost, mut recovered, mut offsets) = (Vec::new(), 0, BTreeMap::new());
+    loop {
+        let (at, line) = next("the script's end")?;
+        if line == "ok: done" {
+            break;
+        }
+        let f: Vec<&str> = line.split(' ').collect();
+        match f[0] {
+            "LOST" => lost.push((at, f[1].to_owned(), f[2].parse().map_err(|_| line.clone())?)),
+            "RECOVERED" => recovered += 1,
+            "OFFSETS" => {
+                let (o, n) = (expand(f[2])?, expand(f[3])?);
+                offsets.insert(f[1].to_owned(), o.into_iter().zip(n).collect());
+            }
+            _ => {}
+        }
+    }
+    Ok(JsOutcome {
+        fleet,
+        t0,
+        restarts,
+        published,
+        lost,
+        recovered,
+        offsets,
+    })
+}
+
+/// The official SDK through HAProxy across the same rolling restart (`tests/js/fleet.mjs`,
+/// half the clients with a client-side subscription, half server-side): it reconnects on 3001
+/// and recovers by itself; the script fails on any other disconnect code (`ONLY_CODE`) and
+/// on a resubscribe that did not recover. 0 lost acknowledged publications, none twice, in
+/// order.
+#[test]
+fn js_sdk_through_haproxy_recovers_across_a_rolling_restart() {
+    // the Node harness names a server; this one stays up and serves nobody
+    let anchor = Server::start_with(&Overrides {
+        cores: Some(1),
+        ..Overrides::default()
+    });
+    let fleet = Fleet::start();
+    let env = vec![
+        ("MODE", "haproxy".to_owned()),
+        ("CHANNEL", CHANNEL.to_owned()),
+        ("CLIENTS", JS_CLIENTS.to_string()),
+        ("WS_URL", fleet.proxy.ws_url()),
+        ("ONLY_CODE", "3001".to_owned()),
+    ];
+    let (tx, rx) = mpsc::channel();
+    let driver = std::thread::spawn(move || drive_js(fleet, rx));
+    let run = run_script(&anchor, "fleet.mjs", &env, NODE_DEADLINE, |line| {
+        let _ = tx.send((Instant::now(), line.to_owned()));
+    });
+    drop(tx);
+    let o = match driver.join() {
+        Ok(Ok(o)) if run.passed() => o,
+        Ok(Err(e)) => panic!("fleet.mjs: {e}\n{}", run.report(NODE_DEADLINE)),
+        Err(_) => panic!(
+            "fleet.mjs: the driver panicked\n{}",
+            run.report(NODE_DEADLINE)
+        ),
+        Ok(Ok(_)) => panic!("fleet.mjs failed\n{}", run.report(NODE_DEADLINE)),
+    };
+    let closes: Vec<Instant> = o.lost.iter().map(|l| l.0).collect();
+    o.fleet.print_timeline(o.t0, &o.restarts, &closes);
+    println!(
+        "rolling restart (JS SDK): {} acknowledged publications, {} lost connections (codes {:?}), {} recoveries",
+        o.published.acked.len(),
+        o.lost.len(),
+        o.lost.iter().map(|l| l.2).collect::<std::collections::BTreeSet<_>>(),
+        o.recovered,
+    );
+    assert_eq!(o.offsets.len(), JS_CLIENTS, "{:?}", o.offsets.keys());
+    for (client, received) in &o.offsets {
+        check_received(client, received, &o.published);
+        assert!(
+            o.lost.iter().any(|l| &l.1 == client),
+            "{client}: its node was restarted but it lost no connection"
+        );
+    }
+    assert!(o.lost.iter().all(|l| l.2 == 3001), "{:?}", o.lost);
+    assert!(o.recovered >= JS_CLIENTS, "{} recoveries", o.recovered);
+    o.fleet.assert_out_before_first_close(&o.restarts, &closes);
 }
