@@ -5,6 +5,8 @@
 //! `server.drain_batches` batches spread over `server.drain_window_ms`, report its progress on
 //! `/metrics` (`wiresocket_drain_sessions_left`, `wiresocket_drain_batches_total`), and exit 0.
 //!
+//! With a successor process on the port (`serve --takeover`) the leave-pool wait is skipped.
+//!
 //! One core, so that one core's batches are the node's (with several cores each core splits
 //! its own sessions, and the batches of all cores go out at the same times).
 
@@ -134,4 +136,42 @@ fn sigterm_leaves_the_pool_first_then_disconnects_in_batches() {
     );
     assert!(steps.windows(2).all(|w| w[0] >= w[1]), "{seen_left:?}");
     assert!(batches_seen >= 2.0, "{batches_seen}");
+}
+
+/// With a successor on the port (`serve --takeover`), new connections already reach the
+/// successor: the drain does not wait `drain_leave_pool_ms` (a minute here) before its 3001s.
+#[test]
+fn with_a_successor_on_the_port_the_drain_does_not_wait_to_leave_the_pool() {
+    use std::io::BufRead;
+    let mut server = Server::start_with(&Overrides {
+        cores: Some(1),
+        drain_leave_pool_ms: Some(60_000),
+        ..Overrides::default()
+    });
+    let (mut c, _) = Client::connect(&server, "u");
+    let mut successor = std::process::Command::new(env!("CARGO_BIN_EXE_wiresocket"))
+        .args(["serve", "--takeover", "--config"])
+        .arg(server.dir.join("wiresocket.toml"))
+        .env("WIRESOCKET_SERVER__LISTEN", server.addr.to_string())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let ready = format!("listening on http://{}", server.addr);
+    let lines = std::io::BufReader::new(successor.stdout.take().unwrap()).lines();
+    let mut lines = lines.map_while(Result::ok);
+    assert!(
+        lines.any(|l| l.contains(&ready)),
+        "the successor did not start"
+    );
+    server.sigterm();
+    c.set_timeout(Duration::from_secs(30));
+    assert_eq!(c.wait_close(), (3001, "shutdown".to_owned()));
+    let status = server.wait_exit(Duration::from_secs(30));
+    let _ = successor.kill();
+    let _ = successor.wait();
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "the old process did not drain and exit: {status:?}"
+    );
 }
