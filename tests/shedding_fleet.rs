@@ -335,7 +335,7 @@ fn haproxy_takes_a_node_over_its_memory_limit_out_and_back() {
     assert!(back, "no new client reached A after it re-entered");
     println!(
         "memory shedding timeline (ms): limit lowered to {limit} B (idle RSS {idle} B) at {}, \
-         {connected} clients connected by {} (RSS {loaded_rss} KiB), crossing read at {:?}, \
+         {connected} clients connected, the next upgrade refused (shedding) at {} (RSS {loaded_rss} KiB), memory ratio >= 0.8 read on /metrics at {:?}, \
          /health 503 at {:?}, HAProxy DOWN at {}, all but 2 clients left: RSS {left_rss} KiB, \
          limit raised to {raised} B at {}, /health 200 at {}, HAProxy UP at {}",
         ms(t_limit),
