@@ -23,7 +23,7 @@ command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server) # cluster te
 command -v redis-sentinel >/dev/null 2>&1 || need_apt+=(redis-sentinel)
 command -v redis-cli >/dev/null 2>&1 || need_apt+=(redis-tools) # tests/redis_cluster_mode.rs: --cluster create
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl) # tests/tls.rs checks with s_client
-command -v haproxy >/dev/null 2>&1 || need_apt+=(haproxy) # tests/redis_fleet.rs: a load balancer in front of the nodes
+command -v haproxy >/dev/null 2>&1 || need_apt+=(haproxy) # tests/redis_fleet.rs, shedding_fleet.rs, rolling_restart*.rs: a load balancer in front of the nodes
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing ${need_apt[*]} from Debian packages"
   "${SUDO[@]}" apt-get update -qq

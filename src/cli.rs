@@ -115,13 +115,14 @@ pub fn run() -> anyhow::Result<ExitCode> {
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let path = args.config.config.clone();
     let (config, origin) = load_for_run(args.config.config)?;
     init_tracing(&config.log)?;
     for note in config.deprecations() {
         tracing::warn!("{note}");
     }
     let hint = matches!(origin, ConfigOrigin::Defaults).then(|| dev_token_hint(&config));
-    crate::runtime::serve(config, hint, args.takeover)?;
+    crate::runtime::serve(config, path, hint, args.takeover)?;
     Ok(ExitCode::SUCCESS)
 }
 

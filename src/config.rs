@@ -424,7 +424,10 @@ config_section! {
         /// How often the load is read. Default: `500` ms.
         pub check_interval_ms: u64 = 500,
         /// Memory the node may use (RSS), in bytes. `0`: the process's cgroup limit
-        /// (`memory.max`, e.g. systemd `MemoryMax=`), and memory is not watched without one.
+        /// (`memory.max`, e.g. systemd `MemoryMax=`, re-read at every check), and memory is
+        /// not watched without one. SIGHUP re-reads this setting from the config file. RSS
+        /// rarely falls when clients leave (the allocator keeps freed pages), so a node that
+        /// sheds on memory re-enters when the limit is raised (SIGHUP, a larger cgroup).
         /// Default: `0`.
         pub memory_limit_bytes: u64 = 0,
     }

@@ -2,7 +2,7 @@
 //! count of connected sessions for the per-node limit, each core's count of
 //! pending connections, the drain flag set by signals, whether a successor
 //! process listens on our address (hand-over), and how many cores are still
-//! draining (so all cores exit together), the load watcher's shedding flag and readings,
+//! draining (so all cores exit together) and the drain's progress, the load watcher's shedding flag and readings,
 //! and each core's thread id (for the watcher's CPU readings).
 //!
 //! Two kinds of connection are counted apart (see `net::admit`):
@@ -21,11 +21,26 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering:
 pub struct LoadGauges {
     /// Over the high-water mark (and not yet back below the low one for the dwell time).
     pub overloaded: AtomicBool,
+    /// `shedding.memory_limit_bytes` in force (set at start, replaced by SIGHUP).
+    pub memory_limit_setting: AtomicU64,
+    /// The memory limit of the last reading (0: memory not watched).
+    pub memory_limit: AtomicU64,
     pub memory: AtomicU32,
     pub cpu: AtomicU32,
     pub connections: AtomicU32,
     pub shed_total: AtomicU64,
     pub recover_total: AtomicU64,
+}
+
+/// Progress of a graceful drain (`runtime::drain`), summed over the cores.
+#[derive(Debug, Default)]
+pub struct DrainGauges {
+    /// Sessions not yet sent their 3001 (counted once the leave-pool wait is over).
+    pub sessions_left: AtomicUsize,
+    /// Batches of disconnects sent.
+    pub batches: AtomicU64,
+    /// Disconnects (3001) sent by the drain.
+    pub disconnects: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -44,6 +59,8 @@ pub struct NodeState {
     pub max_pending_per_core: usize,
     /// Load shedding state and readings.
     pub load: LoadGauges,
+    /// Drain progress.
+    pub drain: DrainGauges,
     /// Each core's executor thread id (0 until it started), for the load watcher.
     core_threads: Box<[AtomicU32]>,
 }

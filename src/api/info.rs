@@ -1,7 +1,7 @@
 //! Cluster introspection through the server API, as Centrifugo's methods:
 //!
 //! - `POST /api/info {}` -> `{"result":{"nodes":[{uid,name,version,num_clients,num_users,
-//!   num_subs,num_channels,uptime,shedding}]}}`: every live node of the engine's registry (Redis:
+//!   num_subs,num_channels,uptime,shedding,draining}]}}`: every live node of the engine's registry (Redis:
 //!   nodes that announced themselves within `engine.redis.node_ttl_s`; their numbers are
 //!   as of their last announcement, this node's are counted now), or this node alone.
 //! - `POST /api/channels {pattern?}` -> `{"result":{"channels":{"<name>":{"num_clients":N}}}}`:
@@ -32,7 +32,7 @@ pub async fn info(core: &Rc<Core>) -> Response {
                 "uid": n.uid, "name": n.name, "version": n.version,
                 "num_clients": n.num_clients, "num_users": n.num_users,
                 "num_subs": n.num_subs, "num_channels": n.num_channels, "uptime": n.uptime,
-                "shedding": n.shedding,
+                "shedding": n.shedding, "draining": n.draining,
             })
         })
         .collect();

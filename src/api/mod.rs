@@ -81,6 +81,7 @@ pub fn route(core: &Rc<Core>, method: &str, path: &str, api_key: Option<&str>) -
             let mut text = core.registry.render();
             core.verifier.stats().render(&mut text);
             crate::load::render(&core.node, &mut text);
+            crate::runtime::render_drain(&core.node, &mut text);
             if let Some(tls) = &core.tls {
                 tls.render(&mut text);
             }

@@ -136,3 +136,21 @@ pub async fn run(env: Rc<Env>, mesh: Rc<Mesh>) {
         crate::exec::sleep(every).await;
     }
 }
+
+/// At the start of a graceful drain: core 0 announces the entry with `draining` set, so the
+/// registry (API `info`) shows the node leaving until [`leave`] removes it. Bounded: a
+/// Redis that does not answer must not hold the drain up.
+pub async fn announce_draining(env: &Env, mesh: &Mesh) {
+    if env.core != 0 || env.engine.registry_refresh_every().is_none() {
+        return;
+    }
+    let announce = async {
+        let info: NodeInfo = local_info(mesh, &env.node_name).await;
+        env.engine.announce(&info).await
+    };
+    match crate::exec::timeout(std::time::Duration::from_secs(1), announce).await {
+        Some(Ok(())) => {}
+        Some(Err(e)) => tracing::debug!(error = %e, "draining announce failed"),
+        None => tracing::debug!("draining announce timed out"),
+    }
+}

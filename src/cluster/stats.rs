@@ -27,6 +27,7 @@ pub(super) fn started() {
 /// What one core counts.
 struct CoreStats {
     shedding: bool,
+    draining: bool,
     clients: u64,
     users: Vec<Box<str>>,
     subs: u64,
@@ -36,6 +37,7 @@ struct CoreStats {
 fn core_stats(env: &Env) -> CoreStats {
     let mut st = CoreStats {
         shedding: env.node.shedding(),
+        draining: env.node.stopping(),
         clients: 0,
         users: Vec::new(),
         subs: 0,
@@ -72,9 +74,11 @@ pub async fn local_info(mesh: &Mesh, name: &str) -> NodeInfo {
         uptime: STARTED.get().map_or(0, |t| t.elapsed().as_secs()),
         updated_at: crate::exec::unix_now(),
         shedding: false,
+        draining: false,
     };
     for st in per_core {
         info.shedding |= st.shedding;
+        info.draining |= st.draining;
         info.num_clients += st.clients;
         info.num_subs += st.subs;
         info.num_channels += st.channels;

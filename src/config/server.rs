@@ -54,6 +54,20 @@ config_section! {
         /// do not reconnect elsewhere all at once. Default: `10_000` ms. Keep it below the
         /// supervisor's stop timeout.
         pub drain_window_ms: u64 = 10_000,
+        /// On SIGTERM the node leaves the pool at once (`/health` 503 "draining", upgrades
+        /// 503 + Retry-After) and waits this long before its first disconnect, so that load
+        /// balancers and health-checked DNS records take it out before its clients reconnect:
+        /// keep it at least check interval × fall (+ the DNS TTL for DNS pools, see
+        /// docs/POOLS.md). Skipped when a successor process took the port over
+        /// (`--takeover`). Default: `4_000` ms (2× HAProxy's default 2 s check interval).
+        pub drain_leave_pool_ms: u64 = 4_000,
+        /// After `drain_leave_pool_ms`, the sessions get their 3001 in this many batches (fewer
+        /// when there are fewer sessions), spread evenly over `drain_window_ms`: the first at
+        /// once, then one every `drain_window_ms / drain_batches`. Every core splits its own
+        /// sessions so, and the cores' batches go out together. Default: `20` (a batch every
+        /// 500 ms with the default window). Raise it for a smoother reconnect rate on the
+        /// other nodes; `wiresocket_drain_batches_total` counts the batches sent.
+        pub drain_batches: usize = 20,
         /// Lower bound of the jittered Retry-After sent with HTTP 503 when refusing load.
         /// Default: `1` s.
         pub retry_after_min_s: u32 = 1,

@@ -53,6 +53,9 @@ pub struct NodeInfo {
     /// send new clients elsewhere.
     #[serde(default)]
     pub shedding: bool,
+    /// The node is draining (stop signal): out of the pool for good, about to leave.
+    #[serde(default)]
+    pub draining: bool,
 }
 
 /// A client's session record (API `connections`): who it is, where it runs, since when, and

@@ -2,7 +2,12 @@
 //!
 //! A watcher thread ([`watch`]) samples, every `check_interval_ms`:
 //! - **memory**: the process RSS against `memory_limit_bytes`, or, when that is 0, the
-//!   memory limit of the process's cgroup (v2 `memory.max`; none: memory is not watched);
+//!   memory limit of the process's cgroup (v2 `memory.max`, read at every check so a resized
+//!   container is followed; none: memory is not watched). SIGHUP re-reads
+//!   `memory_limit_bytes` ([`set_memory_limit`], `runtime::reload`). RSS is what the kernel
+//!   counts against the node, but it seldom falls when clients leave: the allocator keeps
+//!   freed pages for reuse. A node that shed on memory therefore re-enters once the limit
+//!   is raised (SIGHUP, a larger cgroup) or its RSS really fell;
 //! - **cpu**: the busiest core's busy ratio over the interval (CPU time of each core's
 //!   executor thread, from `/proc/self/task/<tid>/stat`, per wall time);
 //! - **connections**: connected sessions against `server.max_connections`.
@@ -141,14 +146,31 @@ pub fn render(node: &NodeState, out: &mut String) {
          # TYPE wiresocket_load_ratio gauge\n\
          wiresocket_load_ratio{{resource=\"memory\"}} {}\n\
          wiresocket_load_ratio{{resource=\"cpu\"}} {}\n\
-         wiresocket_load_ratio{{resource=\"connections\"}} {}\n",
+         wiresocket_load_ratio{{resource=\"connections\"}} {}\n\
+         # HELP wiresocket_memory_limit_bytes The memory limit the load is measured against (0: none).\n\
+         # TYPE wiresocket_memory_limit_bytes gauge\n\
+         wiresocket_memory_limit_bytes {}\n",
         u8::from(node.shedding()),
         g.shed_total.load(Relaxed),
         g.recover_total.load(Relaxed),
         ratio(&g.memory),
         ratio(&g.cpu),
         ratio(&g.connections),
+        g.memory_limit.load(Relaxed),
     );
+}
+
+/// Replaces `shedding.memory_limit_bytes` (SIGHUP); the next check uses it.
+pub fn set_memory_limit(node: &NodeState, bytes: u64) {
+    node.load.memory_limit_setting.store(bytes, Relaxed);
+}
+
+/// The memory limit to check against now: the setting, or the cgroup's when it is 0.
+fn memory_limit(node: &NodeState) -> Option<u64> {
+    match node.load.memory_limit_setting.load(Relaxed) {
+        0 => sample::cgroup_memory_limit(),
+        n => Some(n),
+    }
 }
 
 /// Starts the watcher thread (nothing when `[shedding] enabled = false`).
@@ -156,14 +178,12 @@ pub fn watch(cfg: &SheddingConfig, node: Arc<NodeState>) -> anyhow::Result<()> {
     if !cfg.enabled {
         return Ok(());
     }
-    let memory_limit = match cfg.memory_limit_bytes {
-        0 => sample::cgroup_memory_limit(),
-        n => Some(n),
-    };
+    set_memory_limit(&node, cfg.memory_limit_bytes);
+    let initial_limit = memory_limit(&node);
     tracing::info!(
         high = cfg.high_water,
         low = cfg.low_water,
-        memory_limit = ?memory_limit,
+        memory_limit = ?initial_limit,
         "load shedding on"
     );
     let interval = Duration::from_millis(cfg.check_interval_ms);
@@ -178,9 +198,10 @@ pub fn watch(cfg: &SheddingConfig, node: Arc<NodeState>) -> anyhow::Result<()> {
             let mut cpu = sample::CoreCpu::default();
             loop {
                 std::thread::sleep(interval);
+                let limit = memory_limit(&node);
+                node.load.memory_limit.store(limit.unwrap_or(0), Relaxed);
                 let load = Load {
-                    memory: memory_limit
-                        .map_or(0.0, |limit| sample::rss_bytes() as f64 / limit as f64),
+                    memory: limit.map_or(0.0, |limit| sample::rss_bytes() as f64 / limit as f64),
                     cpu: cpu.busiest(&node.core_threads()),
                     connections: node.connected() as f64 / node.max_connections.max(1) as f64,
                 };

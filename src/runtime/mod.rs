@@ -14,8 +14,9 @@
 //! on the address, unless `takeover` is set (`net::listener`, `net::handover`).
 //!
 //! Signals: the first SIGTERM/SIGINT starts a drain (stop accepting, or hand
-//! the port to a successor, `/health` 503, `disconnect` 3001 to every client
-//! spread over `drain_window_ms`, then exit 0); a second one exits at once
+//! the port to a successor, `/health` 503, wait `drain_leave_pool_ms`, then
+//! `disconnect` 3001 to every client in batches spread over `drain_window_ms`,
+//! then exit 0); a second one exits at once
 //! with status 1.
 //!
 //! A core that stops while the node is not draining (a panic outside a
@@ -27,6 +28,7 @@
 
 pub mod core;
 mod drain;
+pub use drain::render as render_drain;
 pub mod preflight;
 mod reload;
 mod startup;
@@ -56,7 +58,13 @@ const PREEMPT: Duration = Duration::from_millis(5);
 /// Runs the server until it has drained. `takeover`: share the port with a process already
 /// listening on it (a hand-over, see `net::handover`) instead of refusing to start.
 /// `dev_hint`: lines to log once started (the token and key of a run on built-in defaults).
-pub fn serve(cfg: Config, dev_hint: Option<String>, takeover: bool) -> anyhow::Result<()> {
+/// `config_path`: the file SIGHUP re-reads (`reload`).
+pub fn serve(
+    cfg: Config,
+    config_path: Option<std::path::PathBuf>,
+    dev_hint: Option<String>,
+    takeover: bool,
+) -> anyhow::Result<()> {
     let cpus = cfg.server.cores.resolve()?;
     preflight::check(&cfg, cpus.len())?;
     // one verifier per node: its clones on every core share keys, JWKS set and revocations
@@ -103,7 +111,7 @@ pub fn serve(cfg: Config, dev_hint: Option<String>, takeover: bool) -> anyhow::R
         (cpus.len() > 1).then(|| crate::mesh::builder(cpus.len(), cfg.mesh.channel_capacity));
     drain::install_signal_handlers(node.clone(), handover)?;
     let tls = crate::net::tls::Tls::from_config(&cfg.server.tls)?;
-    reload::install(tls.clone())?;
+    reload::install(tls.clone(), node.clone(), config_path)?;
 
     let template = Shared {
         cfg: cfg.clone(),
@@ -262,6 +270,7 @@ async fn run_core(shared: Shared, listeners: CoreListeners, life: startup::CoreL
         crate::exec::spawn_critical("accept-internal", accept);
     }
     drain::wait_for_drain(&core).await;
+    crate::cluster::announce_draining(&core.env, &core.mesh).await;
     drain::drain_sessions(&core).await;
     crate::cluster::leave(&core.env).await;
     tracing::debug!(core = me, "core stopped");

@@ -81,6 +81,7 @@ impl Server {
 listen = "127.0.0.1:0"
 cores = {cores}
 drain_window_ms = {drain}
+drain_leave_pool_ms = {leave_pool}
 {server}
 
 [websocket]
@@ -103,6 +104,8 @@ allow_client_publish = true
 "#,
             cores = o.cores.unwrap_or(2),
             drain = o.drain_window_ms.unwrap_or(200),
+            // no health-checking balancer in front of most tests: disconnect at once
+            leave_pool = o.drain_leave_pool_ms.unwrap_or(0),
             server = o.server,
             websocket = o.websocket,
             grace = o.expiry_grace_s.unwrap_or(1),
@@ -281,6 +284,8 @@ pub struct Overrides {
     /// `websocket.expiry_grace_s` (default 1 s here: tests watch expiry happen).
     pub expiry_grace_s: Option<u64>,
     pub drain_window_ms: Option<u64>,
+    /// `server.drain_leave_pool_ms` (default 0 here: no balancer to leave).
+    pub drain_leave_pool_ms: Option<u64>,
     pub server: String,
     pub websocket: String,
     pub auth: String,
@@ -423,6 +428,25 @@ impl Client {
 
     pub fn open_url(addr: SocketAddr, url: &str) -> Client {
         Self::open_stream(TcpStream::connect(addr).unwrap(), url)
+    }
+
+    /// Like `open_url`, but a refused connection or handshake (an HTTP 503) is an `Err`
+    /// describing it, not a panic.
+    pub fn try_open_url(addr: SocketAddr, url: &str) -> Result<Client, String> {
+        let stream = TcpStream::connect(addr).map_err(|e| format!("connect {addr}: {e}"))?;
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .map_err(|e| e.to_string())?;
+        let (ws, _resp) = tungstenite::client(url, stream).map_err(|e| match e {
+            tungstenite::handshake::HandshakeError::Failure(e) => format!("handshake: {e}"),
+            e => format!("handshake: {e}"),
+        })?;
+        Ok(Client {
+            ws,
+            next_id: 0,
+            pending: Default::default(),
+            wire: Default::default(),
+        })
     }
 
     /// Like `connect`, with a small fixed receive buffer (no kernel autotuning), for slow-reader tests.

@@ -17,6 +17,8 @@
 //   READY {"<client>": "<node name>", ...}      all subscribed (node = connect result's `node`)
 //   RECOVERED <client> <node> <n>               resubscribed after a loss with recovered: true,
 //                                               n publications came back in the reply
+//   LOST <client> <code> <reason>               with ONLY_CODE set: a connection lost (a
+//                                               code other than ONLY_CODE fails the script)
 //   OFFSETS <client> <offsets> <ns>            every publication received, in order: its offset
 //                                               and data.n, each list as ranges (`1-3,5,0`)
 // then `ok: done`. The publication with data {n: 0} is the last one: each client stops after it.
@@ -30,6 +32,8 @@ const MODE = env('MODE');
 const CHANNEL = env('CHANNEL');
 const CLIENTS = Number(env('CLIENTS'));
 const URLS = MODE === 'rotate' ? env('WS_URLS').split(',') : null;
+// optional: the only disconnect code a client may see (tests/rolling_restart.rs: 3001)
+const ONLY_CODE = process.env.ONLY_CODE || null;
 if (!['haproxy', 'rotate'].includes(MODE)) fail(`unknown MODE ${MODE}`);
 
 /** A `websocket` constructor for the SDK that records the connect result's `node` and the
@@ -68,6 +72,14 @@ function fleetClient(i) {
     maxReconnectDelay: 1000,
   });
   st.c.expectLoss = true; // a reconnect is what this script is about
+  if (ONLY_CODE) {
+    // a rolling restart: every loss must be the server's reconnect-allowed close ONLY_CODE
+    st.c.on('connecting', (ctx) => {
+      if (ctx.code === 0) return; // our own connect()
+      process.stdout.write(`LOST ${name} ${ctx.code} ${ctx.reason}\n`);
+      if (String(ctx.code) !== ONLY_CODE) fail(`${name} lost its connection with ${JSON.stringify(ctx)}`);
+    });
+  }
   st.c.on('disconnected', (ctx) => {
     if (!isClosing()) fail(`${name} disconnected for good: ${JSON.stringify(ctx)}`);
   });

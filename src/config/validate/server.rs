@@ -18,6 +18,7 @@ impl ServerConfig {
         positive("server.max_body_bytes", self.max_body_bytes as u64)?;
         positive("server.retry_after_max_s", self.retry_after_max_s.into())?;
         positive("server.ring_depth", self.ring_depth as u64)?;
+        positive("server.drain_batches", self.drain_batches as u64)?;
         self.validate_edge()?;
         if self.retry_after_min_s > self.retry_after_max_s {
             return Err(ConfigError::invalid(

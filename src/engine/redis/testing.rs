@@ -27,6 +27,8 @@ impl RedisServer {
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
+            // a replica's full sync writes an RDB file: not into the working tree
+            .args(["--dir", std::env::temp_dir().to_str().expect("utf-8 temp dir")])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
