@@ -61,6 +61,7 @@ fn node_info(uid: &str) -> NodeInfo {
         uptime: 0,
         updated_at: crate::exec::unix_now(),
         shedding: false,
+        draining: false,
     }
 }
 
