@@ -94,6 +94,7 @@ impl Deref for Core {
 }
 
 impl Core {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         cfg: Arc<Config>,
         node: Arc<NodeState>,
@@ -102,6 +103,7 @@ impl Core {
         engine: EngineShared,
         node_name: Arc<str>,
         verifier: crate::auth::Verifier,
+        regions: Option<Arc<crate::region::Regions>>,
     ) -> Self {
         let me = mesh.me();
         let metrics = registry.core(me);
@@ -139,6 +141,7 @@ impl Core {
             verifier,
             node_name,
             policy,
+            pins: regions.map(|r| crate::region::core::CorePins::new(r, me)),
         });
         crate::cluster::install(&env, &mesh);
         Core {

@@ -17,6 +17,8 @@ pub struct Subscription {
     pub presence: bool,
     /// Leaving announces a `leave` to the channel.
     pub join_leave: bool,
+    /// A document held in its pin (`region`): leaving releases the hold.
+    pub pinned: bool,
 }
 
 #[derive(Default)]
@@ -118,6 +120,7 @@ mod tests {
             expires_at: exp,
             presence: false,
             join_leave: false,
+            pinned: false,
         }
     }
 

@@ -21,7 +21,9 @@ use crate::channel::{ChannelError, ChannelOptions, Op, Who};
 use crate::engine::{ChannelEvent, EngineError, HistoryQuery, Publication, StreamPosition};
 use crate::protocol::reply::{self, Obj, PublicationJson};
 use crate::protocol::ErrorCode;
+use crate::region::core::Refusal;
 use crate::session::{Env, Session, Subscription};
+use crate::ws::close::Disconnect;
 
 /// Asks the channel policy whether this session may subscribe, verifying a subscription
 /// token when one is given (it must name this channel and this user, else 103). Returns the
@@ -130,6 +132,7 @@ pub(super) async fn establish(
         expires_at: expires_at.map_or(0, |t| t.min(u32::MAX as u64) as u32),
         presence: false,
         join_leave: false,
+        pinned: false,
     });
     let rollback = |s: &Rc<Session>| {
         if let Some(sub) = s.subscriptions().remove(channel) {
@@ -189,6 +192,43 @@ pub(super) async fn establish(
         }
     }
     Ok(est)
+}
+
+/// Before a subscription to a document (a channel of a `pinned` namespace, with `[regions]`):
+/// checks its pin and holds it (`region`). `Ok(true)`: held, the subscription must be made
+/// with [`establish_pinned`]; `Ok(false)`: not a document.
+pub(super) async fn open_document(
+    env: &Env,
+    s: &Session,
+    channel: &str,
+    opts: &ChannelOptions,
+) -> Result<bool, Refusal> {
+    match &env.pins {
+        Some(pins) if opts.pinned => pins.open(s.id, channel).await.map(|()| true),
+        _ => Ok(false),
+    }
+}
+
+/// [`establish`], then marks the subscription as holding its document's pin (released when
+/// the subscription ends); a failure releases the hold at once.
+pub(super) async fn establish_pinned(
+    env: &Rc<Env>,
+    s: &Rc<Session>,
+    channel: &str,
+    opts: &ChannelOptions,
+    ask: Ask,
+    pinned: bool,
+) -> Result<Established, EngineError> {
+    let r = establish(env, s, channel, opts, ask).await;
+    if let (true, Some(pins)) = (pinned, &env.pins) {
+        match &r {
+            Ok(_) => {
+                s.subscriptions().update(channel, |x| x.pinned = true);
+            }
+            Err(_) => pins.leave(s.id, channel),
+        }
+    }
+    r
 }
 
 /// After joining: the stream position, and the recovered publications when asked.
@@ -254,7 +294,13 @@ pub(super) async fn subscribe(
         reject_unrecovered: req.reject_unrecovered,
         expires_at,
     };
-    let est = match establish(env, s, req.channel, opts, ask).await {
+    let pinned = match open_document(env, s, req.channel, opts).await {
+        Ok(pinned) => pinned,
+        Err(Refusal::Redirect) => return Outcome::Disconnect(Disconnect::REDIRECT),
+        Err(Refusal::Unavailable) => return Outcome::Error(ErrorCode::INTERNAL),
+        Err(Refusal::NoStore) => return Outcome::Error(ErrorCode::PERMISSION_DENIED),
+    };
+    let est = match establish_pinned(env, s, req.channel, opts, ask, pinned).await {
         Ok(est) => est,
         Err(e) => return e.into(),
     };
@@ -298,7 +344,13 @@ pub async fn server_subscribe(
         reject_unrecovered: false,
         expires_at: None,
     };
-    let est = establish(env, s, channel, opts, ask).await?;
+    let pinned = open_document(env, s, channel, opts)
+        .await
+        .map_err(|r| match r {
+            Refusal::Unavailable => EngineError::Internal("document pin unavailable".into()),
+            Refusal::Redirect | Refusal::NoStore => EngineError::NotAvailable,
+        })?;
+    let est = establish_pinned(env, s, channel, opts, ask, pinned).await?;
     let mut push = crate::protocol::push::subscribe_push(channel, |r| {
         est.write(r);
         if let Some(data) = &asked.data {
