@@ -82,6 +82,7 @@ pub(super) async fn connect(
 
     // server-side subscriptions from the token (and the URL's document)
     let mut subs: Vec<(String, Established)> = Vec::new();
+    let mut redirect = false;
     for channel in channels
         .iter()
         .take(env.cfg.channels.max_subscriptions_per_client)
@@ -112,7 +113,10 @@ pub(super) async fn connect(
         };
         let pinned = match open_document(env, s, channel, opts).await {
             Ok(pinned) => pinned,
-            Err(Refusal::Redirect) => return Outcome::Disconnect(Disconnect::REDIRECT),
+            Err(Refusal::Redirect) => {
+                redirect = true;
+                break;
+            }
             // the SDK reconnects after 3004 and tries again
             Err(Refusal::Unavailable) => return Outcome::Disconnect(Disconnect::INTERNAL),
             Err(Refusal::NoStore) => return Outcome::Disconnect(Disconnect::PERMISSION_DENIED),
@@ -123,6 +127,12 @@ pub(super) async fn connect(
                 tracing::warn!(session = s.id, %channel, error = %e, "server-side subscription failed");
             }
         }
+    }
+    if redirect {
+        // Connected first, then closed with 4009: a reconnect-class close *during* connect is
+        // retried silently by the SDKs (centrifuge-js stays "connecting" and reconnects to
+        // the same URL), while one after it is reported (`connecting`, code 4009, reason).
+        subs.clear();
     }
     let ping_s = env.cfg.websocket.ping_interval_ms.div_ceil(1000).max(1);
     reply::result(&mut b.out, id, "connect", |r| {
@@ -142,6 +152,9 @@ pub(super) async fn connect(
             m.end();
         }
     });
+    if redirect {
+        return Outcome::Disconnect(Disconnect::REDIRECT);
+    }
     for (_, est) in subs {
         b.activate.push((est.key.clone(), est.covered()));
     }
