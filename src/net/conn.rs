@@ -362,6 +362,7 @@ async fn upgrade(core: Rc<Core>, edge: &Edge, mut stream: Stream, pending: Pendi
     };
     if meta.document.is_some() && core.pins.is_none() {
         // `/connection/websocket/<document>` exists only with `[regions]`
+        CoreMetrics::inc(&core.metrics.http_requests);
         core.metrics.http_error(404);
         let _ = http::write(&mut stream, &Response::status_only(404), false).await;
         return;

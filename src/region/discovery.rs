@@ -51,14 +51,14 @@ async fn decide(
         _ => return bad(),
     }
     let Some((_, node)) = regions.store(claims.db_code.as_deref()) else {
-        return (2, Response::error(403, ErrorCode::PERMISSION_DENIED));
+        return (3, Response::error(403, ErrorCode::PERMISSION_DENIED));
     };
     let cfg = &regions.cfg;
     let (region, base) = match pin::read(&node, &cfg.key_prefix, &doc).await {
         Err(e) => {
             RegionStats::inc(&regions.stats.errors);
             tracing::warn!(document = %doc, error = %e, "discovery: pin read failed");
-            return (3, Response::error(503, ErrorCode::INTERNAL));
+            return (4, Response::error(503, ErrorCode::INTERNAL));
         }
         Ok(Some(owner)) => (owner.region, owner.url),
         Ok(None) => match claims

@@ -147,12 +147,18 @@ pub struct RegionStats {
     pub redirects: AtomicU64,
     pub errors: AtomicU64,
     pub conflicts: AtomicU64,
-    pub discovery: [AtomicU64; 4],
+    pub discovery: [AtomicU64; 5],
     pub check_latency: Histogram,
 }
 
 /// Discovery answers, the label of `wiresocket_region_discovery_total`.
-pub const DISCOVERY_LABELS: [&str; 4] = ["ok", "unauthorized", "bad_request", "unavailable"];
+pub const DISCOVERY_LABELS: [&str; 5] = [
+    "ok",
+    "unauthorized",
+    "bad_request",
+    "forbidden",
+    "unavailable",
+];
 
 impl RegionStats {
     pub fn inc(c: &AtomicU64) {
