@@ -189,3 +189,102 @@ fn map_or_pairs<'de, D: Deserializer<'de>>(de: D) -> Result<BTreeMap<String, Str
             .collect(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use figment::Jail;
+
+    use crate::config::{Config, ConfigError, NamespaceConfig};
+
+    /// Breaks one thing in a valid config.
+    type Breaker = fn(&mut Config);
+
+    fn invalid_field(c: &Config) -> String {
+        match c.validate() {
+            Err(ConfigError::Invalid { field, .. }) => field,
+            other => panic!("expected Invalid, got {other:?}"),
+        }
+    }
+
+    fn regional() -> Config {
+        let mut c = Config::default();
+        c.auth.hmac_secret = "s3cret".into();
+        let r = &mut c.regions;
+        r.enabled = true;
+        r.name = "eu-central-1".into();
+        r.url = "wss://eu-central-1.example.net/connection/websocket".into();
+        r.pin_redis
+            .insert("aws-eu-west-1".into(), "redis://10.0.0.5:6379/0".into());
+        c.channels.namespaces.push(NamespaceConfig {
+            name: "docs".into(),
+            options: crate::config::ChannelOptions {
+                pinned: true,
+                ..Default::default()
+            },
+        });
+        c
+    }
+
+    #[test]
+    fn a_consistent_regions_section_is_valid() {
+        regional().validate().unwrap();
+    }
+
+    #[test]
+    fn inconsistent_regions_are_refused_naming_the_field() {
+        let mut c = regional();
+        c.regions.enabled = false;
+        assert_eq!(invalid_field(&c), "channels.namespaces.pinned");
+        let cases: [(Breaker, &str); 6] = [
+            (|c| c.regions.name = "eu central".into(), "regions.name"),
+            (|c| c.regions.url = "https://x".into(), "regions.url"),
+            (|c| c.regions.url = "wss://x/".into(), "regions.url"),
+            (|c| c.regions.pin_redis.clear(), "regions.pin_redis"),
+            (
+                |c| c.regions.renew_interval_ms = 30_000,
+                "regions.renew_interval_ms",
+            ),
+            (
+                |c| {
+                    c.regions.urls.insert(
+                        "eu-central-1".into(),
+                        "wss://other/connection/websocket".into(),
+                    );
+                },
+                "regions.urls",
+            ),
+        ];
+        for (break_it, field) in cases {
+            let mut c = regional();
+            break_it(&mut c);
+            assert_eq!(invalid_field(&c), field);
+        }
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // `Jail::expect_with` closures return figment's error
+    fn maps_load_from_toml_tables_and_env_pairs() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "ws.toml",
+                "[regions]\nurls = { eu-central-1 = \"wss://eu/connection/websocket\" }\n",
+            )?;
+            jail.set_env(
+                "WIRESOCKET_REGIONS__PIN_REDIS",
+                "aws-eu-west-1=redis://a:6379/0, us-1=rediss://u:p@b:6380/1",
+            );
+            let c = Config::load(Some(Path::new("ws.toml"))).unwrap();
+            assert_eq!(
+                c.regions.urls["eu-central-1"],
+                "wss://eu/connection/websocket"
+            );
+            assert_eq!(c.regions.pin_redis["aws-eu-west-1"], "redis://a:6379/0");
+            assert_eq!(c.regions.pin_redis["us-1"], "rediss://u:p@b:6380/1");
+            jail.set_env("WIRESOCKET_REGIONS__URLS", "no-equals-sign");
+            assert!(Config::load(Some(Path::new("ws.toml"))).is_err());
+            Ok(())
+        });
+    }
+}
