@@ -1,10 +1,11 @@
 //! Document pinning across two WebSocket regions on loopback (issue 10, Deliver item 2):
 //! region `a-1` = nodes A1, A2 on Redis A; region `b-1` = node B on Redis B; the license
 //! region's (`dbCode = lic-1`) pin Redis is Redis A. Each node's engine is its region's Redis.
-//! Namespace `docs` is `pinned = true`; grace 1 s, lease 1.5 s, renewal every 300 ms.
+//! Namespace `docs` is `pinned = true`; grace 1 s, lease 3 s, renewal every 500 ms.
 //!
 //! `two_regions_pin_redirect_discovery_grace_and_lease` walks through, in order:
-//! 1. a client on A1 subscribes `docs:plan`: pinned to `a-1` (the pin key says so);
+//! 1. a client on A1 subscribes `docs:plan`: pinned to `a-1` (the pin key says so), and
+//!    renewed while the client stays, beyond its lease;
 //! 2. a client with `regionCode = b-1` on B subscribing to it is closed with 4009 and
 //!    `REDIRECT:<A's URL>/docs%3Aplan` (close frame and `disconnect` push), and so is a
 //!    connection to B's `/connection/websocket/docs%3Aplan`; B counts the redirects;
@@ -15,8 +16,8 @@
 //! 5. the official JS SDK (`tests/js/regions.mjs`) connects to B with the document in the
 //!    URL, gets 4009, follows the reason's URL to A, is subscribed server-side (connect
 //!    `subs`) and receives a publication made through A2's HTTP API;
-//! 6. everyone leaves; after the grace the pin is gone and a client on B pins the document
-//!    to `b-1`;
+//! 6. everyone leaves; the last release leaves the pin the grace (its TTL is at most 1 s, not
+//!    the 3 s lease); after it the pin is gone and a client on B pins the document to `b-1`;
 //! 7. a client on A1 pins `docs:crash`; A1 is killed with SIGKILL: B is still redirected
 //!    while the lease runs, and once it lapsed B pins the document.
 
@@ -41,6 +42,10 @@ history_size = 10
 history_ttl_s = 60
 allow_publish_for_subscriber = true
 ";
+
+/// The pin lease and grace of every node (renewal every 500 ms).
+const LEASE_MS: u64 = 3_000;
+const GRACE_MS: u64 = 1_000;
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -76,9 +81,9 @@ fn node(region: &str, port: u16, engine: &RedisServer, pins: &RedisServer, urls:
             "WIRESOCKET_REGIONS__PIN_REDIS",
             format!("lic-1={}", pins.url()),
         ),
-        ("WIRESOCKET_REGIONS__PIN_GRACE_MS", "1000".into()),
-        ("WIRESOCKET_REGIONS__PIN_LEASE_MS", "1500".into()),
-        ("WIRESOCKET_REGIONS__RENEW_INTERVAL_MS", "300".into()),
+        ("WIRESOCKET_REGIONS__PIN_GRACE_MS", GRACE_MS.to_string()),
+        ("WIRESOCKET_REGIONS__PIN_LEASE_MS", LEASE_MS.to_string()),
+        ("WIRESOCKET_REGIONS__RENEW_INTERVAL_MS", "500".into()),
     ];
     Server::start_with(&Overrides {
         cores: Some(1),
@@ -140,6 +145,19 @@ fn pin_of(redis: &RedisServer, doc: &str) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
+/// The pin's remaining TTL in ms (-2: no pin).
+fn pttl(redis: &RedisServer, doc: &str) -> i64 {
+    let out = Command::new("redis-cli")
+        .args(["-p", &redis.port.to_string(), "PTTL"])
+        .arg(format!("wiresocket:pin:{{{doc}}}"))
+        .output()
+        .expect("redis-cli");
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(i64::MAX)
+}
+
 /// Reads until the close; returns (code, close reason, `disconnect` push reason).
 fn redirected(c: &mut Client) -> (u16, String, String) {
     let mut pushed = String::new();
@@ -197,6 +215,13 @@ fn two_regions_pin_redirect_discovery_grace_and_lease() {
     let mut alice = connect(&f.a1, "alice", "a-1");
     alice.subscribe(doc);
     assert_eq!(pin_of(&f.redis_a, doc), format!("a-1\n{}", f.url_a));
+    // renewed while alice is on it: it outlives its lease
+    std::thread::sleep(Duration::from_millis(LEASE_MS + 500));
+    assert_eq!(
+        pin_of(&f.redis_a, doc),
+        format!("a-1\n{}", f.url_a),
+        "renewed"
+    );
 
     // 2. B redirects to A: on subscribe, and on a connection URL naming the document
     let (code, reason, pushed) = subscribe_expecting_redirect(&f.b, doc);
@@ -264,11 +289,23 @@ fn two_regions_pin_redirect_discovery_grace_and_lease() {
 
     // 6. everyone leaves; after the grace the next connection pins it anywhere
     drop((alice, carol));
-    within(
-        Duration::from_secs(10),
-        "pin released after the grace",
-        || pin_of(&f.redis_a, doc).is_empty(),
+    let released = |f: &Fleet| {
+        f.a1.metric_sum("wiresocket_region_pins_released_total", &[])
+            + f.a2
+                .metric_sum("wiresocket_region_pins_released_total", &[])
+    };
+    within(Duration::from_secs(10), "the last hold released", || {
+        released(&f) >= 1.0
+    });
+    // the grace (1 s), not the lease (3 s), is what is left of the pin now
+    let ttl = pttl(&f.redis_a, doc);
+    assert!(
+        ttl <= GRACE_MS as i64,
+        "pin TTL {ttl} ms after the last release"
     );
+    within(Duration::from_secs(10), "pin gone after the grace", || {
+        pin_of(&f.redis_a, doc).is_empty()
+    });
     let mut bob = connect(&f.b, "bob", "b-1");
     bob.subscribe(doc);
     assert_eq!(pin_of(&f.redis_a, doc), format!("b-1\n{}", f.url_b));
