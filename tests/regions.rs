@@ -18,7 +18,9 @@
 //!    `subs`) and receives a publication made through A2's HTTP API;
 //! 6. everyone leaves; the last release leaves the pin the grace (its TTL is at most 1 s, not
 //!    the 3 s lease); after it the pin is gone and a client on B pins the document to `b-1`;
-//! 7. a client on A1 pins `docs:crash`; A1 is killed with SIGKILL: B is still redirected
+//! 7. the pin is retaken by A behind B's back (as after a pin Redis failover): B's renewal
+//!    finds it and closes its client on the document with 4009 to A;
+//! 8. a client on A1 pins `docs:crash`; A1 is killed with SIGKILL: B is still redirected
 //!    while the lease runs, and once it lapsed B pins the document.
 
 mod common;
@@ -143,6 +145,15 @@ fn pin_of(redis: &RedisServer, doc: &str) -> String {
         .output()
         .expect("redis-cli");
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// Deletes the pin (a test's reset).
+fn server_del(redis: &RedisServer, doc: &str) {
+    Command::new("redis-cli")
+        .args(["-p", &redis.port.to_string(), "DEL"])
+        .arg(format!("wiresocket:pin:{{{doc}}}"))
+        .output()
+        .expect("redis-cli");
 }
 
 /// The pin's remaining TTL in ms (-2: no pin).
@@ -310,9 +321,26 @@ fn two_regions_pin_redirect_discovery_grace_and_lease() {
     bob.subscribe(doc);
     assert_eq!(pin_of(&f.redis_a, doc), format!("b-1\n{}", f.url_b));
     assert!(f.a1.metric_sum("wiresocket_region_pins_acquired_total", &[]) >= 1.0);
-    drop(bob);
 
-    // 7. a killed node's pin expires by its lease
+    // 7. the pin lost and retaken by A (as after a pin Redis failover): B's next renewal finds
+    //    it pinned elsewhere and redirects its connections there
+    let taken = Command::new("redis-cli")
+        .args(["-p", &f.redis_a.port.to_string(), "SET"])
+        .arg(format!("wiresocket:pin:{{{doc}}}"))
+        .arg(format!("a-1\n{}", f.url_a))
+        .args(["PX", "60000"])
+        .output()
+        .expect("redis-cli");
+    assert!(taken.status.success());
+    let (code, reason, _) = redirected(&mut bob);
+    assert_eq!((code, reason.as_str()), (4009, expected.as_str()));
+    assert_eq!(
+        f.b.metric_sum("wiresocket_region_pin_conflicts_total", &[]),
+        1.0
+    );
+    server_del(&f.redis_a, doc);
+
+    // 8. a killed node's pin expires by its lease
     let crash = "docs:crash";
     let mut dave = connect(&f.a1, "dave", "a-1");
     dave.subscribe(crash);

@@ -43,12 +43,17 @@ struct SessionFacts {
 /// (pin Redis URL, document).
 type HoldKey = (Arc<str>, Arc<str>);
 
+/// Called with a document this core serves that a renewal found pinned to another region, and
+/// the 4009 reason for its subscribers (installed by the runtime: it closes them).
+pub type OnConflict = Box<dyn Fn(&str, &str)>;
+
 pub struct CorePins {
     regions: Arc<Regions>,
     ctx: PinCtx,
     /// Shared with the release tasks, which check it again before sending.
     holds: Rc<RefCell<HashMap<HoldKey, usize>>>,
     sessions: RefCell<HashMap<u64, SessionFacts>>,
+    on_conflict: std::cell::OnceCell<OnConflict>,
 }
 
 impl CorePins {
@@ -70,6 +75,7 @@ impl CorePins {
             ctx,
             holds: Rc::default(),
             sessions: RefCell::default(),
+            on_conflict: Default::default(),
         });
         let weak = Rc::downgrade(&pins);
         let every = Duration::from_millis(pins.regions.cfg.renew_interval_ms);
@@ -85,6 +91,20 @@ impl CorePins {
 
     pub fn regions(&self) -> &Regions {
         &self.regions
+    }
+
+    /// Sets what happens to the subscribers of a document found pinned elsewhere.
+    pub fn on_conflict(&self, f: OnConflict) {
+        let _ = self.on_conflict.set(f);
+    }
+
+    /// Keeps the 4009 reason for a session about to be closed with it.
+    pub fn set_redirect(&self, session: u64, reason: String) {
+        self.sessions
+            .borrow_mut()
+            .entry(session)
+            .or_default()
+            .redirect = Some(reason);
     }
 
     /// Remembers the document named in the session's connection URL.
@@ -153,12 +173,7 @@ impl CorePins {
             Ok(Opened::Elsewhere(owner)) => {
                 self.drop_hold(key);
                 RegionStats::inc(&stats.redirects);
-                let reason = format!("REDIRECT:{}", Regions::document_url(&owner.url, document));
-                self.sessions
-                    .borrow_mut()
-                    .entry(session)
-                    .or_default()
-                    .redirect = Some(reason);
+                self.set_redirect(session, redirect_reason(&owner, document));
                 Err(Refusal::Redirect)
             }
             Err(e) => {
@@ -231,7 +246,10 @@ impl CorePins {
                             Opened::Here { .. } => RegionStats::inc(&stats.renewed),
                             Opened::Elsewhere(owner) => {
                                 RegionStats::inc(&stats.conflicts);
-                                tracing::warn!(document = %doc, region = %owner.region, "a document served here is pinned to another region");
+                                tracing::warn!(document = %doc, region = %owner.region, "a document served here is pinned to another region: redirecting its connections");
+                                if let Some(f) = self.on_conflict.get() {
+                                    f(doc, &redirect_reason(&owner, doc));
+                                }
                             }
                         }
                     }
@@ -243,4 +261,9 @@ impl CorePins {
             }
         }
     }
+}
+
+/// `REDIRECT:<owner url>/<encoded document>`.
+fn redirect_reason(owner: &Owner, document: &str) -> String {
+    format!("REDIRECT:{}", Regions::document_url(&owner.url, document))
 }

@@ -44,10 +44,17 @@
 //! is independent of the engine, so pins work with the memory engine too. Metrics are
 //! node-wide atomics ([`RegionStats`]).
 //!
-//! # Not built
+//! # Conflicts
 //! A document pinned elsewhere *after* connections opened it here (possible only when the pin
-//! was lost, e.g. the pin Redis was flushed) is counted (`wiresocket_region_pin_conflicts_total`)
-//! and logged at renewal, not yet redirected.
+//! was lost, e.g. the pin Redis failed over without the key and another region pinned it) is
+//! found by the next renewal: counted (`wiresocket_region_pin_conflicts_total`), logged, and
+//! its connections on the core are closed with 4009 to the new owner (the runtime installs
+//! [`core::CorePins::on_conflict`], which asks `session::Env` to close them), so a split heals
+//! within one `renew_interval_ms`.
+//!
+//! # Not built
+//! The pin Redis connections are not part of `/health` and their connection metrics are not
+//! exported (only the `wiresocket_region_*` counters).
 
 pub mod core;
 pub mod discovery;
@@ -172,7 +179,7 @@ impl RegionStats {
             ("wiresocket_region_pins_released_total", "Last holds released in the region: the pin's grace started.", &self.released),
             ("wiresocket_region_redirects_total", "Connections closed with 4009: their document is pinned to another region.", &self.redirects),
             ("wiresocket_region_pin_errors_total", "Pin commands that failed (pin Redis unreachable or slow): opens refused with a temporary error.", &self.errors),
-            ("wiresocket_region_pin_conflicts_total", "Renewals that found a document this node serves pinned to another region.", &self.conflicts),
+            ("wiresocket_region_pin_conflicts_total", "Renewals that found a document this node serves pinned to another region (its connections were redirected).", &self.conflicts),
         ];
         for (name, help, c) in counters {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");

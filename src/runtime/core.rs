@@ -144,6 +144,14 @@ impl Core {
             pins: regions.map(|r| crate::region::core::CorePins::new(r, me)),
         });
         crate::cluster::install(&env, &mesh);
+        if let Some(pins) = &env.pins {
+            let weak = Rc::downgrade(&env);
+            pins.on_conflict(Box::new(move |doc, reason| {
+                if let Some(env) = weak.upgrade() {
+                    env.redirect_document(doc, reason);
+                }
+            }));
+        }
         Core {
             me,
             env,

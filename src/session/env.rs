@@ -141,6 +141,21 @@ impl Env {
         });
     }
 
+    /// Closes every session of this core holding `document` with 4009 and `reason` (a renewal
+    /// found the document pinned to another region; see `region`).
+    pub fn redirect_document(&self, document: &str, reason: &str) {
+        let Some(pins) = &self.pins else { return };
+        self.sessions.for_each(|s| {
+            if s.subscriptions()
+                .get(document)
+                .is_some_and(|sub| sub.pinned)
+            {
+                pins.set_redirect(s.id, reason.to_owned());
+                s.request_close(crate::ws::close::Disconnect::REDIRECT);
+            }
+        });
+    }
+
     /// This client's presence/join/leave entry.
     pub fn client_info(&self, s: &Session) -> ClientInfo {
         let id = s.identity.borrow();
