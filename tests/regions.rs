@@ -298,6 +298,16 @@ fn two_regions_pin_redirect_discovery_grace_and_lease() {
     );
     assert!(js.passed(), "{}", js.report(Duration::from_secs(40)));
 
+    // measured, not asserted (`--nocapture`): the pin check's round trip to the pin Redis
+    for (name, node) in [("A1", &f.a1), ("A2", &f.a2), ("B", &f.b)] {
+        let n = node.metric_sum("wiresocket_region_pin_check_seconds_count", &[]);
+        let sum = node.metric_sum("wiresocket_region_pin_check_seconds_sum", &[]);
+        println!(
+            "pin checks on {name}: {n} taking {:.0} µs on average",
+            sum / n.max(1.0) * 1e6
+        );
+    }
+
     // 6. everyone leaves; after the grace the next connection pins it anywhere
     drop((alice, carol));
     let released = |f: &Fleet| {
