@@ -16,7 +16,7 @@
 //!
 //! Each answer is counted in `wiresocket_region_discovery_total{result}`.
 
-use super::{document, pin, RegionStats, Regions};
+use super::{document, pin, Answered, RegionStats, Regions};
 use crate::net::http::Response;
 use crate::protocol::ErrorCode;
 use crate::session::Env;
@@ -27,8 +27,8 @@ pub async fn answer(env: &Env, path: &str, bearer: Option<&str>) -> Response {
         return Response::status_only(404);
     };
     let regions = pins.regions();
-    let (status, resp) = decide(env, regions, path, bearer).await;
-    RegionStats::inc(&regions.stats.discovery[status]);
+    let (result, resp) = decide(env, regions, path, bearer).await;
+    RegionStats::inc(&regions.stats.discovery[result as usize]);
     resp.with_header("Cache-Control", "no-store".into())
 }
 
@@ -37,12 +37,22 @@ async fn decide(
     regions: &Regions,
     path: &str,
     bearer: Option<&str>,
-) -> (usize, Response) {
+) -> (Answered, Response) {
     let claims = match bearer.map(|t| env.verifier.verify_connect(t)) {
         Some(Ok(c)) => c,
-        _ => return (1, Response::error(401, ErrorCode::UNAUTHORIZED)),
+        _ => {
+            return (
+                Answered::Unauthorized,
+                Response::error(401, ErrorCode::UNAUTHORIZED),
+            )
+        }
     };
-    let bad = || (2, Response::error(400, ErrorCode::BAD_REQUEST));
+    let bad = || {
+        (
+            Answered::BadRequest,
+            Response::error(400, ErrorCode::BAD_REQUEST),
+        )
+    };
     let Some(Some(doc)) = document::from_query(path) else {
         return bad();
     };
@@ -51,14 +61,20 @@ async fn decide(
         _ => return bad(),
     }
     let Some((_, node)) = regions.store(claims.db_code.as_deref()) else {
-        return (3, Response::error(403, ErrorCode::PERMISSION_DENIED));
+        return (
+            Answered::Forbidden,
+            Response::error(403, ErrorCode::PERMISSION_DENIED),
+        );
     };
     let cfg = &regions.cfg;
     let (region, base) = match pin::read(&node, &cfg.key_prefix, &doc).await {
         Err(e) => {
             RegionStats::inc(&regions.stats.errors);
             tracing::warn!(document = %doc, error = %e, "discovery: pin read failed");
-            return (4, Response::error(503, ErrorCode::INTERNAL));
+            return (
+                Answered::Unavailable,
+                Response::error(503, ErrorCode::INTERNAL),
+            );
         }
         Ok(Some(owner)) => (owner.region, owner.url),
         Ok(None) => match claims
@@ -74,5 +90,5 @@ async fn decide(
         "url": Regions::document_url(&base, &doc),
         "region": region,
     });
-    (0, Response::json(200, body.to_string()))
+    (Answered::Ok, Response::json(200, body.to_string()))
 }

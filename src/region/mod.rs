@@ -158,6 +158,17 @@ pub struct RegionStats {
     pub check_latency: Histogram,
 }
 
+/// What a discovery request was answered (the index of its counter in
+/// [`RegionStats::discovery`] and of its label in [`DISCOVERY_LABELS`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answered {
+    Ok = 0,
+    Unauthorized = 1,
+    BadRequest = 2,
+    Forbidden = 3,
+    Unavailable = 4,
+}
+
 /// Discovery answers, the label of `wiresocket_region_discovery_total`.
 pub const DISCOVERY_LABELS: [&str; 5] = [
     "ok",

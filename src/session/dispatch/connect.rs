@@ -11,7 +11,8 @@
 
 use std::rc::Rc;
 
-use super::subscribe::{establish_pinned, open_document, Ask, Established};
+use super::document::{establish_pinned, open_document};
+use super::subscribe::{Ask, Established};
 use super::{token_failure, ttl_until, Batch, Outcome, VERSION};
 use crate::channel::{Op, Who};
 use crate::engine::StreamPosition;

@@ -16,6 +16,7 @@
 use std::rc::Rc;
 use std::sync::Arc;
 
+use super::document::{establish_pinned, open_document};
 use super::{token_failure, ttl_until, Batch, Outcome};
 use crate::channel::{ChannelError, ChannelOptions, Op, Who};
 use crate::engine::{ChannelEvent, EngineError, HistoryQuery, Publication, StreamPosition};
@@ -192,43 +193,6 @@ pub(super) async fn establish(
         }
     }
     Ok(est)
-}
-
-/// Before a subscription to a document (a channel of a `pinned` namespace, with `[regions]`):
-/// checks its pin and holds it (`region`). `Ok(true)`: held, the subscription must be made
-/// with [`establish_pinned`]; `Ok(false)`: not a document.
-pub(super) async fn open_document(
-    env: &Env,
-    s: &Session,
-    channel: &str,
-    opts: &ChannelOptions,
-) -> Result<bool, Refusal> {
-    match &env.pins {
-        Some(pins) if opts.pinned => pins.open(s.id, channel).await.map(|()| true),
-        _ => Ok(false),
-    }
-}
-
-/// [`establish`], then marks the subscription as holding its document's pin (released when
-/// the subscription ends); a failure releases the hold at once.
-pub(super) async fn establish_pinned(
-    env: &Rc<Env>,
-    s: &Rc<Session>,
-    channel: &str,
-    opts: &ChannelOptions,
-    ask: Ask,
-    pinned: bool,
-) -> Result<Established, EngineError> {
-    let r = establish(env, s, channel, opts, ask).await;
-    if let (true, Some(pins)) = (pinned, &env.pins) {
-        match &r {
-            Ok(_) => {
-                s.subscriptions().update(channel, |x| x.pinned = true);
-            }
-            Err(_) => pins.leave(s.id, channel),
-        }
-    }
-    r
 }
 
 /// After joining: the stream position, and the recovered publications when asked.
