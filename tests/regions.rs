@@ -13,9 +13,10 @@
 //!    caller's `regionCode` region, or this one for an unknown region code;
 //! 4. within A, a client on A2 subscribes (no redirect) and receives what A1's client
 //!    publishes (through Redis A);
-//! 5. the official JS SDK (`tests/js/regions.mjs`) connects to B with the document in the
-//!    URL, gets 4009, follows the reason's URL to A, is subscribed server-side (connect
-//!    `subs`) and receives a publication made through A2's HTTP API;
+//! 5. the official JS SDK (`tests/js/regions.mjs`): a client-side subscription on B gets 4009
+//!    with A's URL; a client connecting to B with the document in the URL gets 4009, follows
+//!    the reason's URL to A, is subscribed server-side (connect `subs`) and receives a
+//!    publication made through A2's HTTP API;
 //! 6. everyone leaves; the last release leaves the pin the grace (its TTL is at most 1 s, not
 //!    the 3 s lease); after it the pin is gone and a client on B pins the document to `b-1`;
 //! 7. the pin is retaken by A behind B's back (as after a pin Redis failover): B's renewal
@@ -287,6 +288,7 @@ fn two_regions_pin_redirect_discovery_grace_and_lease() {
         "regions.mjs",
         &[
             ("DOCUMENT", doc.to_owned()),
+            ("PLAIN_URL", f.url_b.clone()),
             ("FIRST_URL", format!("{}/docs%3Aplan", f.url_b)),
             ("EXPECT_URL", format!("{}/docs%3Aplan", f.url_a)),
             ("REGION_CODE", "b-1".into()),

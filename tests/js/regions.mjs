@@ -6,7 +6,10 @@
 // receive, through `centrifuge.on('publication')`, a publication made with the HTTP API at
 // API_URL (another node of the pinned region).
 //
-// Env: DOCUMENT, FIRST_URL, EXPECT_URL, REGION_CODE, DB_CODE, API_URL, API_KEY, SECRET.
+// First (step 0) a client on PLAIN_URL (the same region, no document in the URL) subscribes to
+// DOCUMENT with a client-side subscription and must be closed with the same 4009 and reason.
+//
+// Env: DOCUMENT, PLAIN_URL, FIRST_URL, EXPECT_URL, REGION_CODE, DB_CODE, API_URL, API_KEY, SECRET.
 // Lines: `ok: <step>`, then `ok: done`; `FAIL: <reason>` on stderr otherwise.
 
 import { Centrifuge } from 'centrifuge';
@@ -23,6 +26,20 @@ const token = mintToken({
 });
 
 const client = (url) => new Centrifuge(url, { websocket: WebSocket, token, debug: DEBUG, timeout: 5000 });
+
+// 0. a client-side subscription to the document in the wrong region: the connection is closed
+// with 4009 and the same reason (the SDK reports `connecting` with them)
+const plain = client(env('PLAIN_URL'));
+plain.newSubscription(DOC).subscribe();
+const subReason = await waitFor('a 4009 redirect on subscribe', (done) => {
+  plain.on('connecting', (ctx) => {
+    if (ctx.code === 4009) done(ctx.reason);
+  });
+  plain.connect();
+});
+plain.disconnect();
+if (subReason !== `REDIRECT:${env('EXPECT_URL')}`) fail(`subscribe redirect reason ${subReason}`);
+ok('subscribe redirected');
 
 // 1. the wrong region: connected, then closed with 4009 and the pinned region's URL (the SDK
 // reports a reconnect-class close after `connected` as `connecting` with the code and reason)
