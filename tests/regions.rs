@@ -224,6 +224,11 @@ fn two_regions_pin_redirect_discovery_grace_and_lease() {
     let expected = format!("REDIRECT:{}/docs%3Aplan", f.url_a);
 
     // 1. the first connection pins the document to its region
+    within(
+        Duration::from_secs(10),
+        "B's pin Redis connection up",
+        || f.b.metric_sum("wiresocket_region_pin_redis_up", &[]) == 1.0,
+    );
     let mut alice = connect(&f.a1, "alice", "a-1");
     alice.subscribe(doc);
     assert_eq!(pin_of(&f.redis_a, doc), format!("a-1\n{}", f.url_a));

@@ -52,9 +52,10 @@
 //! [`core::CorePins::on_conflict`], which asks `session::Env` to close them), so a split heals
 //! within one `renew_interval_ms`.
 //!
-//! # Not built
-//! The pin Redis connections are not part of `/health` and their connection metrics are not
-//! exported (only the `wiresocket_region_*` counters).
+//! # Health
+//! A pin Redis that is down is not a `/health` failure, on purpose: every node of the region
+//! shares it, so taking nodes out of rotation would not help, and they still serve everything
+//! but opening documents. `wiresocket_region_pin_redis_up{redis}` shows it for alerting.
 
 pub mod core;
 pub mod discovery;
@@ -69,7 +70,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
 use crate::config::{Config, RedisConfig, RegionsConfig};
-use crate::engine::redis::RedisNode;
+use crate::engine::redis::{Link, RedisNode};
 use crate::metrics::{Histogram, BOUNDS_US};
 
 /// The node's regions state, shared by the cores.
@@ -139,9 +140,24 @@ impl Regions {
         format!("{base}/{}", document::encode(document))
     }
 
-    /// Appends the regions metrics.
+    /// Appends the regions metrics, with the state of each pin Redis connection.
     pub fn render(&self, out: &mut String) {
         self.stats.render(out);
+        let name = "wiresocket_region_pin_redis_up";
+        let _ = writeln!(
+            out,
+            "# HELP {name} 1 while the connection to a pin Redis is up (opens of documents whose dbCode uses it succeed), else 0.\n# TYPE {name} gauge"
+        );
+        let mut stores: Vec<_> = self.stores.iter().collect();
+        stores.sort_by(|a, b| a.0.cmp(b.0));
+        for (url, node) in stores {
+            let shown = crate::engine::redis::redacted(url).replace('"', "'");
+            let _ = writeln!(
+                out,
+                "{name}{{redis=\"{shown}\"}} {}",
+                u8::from(node.stats().is_up(Link::Command))
+            );
+        }
     }
 }
 

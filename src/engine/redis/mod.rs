@@ -117,7 +117,7 @@ use super::*;
 use crate::metrics::CoreMetrics;
 pub use io::{Conn, RedisNode};
 use scripts::Keys;
-pub use stats::RedisStats;
+pub use stats::{Link, RedisStats};
 
 /// Presence entries refreshed per pipeline (one round trip).
 const PRESENCE_PIPELINE: usize = 512;
