@@ -121,9 +121,11 @@ macro_rules! config_section {
 
 // declared after the macro, which it uses
 mod channels;
+mod regions;
 mod server;
 
 pub use channels::{ChannelOptions, ChannelsConfig, NamespaceConfig};
+pub use regions::RegionsConfig;
 pub use server::{ServerConfig, TlsConfig};
 
 config_section! {
@@ -501,6 +503,8 @@ pub struct Config {
     pub engine: EngineConfig,
     /// `[shedding]`: leaving the pool before the node is full.
     pub shedding: SheddingConfig,
+    /// `[regions]`: document pinning across WebSocket regions (off by default).
+    pub regions: RegionsConfig,
     /// `[mesh]`: cross-core rings.
     pub mesh: MeshConfig,
     /// `[log]`: logging.
@@ -543,6 +547,11 @@ pub(crate) const SECTIONS: &[SectionDoc] = &[
         key: "shedding",
         doc: SheddingConfig::DOC,
         fields: SheddingConfig::FIELDS,
+    },
+    SectionDoc {
+        key: "regions",
+        doc: RegionsConfig::DOC,
+        fields: RegionsConfig::FIELDS,
     },
     SectionDoc {
         key: "mesh",

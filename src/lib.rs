@@ -36,6 +36,8 @@
 //! - [`cluster`]: node commands of the server API (disconnect, subscribe, unsubscribe,
 //!   refresh a user's connections) applied on every core of every node, surveys, and the
 //!   node statistics of `info`; carried between nodes by the engine.
+//! - [`region`]: document pinning across WebSocket regions (pins with leases in the
+//!   `dbCode` Redis, the 4009 redirect, `/discovery`).
 //! - [`api`]: `/api/*`, `/health`, `/metrics`.
 //! - [`metrics`]: per-core counters and the Prometheus exposition.
 
@@ -55,6 +57,7 @@ pub mod metrics;
 pub mod net;
 pub mod node;
 pub mod protocol;
+pub mod region;
 pub mod runtime;
 pub mod session;
 pub mod ws;

@@ -181,6 +181,7 @@ fn every_row_of_the_bad_input_table_holds_against_a_real_server() {
     let ctx = Ctx {
         server: start(),
         proxied: Default::default(),
+        regional: Default::default(),
         n: Default::default(),
     };
     let mut failures = Vec::new();
@@ -237,6 +238,7 @@ fn print_what_each_case_gets() {
     let ctx = Ctx {
         server: start(),
         proxied: Default::default(),
+        regional: Default::default(),
         n: Default::default(),
     };
     for (id, case) in cases() {
@@ -271,6 +273,8 @@ struct Ctx {
     server: Server,
     /// The server behind a trusted proxy (the `proxy.*` cases), started when first needed.
     proxied: std::cell::OnceCell<Server>,
+    /// The server with `[regions]` (the `region.*` cases), started when first needed.
+    regional: std::cell::OnceCell<Server>,
     n: std::cell::Cell<u32>,
 }
 
@@ -288,10 +292,45 @@ impl Ctx {
         })
     }
 
+    /// A server with `[regions]` enabled, namespace `docs` pinned, and a pin Redis that
+    /// does not answer (a closed loopback port).
+    fn regional(&self) -> &Server {
+        self.regional.get_or_init(|| {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .unwrap()
+                .port();
+            let env = [
+                ("WIRESOCKET_REGIONS__ENABLED", "true".to_owned()),
+                ("WIRESOCKET_REGIONS__NAME", "eu-central-1".into()),
+                (
+                    "WIRESOCKET_REGIONS__URL",
+                    "wss://eu-central-1.example.net/connection/websocket".into(),
+                ),
+                (
+                    "WIRESOCKET_REGIONS__DEFAULT_PIN_REDIS",
+                    format!("redis://127.0.0.1:{port}/0"),
+                ),
+                ("WIRESOCKET_REGIONS__TIMEOUT_MS", "300".into()),
+            ];
+            Server::start_with(&Overrides {
+                server: format!("header_timeout_ms = {HEADER_TIMEOUT_MS}\n"),
+                channels: "[[channels.namespaces]]\nname = \"docs\"\npinned = true\n".into(),
+                env: env
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.clone()))
+                    .collect(),
+                ..Default::default()
+            })
+        })
+    }
+
     /// The server case `id` runs against.
     fn server_of(&self, id: &str) -> &Server {
         if id.starts_with("proxy.") {
             self.proxied()
+        } else if id.starts_with("region.") {
+            self.regional()
         } else {
             &self.server
         }
@@ -762,6 +801,75 @@ fn cases() -> Vec<(&'static str, Case)> {
             let cmd = json!({"id": 9, "sub_refresh": {"channel": "$doc", "token": old}});
             text_case_ws(&mut ws, &cmd.to_string())
         }),
+        // regions (document pinning)
+        ("region.discovery_without_token", |c| {
+            raw_to(c.regional(), &discovery("docs%3Aa", ""))
+        }),
+        ("region.discovery_bad_token", |c| {
+            raw_to(c.regional(), &discovery("docs%3Aa", "Bearer nope"))
+        }),
+        ("region.discovery_without_document", |c| {
+            let auth = format!("Bearer {}", region_token(c, json!({})));
+            let req = format!(
+                "GET /discovery HTTP/1.1\r\nAuthorization: {auth}\r\nConnection: close\r\n\r\n"
+            );
+            raw_to(c.regional(), req.as_bytes())
+        }),
+        ("region.discovery_not_a_document", |c| {
+            let auth = format!("Bearer {}", region_token(c, json!({})));
+            raw_to(c.regional(), &discovery("plain", &auth))
+        }),
+        ("region.discovery_bad_encoding", |c| {
+            let auth = format!("Bearer {}", region_token(c, json!({})));
+            raw_to(c.regional(), &discovery("docs%3Aa%zz", &auth))
+        }),
+        ("region.discovery_unknown_db_code", |c| {
+            let auth = format!("Bearer {}", region_token(c, json!({"dbCode": "nope"})));
+            raw_to(c.regional(), &discovery("docs%3Aa", &auth))
+        }),
+        ("region.discovery_pin_redis_down", |c| {
+            let auth = format!("Bearer {}", region_token(c, json!({})));
+            raw_to(c.regional(), &discovery("docs%3Aa", &auth))
+        }),
+        ("region.document_path_malformed", |c| {
+            let req = "GET /connection/websocket/docs%3A%zz HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+            raw_to(c.regional(), req.as_bytes())
+        }),
+        ("ws.document_path_without_regions", |c| {
+            let req = "GET /connection/websocket/docs%3Aa HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+            raw_to(&c.server, req.as_bytes())
+        }),
+        ("region.document_url_not_a_document", |c| {
+            region_connect(c, "/connection/websocket/plain", json!({}))
+        }),
+        ("region.document_url_pin_redis_down", |c| {
+            region_connect(c, "/connection/websocket/docs%3Aa", json!({}))
+        }),
+        ("region.subscribe_pin_redis_down", |c| {
+            let mut ws = RawWs::open(c.regional(), "/connection/websocket");
+            send(
+                &mut ws,
+                &json!({"id": 1, "connect": {"token": region_token(c, json!({}))}}).to_string(),
+            );
+            assert_eq!(observe(&mut ws), Answer::Accepted("connect".into()));
+            text_case(
+                ws,
+                &json!({"id": 9, "subscribe": {"channel": "docs:a"}}).to_string(),
+            )
+        }),
+        ("region.subscribe_unknown_db_code", |c| {
+            let mut ws = RawWs::open(c.regional(), "/connection/websocket");
+            let token = region_token(c, json!({"dbCode": "nope"}));
+            send(
+                &mut ws,
+                &json!({"id": 1, "connect": {"token": token}}).to_string(),
+            );
+            assert_eq!(observe(&mut ws), Answer::Accepted("connect".into()));
+            text_case(
+                ws,
+                &json!({"id": 9, "subscribe": {"channel": "docs:a"}}).to_string(),
+            )
+        }),
         // server API
         ("api.no_key", |c| {
             api(c, "/api/publish", None, r#"{"channel": "a", "data": 1}"#)
@@ -857,6 +965,39 @@ const PROXY_SIGNATURE: &[u8; 12] = b"\r\n\r\n\0\r\nQUIT\n";
 /// Sends raw bytes on a fresh connection, reads until the server closes.
 fn raw(c: &Ctx, bytes: &[u8]) -> Answer {
     raw_to(&c.server, bytes)
+}
+
+/// `GET /discovery?documentName=<doc>` with an `Authorization` header unless `auth` is empty.
+fn discovery(doc: &str, auth: &str) -> Vec<u8> {
+    let auth = if auth.is_empty() {
+        String::new()
+    } else {
+        format!("Authorization: {auth}\r\n")
+    };
+    format!("GET /discovery?documentName={doc} HTTP/1.1\r\n{auth}Connection: close\r\n\r\n")
+        .into_bytes()
+}
+
+/// A connection token for the regions server (no audience or issuer there) with `extra` claims.
+fn region_token(c: &Ctx, extra: Value) -> String {
+    let mut claims = json!({"sub": c.user(), "exp": now_s() + 3600});
+    if let Value::Object(m) = extra {
+        for (k, v) in m {
+            claims[k] = v;
+        }
+    }
+    hs256(&claims)
+}
+
+/// A WebSocket on `path` of the regions server, then `connect`: what it answers (a close).
+fn region_connect(c: &Ctx, path: &str, extra: Value) -> Answer {
+    let mut ws = RawWs::open(c.regional(), path);
+    let token = region_token(c, extra);
+    send(
+        &mut ws,
+        &json!({"id": 1, "connect": {"token": token}}).to_string(),
+    );
+    wait_close(&mut ws)
 }
 
 fn raw_to(server: &Server, bytes: &[u8]) -> Answer {

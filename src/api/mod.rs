@@ -69,6 +69,8 @@ pub enum Routed {
     Done(Response),
     /// Read the body (within the limits) and pass it to [`call`].
     Body(ApiCall),
+    /// `GET /discovery` (`[regions]`): answered by `region::discovery` (no body read).
+    Discovery,
 }
 
 /// Routes and authorises a request from its head alone.
@@ -88,8 +90,12 @@ pub fn route(core: &Rc<Core>, method: &str, path: &str, api_key: Option<&str>) -
             if let Some(redis) = &core.redis {
                 redis.stats().render(&mut text);
             }
+            if let Some(pins) = &core.pins {
+                pins.regions().render(&mut text);
+            }
             done(Response::text(200, text).with_header("Cache-Control", "no-store".into()))
         }
+        ("GET", "/discovery") if core.pins.is_some() => Routed::Discovery,
         (_, "/health" | "/metrics") => {
             done(Response::status_only(405).with_header("Allow", "GET, HEAD".into()))
         }

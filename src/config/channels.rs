@@ -122,6 +122,9 @@ config_section! {
         /// transport limits apply (`websocket.max_message_bytes`, `server.max_body_bytes`).
         /// Default: `0`. Set it to what your application's messages need.
         pub max_publication_bytes: usize = 0,
+        /// The namespace's channels are *documents* pinned to one WebSocket region at a time
+        /// (needs `[regions]`; see docs/REGIONS.md). Default: `false`.
+        pub pinned: bool = false,
     }
 }
 

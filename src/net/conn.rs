@@ -211,6 +211,15 @@ async fn answer(
     };
     let (resp, body_read) = match routed {
         Routed::Done(resp) => (resp, !req.has_body()),
+        Routed::Discovery => (
+            Box::pin(crate::region::discovery::answer(
+                core,
+                &req.path,
+                req.bearer.as_deref(),
+            ))
+            .await,
+            !req.has_body(),
+        ),
         Routed::Body(call) => match read_body(core, stream, req, buf).await {
             // boxed: API handling is large and most connections never get here
             Ok(body) => (Box::pin(crate::api::call(core, call, body)).await, true),
@@ -351,6 +360,13 @@ async fn upgrade(core: Rc<Core>, edge: &Edge, mut stream: Stream, pending: Pendi
             return;
         }
     };
+    if meta.document.is_some() && core.pins.is_none() {
+        // `/connection/websocket/<document>` exists only with `[regions]`
+        CoreMetrics::inc(&core.metrics.http_requests);
+        core.metrics.http_error(404);
+        let _ = http::write(&mut stream, &Response::status_only(404), false).await;
+        return;
+    }
     let admitted = admit::may_upgrade(&core)
         && (handler == Handler::Centrifugo || admit::admit_echo_upgrade(&core));
     if !admitted {
@@ -382,6 +398,7 @@ async fn upgrade(core: Rc<Core>, edge: &Edge, mut stream: Stream, pending: Pendi
         crate::net::socket::Socket::new(stream, lease),
         early,
         handler,
+        meta.document,
     );
     tracing::debug!(
         task = std::mem::size_of_val(&fut),

@@ -31,6 +31,8 @@ pub struct Request {
     /// `Expect: 100-continue`: the client waits for a go-ahead before its body.
     pub expect_continue: bool,
     pub api_key: Option<String>,
+    /// `Authorization: Bearer <token>` (`/discovery`).
+    pub bearer: Option<String>,
 }
 
 impl Request {
@@ -52,6 +54,8 @@ pub struct UpgradeMeta {
     pub host: Option<String>,
     /// Every `X-Forwarded-For` value, in order (read only from trusted proxies).
     pub forwarded_for: Vec<String>,
+    /// The document named by `/connection/websocket/<url-encoded document>` (`region`).
+    pub document: Option<String>,
 }
 
 /// What a complete request head asks for.
@@ -87,12 +91,21 @@ pub fn parse(head: &[u8], echo: bool) -> Parsed {
     if content_length.is_some_and(|n| n > 0) {
         return Parsed::Refuse(400);
     }
+    let mut document = None;
     let handler = match parsed.path {
-        Some("/connection/websocket") => Handler::Centrifugo,
         Some("/echo") if echo => Handler::Echo,
+        Some(p) if p.starts_with(crate::region::document::WS_PATH) => {
+            match crate::region::document::from_ws_path(p) {
+                Ok(doc) => document = doc,
+                Err(bad) => return Parsed::Refuse(bad.0),
+            }
+            Handler::Centrifugo
+        }
         _ => return Parsed::Refuse(404),
     };
-    Parsed::Upgrade(handshake::accept(&parsed), handler, meta(parsed.headers))
+    let mut meta = meta(parsed.headers);
+    meta.document = document;
+    Parsed::Upgrade(handshake::accept(&parsed), handler, meta)
 }
 
 fn meta(headers: &[httparse::Header<'_>]) -> UpgradeMeta {
@@ -157,7 +170,14 @@ fn extract(p: &httparse::Request<'_, '_>, content_length: Option<usize>) -> Requ
         header("authorization")
             .and_then(|v| v.strip_prefix("apikey ").map(|k| k.trim().to_string()))
     });
+    let bearer = header("authorization").and_then(|v| {
+        let (scheme, token) = v.split_once(' ')?;
+        scheme
+            .eq_ignore_ascii_case("bearer")
+            .then(|| token.trim().to_string())
+    });
     Request {
+        bearer,
         method: p.method.unwrap_or("").to_string(),
         path: p.path.unwrap_or("/").to_string(),
         keep_alive,

@@ -89,11 +89,12 @@ pub fn subscribe_push(channel: &str, body: impl FnOnce(&mut Obj<'_>)) -> Vec<u8>
     push(Some(channel), "subscribe", body)
 }
 
-/// `{"push":{"disconnect":{"code":N,"reason":R,"reconnect":B}}}`.
-pub fn disconnect_push(d: Disconnect) -> Vec<u8> {
+/// `{"push":{"disconnect":{"code":N,"reason":R,"reconnect":B}}}`; `reason` is `d.reason`
+/// except where the close names more (4009: the redirect URL).
+pub fn disconnect_push(d: Disconnect, reason: &str) -> Vec<u8> {
     push(None, "disconnect", |o| {
         o.num("code", d.code as u64)
-            .str("reason", d.reason)
+            .str("reason", reason)
             .bool("reconnect", d.reconnect);
     })
 }
@@ -122,7 +123,7 @@ mod tests {
             v(&p),
             json!({"push":{"channel":"news","pub":{"data":{"x":1},"offset":4,"info":{"user":"u"},"tags":{"k":"v"}}}})
         );
-        let d = disconnect_push(Disconnect::SHUTDOWN);
+        let d = disconnect_push(Disconnect::SHUTDOWN, Disconnect::SHUTDOWN.reason);
         assert_eq!(v(&d)["push"]["disconnect"]["code"], 3001);
         assert_eq!(v(&d)["push"]["disconnect"]["reconnect"], true);
         let u = unsubscribe_push("c", Unsubscribe::INSUFFICIENT_STATE);

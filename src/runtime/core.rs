@@ -94,6 +94,7 @@ impl Deref for Core {
 }
 
 impl Core {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         cfg: Arc<Config>,
         node: Arc<NodeState>,
@@ -102,6 +103,7 @@ impl Core {
         engine: EngineShared,
         node_name: Arc<str>,
         verifier: crate::auth::Verifier,
+        regions: Option<Arc<crate::region::Regions>>,
     ) -> Self {
         let me = mesh.me();
         let metrics = registry.core(me);
@@ -139,8 +141,17 @@ impl Core {
             verifier,
             node_name,
             policy,
+            pins: regions.map(|r| crate::region::core::CorePins::new(r, me)),
         });
         crate::cluster::install(&env, &mesh);
+        if let Some(pins) = &env.pins {
+            let weak = Rc::downgrade(&env);
+            pins.on_conflict(Box::new(move |doc, reason| {
+                if let Some(env) = weak.upgrade() {
+                    env.redirect_document(doc, reason);
+                }
+            }));
+        }
         Core {
             me,
             env,

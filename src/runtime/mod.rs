@@ -101,6 +101,7 @@ pub fn serve(
     ));
     let registry = Registry::new(cpus.len());
     let limits = core::EngineShared::build(&cfg)?;
+    let regions = crate::region::Regions::start(&cfg)?;
     let node_name: Arc<str> = node_name(&cfg, addr).into();
     let edge_limits = crate::limits::Limits::new(&cfg.server);
     let (internal, internal_addr) = match internal {
@@ -123,6 +124,7 @@ pub fn serve(
         edge_limits,
         verifier,
         tls,
+        regions,
     };
     let inputs = listeners
         .into_iter()
@@ -190,6 +192,7 @@ struct Shared {
     edge_limits: Arc<crate::limits::Limits>,
     verifier: crate::auth::Verifier,
     tls: Option<Arc<crate::net::tls::Tls>>,
+    regions: Option<Arc<crate::region::Regions>>,
 }
 
 /// `server.node_name`, or `hostname:port`.
@@ -217,6 +220,7 @@ async fn run_core(shared: Shared, listeners: CoreListeners, life: startup::CoreL
         edge_limits,
         verifier,
         tls,
+        regions,
     } = shared;
     let edge = |internal| {
         Rc::new(crate::net::edge::Edge::new(
@@ -232,7 +236,9 @@ async fn run_core(shared: Shared, listeners: CoreListeners, life: startup::CoreL
     life.reached(startup::Stage::Wiring);
     let me = mesh.me();
     node.set_core_thread(me);
-    let mut core = core::Core::new(cfg, node, registry, mesh, limits, node_name, verifier);
+    let mut core = core::Core::new(
+        cfg, node, registry, mesh, limits, node_name, verifier, regions,
+    );
     core.tls = tls;
     let core = Rc::new(core);
 

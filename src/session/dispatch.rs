@@ -31,6 +31,7 @@ use crate::protocol::{ErrorCode, Method};
 use crate::ws::close::Disconnect;
 
 mod connect;
+mod document;
 mod presence;
 mod subscribe;
 

@@ -64,8 +64,12 @@ pub fn run(
     sock: Socket,
     early: Vec<u8>,
     handler: Handler,
+    document: Option<String>,
 ) -> impl Future<Output = ()> {
     let session = env.open_session(sock);
+    if let (Some(doc), Some(pins)) = (document, &env.pins) {
+        pins.note_url_document(session.id, doc); // opened by `connect`
+    }
     if handler == Handler::Echo {
         session.phase.set(Phase::Echo);
         env.admit_echo(&session);
@@ -258,10 +262,17 @@ async fn finish(env: &Env, s: &Rc<Session>, d: Disconnect) -> u16 {
         s.abandon_output();
     }
     if !answered && d != Disconnect::ABNORMAL && d != Disconnect::WRITE_ERROR {
+        // 4009 names the region to go to (kept by `region` when the redirect was decided)
+        let redirect = (d == Disconnect::REDIRECT)
+            .then(|| env.pins.as_ref().and_then(|p| p.take_redirect(s.id)))
+            .flatten();
+        let reason = redirect.as_deref().unwrap_or(d.reason);
         if d.is_protocol_level() && d != Disconnect::SLOW {
-            s.enqueue_final(frame::text(&crate::protocol::push::disconnect_push(d)));
+            s.enqueue_final(frame::text(&crate::protocol::push::disconnect_push(
+                d, reason,
+            )));
         }
-        s.enqueue_final(frame::close(d.code, d.reason));
+        s.enqueue_final(frame::close(d.code, reason));
         let limit = Duration::from_millis(env.cfg.websocket.write_timeout_ms.min(2_000));
         let _ = crate::exec::timeout(limit, write_all(s)).await;
     }

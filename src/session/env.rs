@@ -35,6 +35,8 @@ pub struct Env {
     pub node_name: Arc<str>,
     /// Channel rules and namespace options.
     pub policy: crate::channel::Policy,
+    /// Document pins (`[regions]` enabled).
+    pub pins: Option<Rc<crate::region::core::CorePins>>,
 }
 
 impl Env {
@@ -53,6 +55,9 @@ impl Env {
     pub fn close(&self, s: &Rc<Session>, code: u16) {
         for sub in s.subscriptions().take_all() {
             self.release_subscription(s, &sub);
+        }
+        if let Some(pins) = &self.pins {
+            pins.forget(s.id);
         }
         self.sessions.remove(s);
         self.forget_user_connection(s);
@@ -113,6 +118,9 @@ impl Env {
     /// Undoes what a subscription holds beyond the hub entry (presence, leave).
     pub fn release_subscription(&self, s: &Rc<Session>, sub: &super::Subscription) {
         self.hub.leave(&sub.channel, s.id);
+        if let (true, Some(pins)) = (sub.pinned, &self.pins) {
+            pins.leave(s.id, &sub.channel);
+        }
         if !sub.presence && !sub.join_leave {
             return;
         }
@@ -129,6 +137,21 @@ impl Env {
                 let _ = engine
                     .publish_join_leave(&channel, ChannelEvent::Leave(info))
                     .await;
+            }
+        });
+    }
+
+    /// Closes every session of this core holding `document` with 4009 and `reason` (a renewal
+    /// found the document pinned to another region; see `region`).
+    pub fn redirect_document(&self, document: &str, reason: &str) {
+        let Some(pins) = &self.pins else { return };
+        self.sessions.for_each(|s| {
+            if s.subscriptions()
+                .get(document)
+                .is_some_and(|sub| sub.pinned)
+            {
+                pins.set_redirect(s.id, reason.to_owned());
+                s.request_close(crate::ws::close::Disconnect::REDIRECT);
             }
         });
     }

@@ -20,6 +20,8 @@ pub struct Subscription {
     /// The stream position at subscribe (offset, epoch), where the channel keeps history;
     /// the position reached since is the hub's (`Hub::top_offset`).
     pub position: Option<(u64, Arc<str>)>,
+    /// A document held in its pin (`region`): leaving releases the hold.
+    pub pinned: bool,
 }
 
 #[derive(Default)]
@@ -127,6 +129,7 @@ mod tests {
             presence: false,
             join_leave: false,
             position: None,
+            pinned: false,
         }
     }
 

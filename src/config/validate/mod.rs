@@ -29,6 +29,7 @@ impl Config {
         self.channels.validate()?;
         self.engine.validate()?;
         self.shedding.validate()?;
+        self.regions.validate(&self.channels)?;
         self.mesh.validate()?;
         self.log.validate()
     }

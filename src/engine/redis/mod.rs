@@ -124,7 +124,7 @@ use crate::metrics::CoreMetrics;
 pub use connect::Conn;
 pub use node::RedisNode;
 use scripts::Keys;
-pub use stats::RedisStats;
+pub use stats::{Link, RedisStats};
 
 /// Why the Redis engine could not start.
 #[derive(Debug, thiserror::Error)]

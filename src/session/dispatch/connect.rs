@@ -11,11 +11,14 @@
 
 use std::rc::Rc;
 
-use super::subscribe::{establish, Ask, Established};
+use super::document::{establish_pinned, open_document};
+use super::subscribe::{Ask, Established};
 use super::{token_failure, ttl_until, Batch, Outcome, VERSION};
+use crate::channel::{Op, Who};
 use crate::engine::StreamPosition;
 use crate::protocol::command::Since;
 use crate::protocol::reply::{self, Obj};
+use crate::region::core::Refusal;
 use crate::session::{Env, Identity, Phase, Session};
 use crate::ws::close::Disconnect;
 
@@ -57,8 +60,8 @@ pub(super) async fn connect(
 ) -> Outcome {
     // an empty token is the anonymous user where allowed, else refused (and counted) by the
     // verifier like any other bad token
-    let (expires_at, user, info, channels) = match env.verifier.verify_connect(token) {
-        Ok(c) => (c.expires_at(), c.user, c.info, c.channels),
+    let (expires_at, user, info, mut channels, db_code) = match env.verifier.verify_connect(token) {
+        Ok(c) => (c.expires_at(), c.user, c.info, c.channels, c.db_code),
         Err(e) => return token_failure(&e),
     };
     if let Err(r) = s.socket().lease().acquire_user(&user) {
@@ -97,8 +100,21 @@ pub(super) async fn connect(
         .set(crate::exec::now_ms() + env.cfg.websocket.ping_interval_ms);
     s.phase.set(Phase::Connected);
 
-    // server-side subscriptions from the token
+    // the document of the connection URL first, then the token's channels
+    if let Some(pins) = &env.pins {
+        pins.note_db_code(s.id, db_code);
+        if let Some(doc) = pins.url_document(s.id) {
+            if let Err(d) = url_document_allowed(env, s, &doc) {
+                return Outcome::Disconnect(d);
+            }
+            channels.retain(|c| *c != doc);
+            channels.insert(0, doc);
+        }
+    }
+
+    // server-side subscriptions from the token (and the URL's document)
     let mut subs: Vec<(String, Established)> = Vec::new();
+    let mut redirect = false;
     for channel in channels
         .iter()
         .take(env.cfg.channels.max_subscriptions_per_client)
@@ -127,12 +143,28 @@ pub(super) async fn connect(
             reject_unrecovered: false,
             expires_at: None,
         };
-        match establish(env, s, channel, opts, ask).await {
+        let pinned = match open_document(env, s, channel, opts).await {
+            Ok(pinned) => pinned,
+            Err(Refusal::Redirect) => {
+                redirect = true;
+                break;
+            }
+            // the SDK reconnects after 3004 and tries again
+            Err(Refusal::Unavailable) => return Outcome::Disconnect(Disconnect::INTERNAL),
+            Err(Refusal::NoStore) => return Outcome::Disconnect(Disconnect::PERMISSION_DENIED),
+        };
+        match establish_pinned(env, s, channel, opts, ask, pinned).await {
             Ok(est) => subs.push((channel.clone(), est)),
             Err(e) => {
                 tracing::warn!(session = s.id, %channel, error = %e, "server-side subscription failed");
             }
         }
+    }
+    if redirect {
+        // Connected first, then closed with 4009: a reconnect-class close *during* connect is
+        // retried silently by the SDKs (centrifuge-js stays "connecting" and reconnects to
+        // the same URL), while one after it is reported (`connecting`, code 4009, reason).
+        subs.clear();
     }
     let ping_s = env.cfg.websocket.ping_interval_ms.div_ceil(1000).max(1);
     reply::result(&mut b.out, id, "connect", |r| {
@@ -152,10 +184,34 @@ pub(super) async fn connect(
             m.end();
         }
     });
+    if redirect {
+        return Outcome::Disconnect(Disconnect::REDIRECT);
+    }
     for (_, est) in subs {
         b.activate.push((est.key.clone(), est.covered()));
     }
     Outcome::Replied
+}
+
+/// The document named in the connection URL must be a channel of a `pinned` namespace (else
+/// 3501) that this user may subscribe to without a subscription token (else 3507).
+fn url_document_allowed(env: &Env, s: &Session, doc: &str) -> Result<(), Disconnect> {
+    let resolved = match env.policy.resolve(doc) {
+        Ok(r) if r.options.pinned => r,
+        Ok(_) => return Err(Disconnect::BAD_REQUEST),
+        Err(e) => {
+            e.counted(&env.metrics);
+            return Err(Disconnect::BAD_REQUEST);
+        }
+    };
+    let identity = s.identity.borrow();
+    resolved
+        .allows(&Who::client(&identity.user, false), Op::Subscribe)
+        .map(drop)
+        .map_err(|e| {
+            e.counted(&env.metrics);
+            Disconnect::PERMISSION_DENIED
+        })
 }
 
 pub(super) fn refresh(env: &Env, s: &Session, id: u32, token: &str, out: &mut Vec<u8>) -> Outcome {

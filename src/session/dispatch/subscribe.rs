@@ -16,12 +16,15 @@
 use std::rc::Rc;
 use std::sync::Arc;
 
+use super::document::{establish_pinned, open_document};
 use super::{token_failure, ttl_until, Batch, Outcome};
 use crate::channel::{ChannelError, ChannelOptions, Op, Who};
 use crate::engine::{ChannelEvent, EngineError, HistoryQuery, Publication, StreamPosition};
 use crate::protocol::reply::{self, Obj};
 use crate::protocol::ErrorCode;
+use crate::region::core::Refusal;
 use crate::session::{Env, Session, Subscription};
+use crate::ws::close::Disconnect;
 
 /// Asks the channel policy whether this session may subscribe, verifying a subscription
 /// token when one is given (it must name this channel and this user, else 103). Returns the
@@ -131,6 +134,7 @@ pub(super) async fn establish(
         presence: false,
         join_leave: false,
         position: None,
+        pinned: false,
     });
     let rollback = |s: &Rc<Session>| {
         if let Some(sub) = s.subscriptions().remove(channel) {
@@ -257,7 +261,13 @@ pub(super) async fn subscribe(
         reject_unrecovered: req.reject_unrecovered,
         expires_at,
     };
-    let est = match establish(env, s, req.channel, opts, ask).await {
+    let pinned = match open_document(env, s, req.channel, opts).await {
+        Ok(pinned) => pinned,
+        Err(Refusal::Redirect) => return Outcome::Disconnect(Disconnect::REDIRECT),
+        Err(Refusal::Unavailable) => return Outcome::Error(ErrorCode::INTERNAL),
+        Err(Refusal::NoStore) => return Outcome::Error(ErrorCode::PERMISSION_DENIED),
+    };
+    let est = match establish_pinned(env, s, req.channel, opts, ask, pinned).await {
         Ok(est) => est,
         Err(e) => return e.into(),
     };
@@ -301,7 +311,13 @@ pub async fn server_subscribe(
         reject_unrecovered: false,
         expires_at: None,
     };
-    let est = establish(env, s, channel, opts, ask).await?;
+    let pinned = open_document(env, s, channel, opts)
+        .await
+        .map_err(|r| match r {
+            Refusal::Unavailable => EngineError::Internal("document pin unavailable".into()),
+            Refusal::Redirect | Refusal::NoStore => EngineError::NotAvailable,
+        })?;
+    let est = establish_pinned(env, s, channel, opts, ask, pinned).await?;
     let mut push = crate::protocol::push::subscribe_push(channel, |r| {
         est.write(r);
         if let Some(data) = &asked.data {
