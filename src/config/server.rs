@@ -22,6 +22,12 @@ config_section! {
         /// ids such as [0, 2]. Default: `"all"`. Restrict it to leave CPUs to a co-located
         /// Redis or to the NIC's interrupt handlers.
         pub cores: CoresSpec = CoresSpec::All,
+        /// How long `serve` waits for another listener on its port to go away before it
+        /// refuses to start (one server per port; `--takeover` shares it on purpose). A
+        /// predecessor that just exited can hold its listening sockets a moment longer
+        /// while the kernel tears down its io_uring, so a restart on the same port waits
+        /// instead of failing. Default: `3_000` ms.
+        pub port_wait_ms: u64 = 3_000,
         /// Listen backlog per core (capped by net.core.somaxconn). Default: `4096`.
         /// Raise it when many clients reconnect at once after a deploy.
         pub backlog: u32 = 4096,

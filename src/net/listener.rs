@@ -10,7 +10,11 @@
 //! fails with EADDRINUSE exactly when something listens there (connections in
 //! TIME_WAIT do not count). Startup then stops with [`ListenError::InUse`],
 //! unless the operator asked for a hand-over (`serve --takeover`, see
-//! `net::handover`). Port 0 needs no probe. Two servers started at the same
+//! `net::handover`). A listener that goes away within `server.port_wait_ms` is
+//! waited for: a predecessor that just exited may hold its listening sockets a
+//! moment longer, while the kernel tears down its io_uring (a restart on the
+//! same port, seen in `tests/rolling_restart.rs`). Port 0 needs no probe. Two
+//! servers started at the same
 //! instant can both pass the probe; the guard is against the common mistake,
 //! not a lock.
 //!
@@ -36,8 +40,9 @@ pub enum ListenError {
     InUse { addr: SocketAddr },
 }
 
-/// Fails with [`ListenError::InUse`] when another socket listens on `addr` (port 0: never).
-pub fn ensure_free(addr: SocketAddr) -> Result<(), ListenError> {
+/// Fails with [`ListenError::InUse`] when another socket listens on `addr` and still does
+/// after `wait` (port 0: never).
+pub fn ensure_free(addr: SocketAddr, wait: std::time::Duration) -> Result<(), ListenError> {
     if addr.port() == 0 {
         return Ok(());
     }
@@ -49,10 +54,18 @@ pub fn ensure_free(addr: SocketAddr) -> Result<(), ListenError> {
         }
         s.bind(&addr.into())
     };
-    match probe() {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => Err(ListenError::InUse { addr }),
-        Err(source) => Err(ListenError::Bind { addr, source }),
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        match probe() {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                if std::time::Instant::now() >= deadline {
+                    return Err(ListenError::InUse { addr });
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            Err(source) => return Err(ListenError::Bind { addr, source }),
+        }
     }
 }
 
@@ -94,6 +107,7 @@ fn bind_one(addr: SocketAddr, backlog: u32) -> std::io::Result<Socket> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn shares_an_ephemeral_port() {
@@ -109,17 +123,42 @@ mod tests {
     fn probe_sees_a_listener_but_not_a_closed_one() {
         let v = bind_all("127.0.0.1:0".parse().unwrap(), 1, 16).unwrap();
         let addr = v[0].local_addr().unwrap().as_socket().unwrap();
-        assert!(matches!(ensure_free(addr), Err(ListenError::InUse { .. })));
-        let msg = ensure_free(addr).unwrap_err().to_string();
+        let now = Duration::ZERO;
+        assert!(matches!(
+            ensure_free(addr, now),
+            Err(ListenError::InUse { .. })
+        ));
+        let msg = ensure_free(addr, now).unwrap_err().to_string();
         assert!(
             msg.contains(&addr.to_string()) && msg.contains("--takeover"),
             "{msg}"
         );
         // a wildcard listener on the same port conflicts too
         let any = SocketAddr::from(([0, 0, 0, 0], addr.port()));
-        assert!(ensure_free(any).is_err());
+        assert!(ensure_free(any, now).is_err());
         drop(v);
-        ensure_free(addr).unwrap();
-        ensure_free("127.0.0.1:0".parse().unwrap()).unwrap();
+        ensure_free(addr, now).unwrap();
+        ensure_free("127.0.0.1:0".parse().unwrap(), now).unwrap();
+    }
+
+    #[test]
+    fn a_listener_that_goes_away_within_the_wait_is_waited_for() {
+        let v = bind_all("127.0.0.1:0".parse().unwrap(), 1, 16).unwrap();
+        let addr = v[0].local_addr().unwrap().as_socket().unwrap();
+        let closer = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            drop(v);
+        });
+        let started = std::time::Instant::now();
+        ensure_free(addr, Duration::from_secs(10)).unwrap();
+        assert!(started.elapsed() >= Duration::from_millis(250), "it waited");
+        closer.join().unwrap();
+        // one that stays is refused once the wait is over
+        let v = bind_all(addr, 1, 16).unwrap();
+        assert!(matches!(
+            ensure_free(addr, Duration::from_millis(200)),
+            Err(ListenError::InUse { .. })
+        ));
+        drop(v);
     }
 }

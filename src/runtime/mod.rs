@@ -69,8 +69,9 @@ pub fn serve(
     preflight::check(&cfg, cpus.len())?;
     // one verifier per node: its clones on every core share keys, JWKS set and revocations
     let verifier = crate::auth::Verifier::new(&cfg.auth)?;
+    let port_wait = std::time::Duration::from_millis(cfg.server.port_wait_ms);
     if !takeover {
-        crate::net::listener::ensure_free(cfg.server.listen)?;
+        crate::net::listener::ensure_free(cfg.server.listen, port_wait)?;
     }
     let listeners =
         crate::net::listener::bind_all(cfg.server.listen, cpus.len(), cfg.server.backlog)?;
@@ -81,7 +82,7 @@ pub fn serve(
     let internal = match cfg.server.internal_listen {
         Some(at) => {
             if !takeover {
-                crate::net::listener::ensure_free(at)?;
+                crate::net::listener::ensure_free(at, port_wait)?;
             }
             let v = crate::net::listener::bind_all(at, cpus.len(), cfg.server.backlog)?;
             let bound = v[0].local_addr()?.as_socket().context("internal address")?;
