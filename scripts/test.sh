@@ -24,6 +24,9 @@ command -v redis-sentinel >/dev/null 2>&1 || need_apt+=(redis-sentinel)
 command -v redis-cli >/dev/null 2>&1 || need_apt+=(redis-tools) # tests/redis_cluster_mode.rs: --cluster create
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl) # tests/tls.rs checks with s_client
 command -v haproxy >/dev/null 2>&1 || need_apt+=(haproxy) # tests/redis_fleet.rs, shedding_fleet.rs, rolling_restart*.rs: a load balancer in front of the nodes
+# tests/interop_python.rs: the Python SDK in a virtualenv
+command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing ${need_apt[*]} from Debian packages"
   "${SUDO[@]}" apt-get update -qq
@@ -44,6 +47,10 @@ fi
 
 echo "installing the JS interop tests' packages (npm ci, pinned by tests/js/package-lock.json)"
 (cd tests/js && npm ci --no-audit --no-fund --loglevel=error)
+
+echo "installing the Python interop test's SDK (tests/py/.venv, pinned by tests/py/requirements.txt)"
+[ -x tests/py/.venv/bin/python ] || python3 -m venv tests/py/.venv
+tests/py/.venv/bin/python -m pip install --quiet --disable-pip-version-check -r tests/py/requirements.txt
 
 echo "installing the benchmark peers (bench/peers/install.sh: Debian packages, npm ci)"
 SKIP_CARGO=1 bench/peers/install.sh
