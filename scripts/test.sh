@@ -24,6 +24,7 @@ command -v redis-sentinel >/dev/null 2>&1 || need_apt+=(redis-sentinel)
 command -v redis-cli >/dev/null 2>&1 || need_apt+=(redis-tools) # tests/redis_cluster_mode.rs: --cluster create
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl) # tests/tls.rs checks with s_client
 command -v haproxy >/dev/null 2>&1 || need_apt+=(haproxy) # tests/redis_fleet.rs, shedding_fleet.rs, rolling_restart*.rs: a load balancer in front of the nodes
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium) # tests/interop_browser.rs: the JS SDK in a real browser
 # tests/interop_python.rs: the Python SDK in a virtualenv
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)

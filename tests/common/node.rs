@@ -40,7 +40,7 @@ pub fn ensure_node_deps() {
             .join("package.json")
             .exists()
     };
-    if has("centrifuge") && has("ws") {
+    if has("centrifuge") && has("ws") && has("puppeteer-core") {
         return;
     }
     tool_version("npm").unwrap_or_else(|| {
