@@ -4,7 +4,7 @@
 //! metrics follow), and with `engine.redis.connect_retry = true` a node starts
 //! while Redis is down, answers temporary errors, and serves subscribers and
 //! publishes once Redis comes up. A Redis that hangs (SIGSTOP) without closing
-//! its connections is found by the `PING` health check. The shipped Redis config example passes
+//! its connections is found by the `PING` health check. The shipped Redis config examples (Sentinel, Cluster) pass
 //! `check-config`.
 
 mod common;
@@ -168,29 +168,40 @@ fn connect_retry_starts_without_redis_and_serves_once_it_is_up() {
 }
 
 #[test]
-fn the_shipped_redis_example_passes_check_config() {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wiresocket"))
-        .args([
-            "check-config",
-            "--config",
+fn the_shipped_redis_examples_pass_check_config() {
+    // each with the secret its comments say to keep in wiresocket.env
+    for (example, secret) in [
+        (
             "systemd/wiresocket-redis.toml.example",
-        ])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env(
-            "WIRESOCKET_AUTH__HMAC_SECRET",
-            "a-long-enough-test-secret-0123456789",
-        )
-        .env("WIRESOCKET_API__KEY", "a-long-enough-api-key-0123456789")
-        .env("WIRESOCKET_ENGINE__REDIS__SENTINEL__PASSWORD", "12345")
-        .output()
-        .expect("run check-config");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "{text}");
-    assert!(text.contains("config OK"), "{text}");
+            ("WIRESOCKET_ENGINE__REDIS__SENTINEL__PASSWORD", "12345"),
+        ),
+        (
+            "systemd/wiresocket-redis-cluster.toml.example",
+            (
+                "WIRESOCKET_ENGINE__REDIS__CLUSTER",
+                "rediss://wiresocket:12345@10.0.0.21:6379,rediss://wiresocket:12345@10.0.0.22:6379",
+            ),
+        ),
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_wiresocket"))
+            .args(["check-config", "--config", example])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env(
+                "WIRESOCKET_AUTH__HMAC_SECRET",
+                "a-long-enough-test-secret-0123456789",
+            )
+            .env("WIRESOCKET_API__KEY", "a-long-enough-api-key-0123456789")
+            .env(secret.0, secret.1)
+            .output()
+            .expect("run check-config");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "{example}: {text}");
+        assert!(text.contains("config OK"), "{example}: {text}");
+    }
 }
 
 #[test]
