@@ -251,6 +251,8 @@ config_section! {
         /// Most connections one `/api/connections` lists (also its default `limit`; a
         /// larger `limit` is lowered to it). Default: `10_000`.
         pub max_connections_listed: usize = 10_000,
+        /// Commands one `/api/batch` may carry; more is 400 (error 106). Default: `1000`.
+        pub max_batch_commands: usize = 1000,
     }
 }
 

@@ -33,6 +33,8 @@ const HEADER_TIMEOUT_MS: u64 = 2500;
 const MAX_MESSAGE: usize = 4096;
 /// `server.max_body_bytes` of the test server.
 const MAX_BODY: usize = 2048;
+/// `api.max_batch_commands` of the test server.
+const MAX_BATCH: usize = 3;
 /// `channels.max_subscriptions_per_client` of the test server.
 const MAX_SUBSCRIPTIONS: usize = 3;
 /// `server.max_connections_per_user` of the test server.
@@ -151,6 +153,10 @@ fn start() -> Server {
              [[channels.namespaces]]\nname = \"dm\"\nallow_user_limited_channels = true\n\
              [[channels.namespaces]]\nname = \"hist\"\nhistory_size = 5\n"
         ),
+        env: vec![(
+            "WIRESOCKET_API__MAX_BATCH_COMMANDS".into(),
+            MAX_BATCH.to_string(),
+        )],
         ..Default::default()
     })
 }
@@ -934,8 +940,36 @@ fn cases() -> Vec<(&'static str, Case)> {
         ("api.connections_bad_user", |c| {
             api(c, "/api/connections", Some(API_KEY), r#"{"user": 5}"#)
         }),
+        ("api.connections_expression", |c| {
+            api(
+                c,
+                "/api/connections",
+                Some(API_KEY),
+                r#"{"expression": "user == 'a'"}"#,
+            )
+        }),
         ("api.connections_unknown_field", |c| {
             api(c, "/api/connections", Some(API_KEY), r#"{"users": ["a"]}"#)
+        }),
+        ("api.batch_malformed", |c| {
+            api(
+                c,
+                "/api/batch",
+                Some(API_KEY),
+                r#"{"commands": [{"info": {}, "channels": {}}]}"#,
+            )
+        }),
+        ("api.batch_unknown_method", |c| {
+            api(
+                c,
+                "/api/batch",
+                Some(API_KEY),
+                r#"{"commands": [{"batch": {"commands": []}}]}"#,
+            )
+        }),
+        ("api.batch_too_many", |c| {
+            let body = json!({"commands": vec![json!({"info": {}}); MAX_BATCH + 1]}).to_string();
+            api(c, "/api/batch", Some(API_KEY), &body)
         }),
         ("api.body_too_large", |c| {
             let body = json!({"channel": "a", "data": "x".repeat(MAX_BODY)}).to_string();

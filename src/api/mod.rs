@@ -21,7 +21,7 @@
 //! `presence`, `presence_stats` (`channel.rs`); `disconnect`, `subscribe`, `unsubscribe`,
 //! `refresh` on a user's connections on every node (`users.rs`, through `crate::cluster`);
 //! `info` and `channels` (`info.rs`); `connections` (`connections.rs`, session records); `revoke_token` and `invalidate_user_tokens`
-//! (`revoke.rs`). `/metrics` is the per-core registry plus the node-wide auth metrics.
+//! (`revoke.rs`); `batch` of any of these (`batch.rs`). `/metrics` is the per-core registry plus the node-wide auth metrics.
 //!
 //! Status codes: a body that is not the method's JSON, or a bad channel name, is 400 (107);
 //! a method-level refusal (unknown namespace 102, not available 108, limit 106,
@@ -31,6 +31,7 @@
 //! Answers follow PROTOCOL.md: `{"result":{...}}` or
 //! `{"error":{"code","message"}}`.
 
+mod batch;
 mod channel;
 mod connections;
 mod info;
@@ -60,6 +61,7 @@ pub enum ApiCall {
     Connections,
     RevokeToken,
     InvalidateUserTokens,
+    Batch,
 }
 
 /// What a request head is answered with.
@@ -104,23 +106,8 @@ pub fn route(core: &Rc<Core>, method: &str, path: &str, api_key: Option<&str>) -
             if !authorized(core, api_key) {
                 return done(Response::error(401, ErrorCode::UNAUTHORIZED));
             }
-            let call = match &p["/api/".len()..] {
-                "publish" => ApiCall::Publish,
-                "broadcast" => ApiCall::Broadcast,
-                "history" => ApiCall::History,
-                "history_remove" => ApiCall::HistoryRemove,
-                "presence" => ApiCall::Presence,
-                "presence_stats" => ApiCall::PresenceStats,
-                "disconnect" => ApiCall::User(users::Kind::Disconnect),
-                "subscribe" => ApiCall::User(users::Kind::Subscribe),
-                "unsubscribe" => ApiCall::User(users::Kind::Unsubscribe),
-                "refresh" => ApiCall::User(users::Kind::Refresh),
-                "info" => ApiCall::Info,
-                "channels" => ApiCall::Channels,
-                "connections" => ApiCall::Connections,
-                "revoke_token" => ApiCall::RevokeToken,
-                "invalidate_user_tokens" => ApiCall::InvalidateUserTokens,
-                _ => return done(Response::error(404, ErrorCode::METHOD_NOT_FOUND)),
+            let Some(call) = api_method(&p["/api/".len()..]) else {
+                return done(Response::error(404, ErrorCode::METHOD_NOT_FOUND));
             };
             if core.node.stopping() {
                 CoreMetrics::inc(&core.metrics.api_refused_draining);
@@ -138,6 +125,29 @@ pub fn route(core: &Rc<Core>, method: &str, path: &str, api_key: Option<&str>) -
         }
         _ => done(Response::status_only(404)),
     }
+}
+
+/// The API method named `name` (the part after `/api/`).
+fn api_method(name: &str) -> Option<ApiCall> {
+    Some(match name {
+        "publish" => ApiCall::Publish,
+        "broadcast" => ApiCall::Broadcast,
+        "history" => ApiCall::History,
+        "history_remove" => ApiCall::HistoryRemove,
+        "presence" => ApiCall::Presence,
+        "presence_stats" => ApiCall::PresenceStats,
+        "disconnect" => ApiCall::User(users::Kind::Disconnect),
+        "subscribe" => ApiCall::User(users::Kind::Subscribe),
+        "unsubscribe" => ApiCall::User(users::Kind::Unsubscribe),
+        "refresh" => ApiCall::User(users::Kind::Refresh),
+        "info" => ApiCall::Info,
+        "channels" => ApiCall::Channels,
+        "connections" => ApiCall::Connections,
+        "revoke_token" => ApiCall::RevokeToken,
+        "invalidate_user_tokens" => ApiCall::InvalidateUserTokens,
+        "batch" => ApiCall::Batch,
+        _ => return None,
+    })
 }
 
 /// Runs an authorised API call with its body.
@@ -163,6 +173,7 @@ async fn run(core: &Rc<Core>, call: ApiCall, body: Vec<u8>) -> Response {
         ApiCall::Connections => connections::connections(core, body).await,
         ApiCall::RevokeToken => revoke::revoke_token(core, body),
         ApiCall::InvalidateUserTokens => revoke::invalidate_user_tokens(core, body),
+        ApiCall::Batch => Box::pin(batch::batch(core, body)).await,
     }
 }
 

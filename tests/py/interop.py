@@ -1,22 +1,34 @@
-"""Interop with the official Python SDK (centrifuge-python, pinned in requirements.txt)
-against a real wiresocket server; driven by tests/interop_python.rs.
+"""Interop with the official Python SDK (centrifuge-python) and Centrifugo's Python API
+client (`cent`), both pinned in requirements.txt, against a real wiresocket server; driven by
+tests/interop_python.rs.
 
 Env: WS_URL, API_URL, API_KEY, TOKEN (user alice), CHANNEL (a channel with history).
 Checks, in order, and prints `ok: <step>` for each, then `ok: done`:
-connect (client id, node); subscribe with recovery on; three publications made with the
-HTTP API arrive in order with their offsets; history; presence and presence stats
-include this client; a publish from the client reaches its own subscription; after a
-client disconnect, two publications made meanwhile are recovered on reconnect
-(`recovered`), none twice; an invalid token is refused with the terminal 3500.
+connect (client id, node); subscribe with recovery on; three publications made with `cent`
+(publish, publish, broadcast) arrive in order with their offsets; history; presence and
+presence stats include this client; `cent`'s info, channels, connections, presence_stats and
+reverse history agree; a publish from the client reaches its own subscription; after a
+client disconnect, two publications made meanwhile (a `cent` batch, and a publish with an
+idempotency key sent twice) are recovered on reconnect (`recovered`), none twice; an invalid
+token is refused with the terminal 3500.
 Any failure raises (non-zero exit).
 """
 
 import asyncio
-import json
 import os
 import sys
-import urllib.request
 
+from cent import (
+    BatchRequest,
+    BroadcastRequest,
+    ChannelsRequest,
+    Client as ApiClient,
+    ConnectionsRequest,
+    HistoryRequest,
+    InfoRequest,
+    PresenceStatsRequest,
+    PublishRequest,
+)
 from centrifuge import (
     Client,
     ClientEventHandler,
@@ -35,17 +47,7 @@ def ok(step):
     print(f"ok: {step}", flush=True)
 
 
-def api(method, body):
-    req = urllib.request.Request(
-        f"{API_URL}/api/{method}",
-        data=json.dumps(body).encode(),
-        headers={"X-API-Key": API_KEY, "Content-Type": "application/json"},
-        method="POST",
-    )
-    with urllib.request.urlopen(req, timeout=TIMEOUT) as r:
-        out = json.loads(r.read())
-    assert "error" not in out, out
-    return out.get("result", {})
+API = ApiClient(f"{API_URL}/api", API_KEY)
 
 
 class Events(ClientEventHandler):
@@ -101,10 +103,12 @@ async def main():
     assert subscribed.recoverable, subscribed
     ok("subscribe")
 
-    for n in (1, 2, 3):
-        assert api("publish", {"channel": CHANNEL, "data": {"n": n}})["offset"] == n
+    for n in (1, 2):
+        assert API.publish(PublishRequest(channel=CHANNEL, data={"n": n})).offset == n
+    sent = API.broadcast(BroadcastRequest(channels=[CHANNEL], data={"n": 3}))
+    assert [r.result.offset for r in sent.responses] == [3], sent
     await expect_publications(sub_events, (1, 2, 3))
-    ok("publications from the API in order")
+    ok("cent publish and broadcast arrive in order")
 
     history = await sub.history(limit=10)
     assert [p.data["n"] for p in history.publications] == [1, 2, 3], history
@@ -117,14 +121,31 @@ async def main():
     assert stats.num_clients == 1 and stats.num_users == 1, stats
     ok("presence")
 
+    nodes = API.info(InfoRequest()).nodes
+    assert len(nodes) == 1 and nodes[0].num_clients >= 1, nodes
+    channels = API.channels(ChannelsRequest(pattern=CHANNEL)).channels
+    assert channels[CHANNEL].num_clients == 1, channels
+    stats = API.presence_stats(PresenceStatsRequest(channel=CHANNEL))
+    assert (stats.num_clients, stats.num_users) == (1, 1), stats
+    conns = API.connections(ConnectionsRequest(user="alice", expression="")).connections
+    assert connected.client in conns, conns
+    last = API.history(HistoryRequest(channel=CHANNEL, limit=2, reverse=True))
+    assert [p.data["n"] for p in last.publications] == [3, 2], last
+    ok("cent info, channels, presence_stats, connections, reverse history")
+
     await sub.publish({"n": 4})
     await expect_publications(sub_events, (4,))
     ok("client publish")
 
     await client.disconnect()
     await next_of(events.disconnected, "disconnected")
-    for n in (5, 6):
-        api("publish", {"channel": CHANNEL, "data": {"n": n}})
+    batch = API.batch(
+        BatchRequest(requests=[PublishRequest(channel=CHANNEL, data={"n": 5})])
+    )
+    assert batch.replies[0].offset == 5, batch
+    first = API.publish(PublishRequest(channel=CHANNEL, data={"n": 6}, idempotency_key="six"))
+    again = API.publish(PublishRequest(channel=CHANNEL, data={"n": 6}, idempotency_key="six"))
+    assert first.offset == again.offset == 6, (first, again)
     await client.connect()
     await next_of(events.connected, "reconnected")
     resubscribed = await next_of(sub_events.subscribed, "resubscribed")
