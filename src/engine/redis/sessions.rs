@@ -26,7 +26,7 @@ use crate::engine::cluster::SessionRecord;
 use crate::engine::EngineError;
 
 /// Records written per pipeline (one round trip).
-pub const RECORD_PIPELINE: usize = 256;
+pub const RECORD_PIPELINE: usize = 64;
 
 fn record_key(node: &RedisNode, client: &str) -> String {
     format!("{}:session:{{{client}}}", node.cfg.prefix)
