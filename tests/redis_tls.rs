@@ -5,18 +5,13 @@
 //! start with a clear message that never shows the password.
 
 mod common;
-#[allow(dead_code)] // its RedisServer is not used here
-mod redis_support;
 
 use common::{Client, Overrides, Server};
-use redis_support::sentinel::{free_port, RedisProcess};
 use serde_json::json;
+use wiresocket_testkit::keys::key;
+use wiresocket_testkit::{free_port, RedisProcess};
 
 const PASSWORD: &str = "s3cret-Pw-42";
-
-fn key(name: &str) -> String {
-    format!("{}/tests/keys/{name}", env!("CARGO_MANIFEST_DIR"))
-}
 
 /// A TLS-only Redis whose `default` user is disabled and whose user `app` has `PASSWORD`.
 fn tls_redis() -> RedisProcess {

@@ -25,8 +25,6 @@
 //!    while the lease runs, and once it lapsed B pins the document.
 
 mod common;
-#[allow(dead_code)] // node_overrides and the haproxy/sentinel helpers are not used here
-mod redis_support;
 
 use std::net::SocketAddr;
 use std::process::Command;
@@ -34,8 +32,8 @@ use std::time::{Duration, Instant};
 
 use common::node::run_script;
 use common::{http, token_with, Client, Ended, Overrides, Server};
-use redis_support::RedisServer;
 use serde_json::{json, Value};
+use wiresocket_testkit::{free_port, RedisServer};
 
 const NAMESPACE: &str = "
 [[channels.namespaces]]
@@ -49,13 +47,6 @@ allow_publish_for_subscriber = true
 /// The pin lease and grace of every node (renewal every 500 ms).
 const LEASE_MS: u64 = 3_000;
 const GRACE_MS: u64 = 1_000;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
 
 fn ws_url(port: u16) -> String {
     format!("ws://127.0.0.1:{port}/connection/websocket")

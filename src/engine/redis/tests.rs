@@ -335,7 +335,7 @@ fn redis_round_trip_cost() {
 
 #[test]
 fn on_a_cluster_dropped_sharded_pubsub_connections_resubscribe_and_reset() {
-    let cluster = RedisCluster::start();
+    let cluster = RedisCluster::start(3, 0);
     let cfg = cluster_config(&cluster);
     run(async move {
         let f = fixture(&cfg);
@@ -373,7 +373,7 @@ fn on_a_cluster_dropped_sharded_pubsub_connections_resubscribe_and_reset() {
 
 #[test]
 fn on_a_cluster_an_own_unsubscribe_is_not_taken_for_a_moved_slot() {
-    let cluster = RedisCluster::start();
+    let cluster = RedisCluster::start(3, 0);
     let cfg = cluster_config(&cluster);
     run(async move {
         let f = fixture(&cfg);
@@ -402,7 +402,7 @@ fn on_a_cluster_an_own_unsubscribe_is_not_taken_for_a_moved_slot() {
 
 #[test]
 fn on_a_cluster_refreshes_span_slots() {
-    let cluster = RedisCluster::start();
+    let cluster = RedisCluster::start(3, 0);
     let cfg = cluster_config(&cluster);
     run(async move {
         let f = fixture(&cfg);
@@ -461,7 +461,7 @@ async fn publish_round_trip(cfg: &crate::config::RedisConfig) -> Duration {
 #[test]
 fn publish_round_trip_cluster_vs_standalone() {
     let server = RedisServer::start();
-    let cluster = RedisCluster::start();
+    let cluster = RedisCluster::start(3, 0);
     let (single, many) = (config(&server), cluster_config(&cluster));
     run(async move {
         let standalone = publish_round_trip(&single).await;
