@@ -8,7 +8,7 @@ mod common;
 
 use common::{Client, Overrides, Server};
 use serde_json::json;
-use wiresocket_testkit::keys::key;
+use wiresocket_testkit::keys::{key, tls_server_args};
 use wiresocket_testkit::{free_port, RedisProcess};
 
 const PASSWORD: &str = "s3cret-Pw-42";
@@ -16,38 +16,23 @@ const PASSWORD: &str = "s3cret-Pw-42";
 /// A TLS-only Redis whose `default` user is disabled and whose user `app` has `PASSWORD`.
 fn tls_redis() -> RedisProcess {
     let port = free_port();
-    let args = [
-        "--port",
-        "0",
-        "--tls-port",
-        &port.to_string(),
-        "--bind",
-        "127.0.0.1",
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-        "--tls-cert-file",
-        &key("redis-server.crt.pem"),
-        "--tls-key-file",
-        &key("redis-server.key.pem"),
-        "--tls-ca-cert-file",
-        &key("redis-ca.crt.pem"),
-        "--tls-auth-clients",
-        "no",
+    let password = format!(">{PASSWORD}");
+    let mut args = tls_server_args(port);
+    let acl = [
         "--user",
         "default",
         "off",
         "--user",
         "app",
         "on",
-        &format!(">{PASSWORD}"),
-        "~*",
-        "&*",
-        "+@all",
-    ]
-    .map(|s| s.to_string());
-    RedisProcess::spawn("redis-server", &args, port)
+        password.as_str(),
+    ];
+    args.extend(
+        acl.into_iter()
+            .chain(["~*", "&*", "+@all"])
+            .map(str::to_owned),
+    );
+    RedisProcess::server(port, &args.iter().map(String::as_str).collect::<Vec<_>>())
 }
 
 fn overrides(url: String, ca: &str) -> Overrides {
