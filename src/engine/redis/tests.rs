@@ -349,11 +349,9 @@ fn on_a_cluster_dropped_sharded_pubsub_connections_resubscribe_and_reset() {
         }
         assert_eq!(f.sink.wait_for(12).await, 12);
         for port in &cluster.ports {
-            let out = std::process::Command::new("redis-cli")
-                .args(["-p", &port.to_string(), "CLIENT", "KILL", "TYPE", "pubsub"])
-                .output()
-                .expect("redis-cli");
-            assert!(out.status.success());
+            let killed =
+                wiresocket_testkit::cluster::cli(*port, &["CLIENT", "KILL", "TYPE", "pubsub"]);
+            assert!(killed.parse::<u32>().is_ok(), "CLIENT KILL: {killed}");
         }
         wait_until("resets of every channel", || {
             let r = f.sink.resets.borrow();
