@@ -2,7 +2,8 @@
 //! against the [`Engine`] trait and a recording sink. [`run_all`] runs it on any
 //! engine: the memory engine here, the Redis engine below as well, against a private
 //! standalone `redis-server`, a Redis Cluster and a Sentinel group (master, replica,
-//! three sentinels) from the `wiresocket-testkit` dev crate.
+//! three sentinels; plain and with TLS to the Redis nodes) from the `wiresocket-testkit`
+//! dev crate.
 //!
 //! Delivery may be asynchronous (Redis PUB/SUB): the suite waits, with a
 //! deadline, for the events it expects ([`Recorder::wait_for`]) and checks their
@@ -420,5 +421,15 @@ fn redis_engine_conforms_through_sentinel() {
     redis_engine_conforms_with(
         redis::testing::sentinel_config(&group, wiresocket_testkit::MASTER_NAME),
         "the test Sentinel group",
+    );
+}
+
+/// The same with TLS to master and replica (`sentinel.tls`, `tls_ca`: the test CA).
+#[test]
+fn redis_engine_conforms_through_sentinel_over_tls() {
+    let group = redis::testing::SentinelGroup::start_tls();
+    redis_engine_conforms_with(
+        redis::testing::sentinel_config(&group, wiresocket_testkit::MASTER_NAME),
+        "the test Sentinel group over TLS",
     );
 }
