@@ -10,9 +10,10 @@ mod common;
 mod redis_support;
 
 use common::{Client, Overrides, Server};
-use redis_support::RedisServer;
+use redis_support::NodeOverrides;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
+use wiresocket_testkit::RedisServer;
 
 const NODE_TTL_S: u64 = 3;
 

@@ -302,10 +302,7 @@ impl Ctx {
     /// does not answer (a closed loopback port).
     fn regional(&self) -> &Server {
         self.regional.get_or_init(|| {
-            let port = std::net::TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .unwrap()
-                .port();
+            let port = wiresocket_testkit::free_port();
             let env = [
                 ("WIRESOCKET_REGIONS__ENABLED", "true".to_owned()),
                 ("WIRESOCKET_REGIONS__NAME", "eu-central-1".into()),

@@ -118,8 +118,8 @@ fn js_sdk_subscription_token_refresh_and_expiry() {
 #[test]
 fn js_sdk_over_wss_with_a_private_ca() {
     let dir = std::env::temp_dir().join(format!("ws-tls-js-{}", std::process::id()));
-    let ca = common::tls::Ca::new(&dir);
-    let (cert, key, _) = ca.issue("server", common::tls::Kind::Valid);
+    let ca = wiresocket_testkit::ca::Ca::new(&dir);
+    let (cert, key, _) = ca.issue("server", wiresocket_testkit::ca::Kind::Valid);
     let mut o = Overrides::with_history(100);
     o.server = common::tls::server_tls(&cert, &key);
     let mut server = Server::start_with(&o);

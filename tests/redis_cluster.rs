@@ -11,9 +11,10 @@ mod common;
 mod redis_support;
 
 use common::{Client, Server};
-use redis_support::RedisServer;
+use redis_support::NodeOverrides;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
+use wiresocket_testkit::RedisServer;
 
 fn publish(node: &Server, channel: &str, data: Value) -> (u16, Value) {
     node.api("publish", json!({"channel": channel, "data": data}))

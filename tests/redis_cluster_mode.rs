@@ -10,16 +10,17 @@
 //! cluster of TLS-only nodes is reached through `rediss://` seeds (`engine.redis.tls_ca`).
 
 mod common;
-#[allow(dead_code)] // its RedisServer is not used here
 mod redis_support;
 
 use common::{Client, Overrides, Server};
-use redis_support::cluster::{cli, RedisCluster};
+use redis_support::NodeOverrides;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use wiresocket_testkit::cluster::{cli, seeds};
+use wiresocket_testkit::RedisCluster;
 
 fn publish(node: &Server, channel: &str, data: Value) -> (u16, Value) {
     node.api("publish", json!({"channel": channel, "data": data}))
@@ -368,10 +369,7 @@ fn with_connect_retry_a_node_starts_before_its_cluster_and_serves_once_it_is_up(
     let o = Overrides {
         env: vec![
             ("WIRESOCKET_ENGINE__KIND".into(), "redis".into()),
-            (
-                "WIRESOCKET_ENGINE__REDIS__CLUSTER".into(),
-                redis_support::cluster::seeds(&ports),
-            ),
+            ("WIRESOCKET_ENGINE__REDIS__CLUSTER".into(), seeds(&ports)),
             (
                 "WIRESOCKET_ENGINE__REDIS__CONNECT_RETRY".into(),
                 "true".into(),

@@ -11,10 +11,10 @@ mod common;
 mod redis_support;
 
 use common::{http, Client, Overrides, Server};
-use redis_support::sentinel::{free_port, wait_until, RedisProcess};
-use redis_support::RedisServer;
+use redis_support::NodeOverrides;
 use serde_json::{json, Value};
 use std::time::Duration;
+use wiresocket_testkit::{free_port, wait_until, RedisProcess, RedisServer};
 
 fn health(node: &Server) -> (u16, String) {
     http(node.addr, "GET", "/health", &[], "")

@@ -35,9 +35,9 @@ use std::time::{Duration, Instant};
 
 use common::node::run_script;
 use common::{parse_http_response, token_with, Client, Ended, Overrides, Server, API_KEY};
-use redis_support::haproxy::HaProxy;
-use redis_support::RedisServer;
+use redis_support::NodeOverrides;
 use serde_json::{json, Value};
+use wiresocket_testkit::{HaProxy, RedisServer};
 
 /// The history channel every test uses (namespace `fleet`: history and presence on).
 const CHANNEL: &str = "fleet:feed";

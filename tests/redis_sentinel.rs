@@ -15,14 +15,14 @@
 //! reachable sentinels a node refuses to start, naming them (passwords hidden).
 
 mod common;
-#[allow(dead_code)] // its RedisServer is not used here
 mod redis_support;
 
 use common::{http, Client, Server};
-use redis_support::sentinel::{free_port, wait_until, SentinelGroup};
+use redis_support::NodeOverrides;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
+use wiresocket_testkit::{free_port, wait_until, SentinelGroup};
 
 const CHANNEL: &str = "feed";
 

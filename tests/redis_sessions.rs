@@ -12,10 +12,10 @@ mod redis_support;
 mod sessions_support;
 
 use common::{Client, Overrides, Server};
-use redis_support::RedisServer;
 use serde_json::{json, Value};
 use sessions_support::*;
 use std::time::{Duration, Instant};
+use wiresocket_testkit::RedisServer;
 
 #[test]
 fn records_follow_connect_subscribe_publications_and_disconnect() {
@@ -85,7 +85,7 @@ fn records_follow_connect_subscribe_publications_and_disconnect() {
         !connections(&a, None).contains_key(&alice_id) && connections(&a, Some("alice")).is_empty()
     });
     let key = format!("wiresocket:session:{{{alice_id}}}");
-    assert_eq!(cli(&redis, &["EXISTS", &key]), "0");
+    assert_eq!(redis.cli(&["EXISTS", &key]), "0");
     assert!(b.metric_sum("wiresocket_session_records_deleted_total", &[]) >= 1.0);
 }
 
@@ -98,20 +98,20 @@ fn records_outlive_their_ttl_while_the_node_lives_and_expire_after_kill_9() {
     let (_alice, alice_id) = connect_named(&b, "alice");
     let key = format!("wiresocket:session:{{{alice_id}}}");
     wait_within(Duration::from_secs(5), "alice's record", || {
-        cli(&redis, &["EXISTS", &key]) == "1"
+        redis.cli(&["EXISTS", &key]) == "1"
     });
 
     // two and a half TTLs later the record is still there: it is written again
     std::thread::sleep(Duration::from_millis(TTL_S * 2500));
-    assert_eq!(cli(&redis, &["EXISTS", &key]), "1", "refreshed");
+    assert_eq!(redis.cli(&["EXISTS", &key]), "1", "refreshed");
     assert!(connections(&a, Some("alice")).contains_key(&alice_id));
 
     let _ = b.child.kill(); // SIGKILL: nothing is deleted on the way out
     let _ = b.wait_exit(Duration::from_secs(5));
     let killed = Instant::now();
-    assert_eq!(cli(&redis, &["EXISTS", &key]), "1", "lives until its TTL");
+    assert_eq!(redis.cli(&["EXISTS", &key]), "1", "lives until its TTL");
     wait_within(Duration::from_secs(TTL_S + 3), "expired", || {
-        cli(&redis, &["EXISTS", &key]) == "0"
+        redis.cli(&["EXISTS", &key]) == "0"
     });
     assert!(killed.elapsed() >= Duration::from_millis(TTL_S * 1000 / 3));
     wait_within(Duration::from_secs(2), "out of the user's index", || {

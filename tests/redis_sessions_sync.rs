@@ -10,10 +10,11 @@ mod redis_support;
 mod sessions_support;
 
 use common::{Client, Server};
-use redis_support::RedisServer;
+use redis_support::NodeOverrides;
 use serde_json::json;
 use sessions_support::*;
 use std::time::{Duration, Instant};
+use wiresocket_testkit::RedisServer;
 
 /// Records per pipeline (`engine::redis::sessions::RECORD_PIPELINE`).
 const RECORD_PIPELINE: u64 = 64;
@@ -202,7 +203,7 @@ fn a_node_that_drains_deletes_its_records_before_it_exits() {
     assert!(b.wait_exit(Duration::from_secs(20)).is_some(), "b exits");
     for (_, id) in &ids {
         let key = format!("wiresocket:session:{{{id}}}");
-        assert_eq!(cli(&redis, &["EXISTS", &key]), "0", "{id}'s record");
+        assert_eq!(redis.cli(&["EXISTS", &key]), "0", "{id}'s record");
     }
     assert!(connections(&a, Some("alice")).is_empty());
 }
@@ -216,13 +217,13 @@ fn records_come_back_after_redis_restarts_empty() {
     let (_alice, alice_id) = connect_named(&a, "alice");
     let key = format!("wiresocket:session:{{{alice_id}}}");
     wait_within(Duration::from_secs(5), "the record", || {
-        cli(&redis, &["EXISTS", &key]) == "1"
+        redis.cli(&["EXISTS", &key]) == "1"
     });
     drop(redis); // killed: its memory is gone
     let redis = RedisServer::on_port(port);
-    assert_eq!(cli(&redis, &["EXISTS", &key]), "0");
+    assert_eq!(redis.cli(&["EXISTS", &key]), "0");
     wait_within(Duration::from_secs(10), "the record written again", || {
-        cli(&redis, &["EXISTS", &key]) == "1"
+        redis.cli(&["EXISTS", &key]) == "1"
     });
     wait_within(Duration::from_secs(5), "listed again", || {
         connections(&a, Some("alice")).contains_key(&alice_id)

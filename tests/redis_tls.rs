@@ -5,54 +5,34 @@
 //! start with a clear message that never shows the password.
 
 mod common;
-#[allow(dead_code)] // its RedisServer is not used here
-mod redis_support;
 
 use common::{Client, Overrides, Server};
-use redis_support::sentinel::{free_port, RedisProcess};
 use serde_json::json;
+use wiresocket_testkit::keys::{key, tls_server_args};
+use wiresocket_testkit::{free_port, RedisProcess};
 
 const PASSWORD: &str = "s3cret-Pw-42";
-
-fn key(name: &str) -> String {
-    format!("{}/tests/keys/{name}", env!("CARGO_MANIFEST_DIR"))
-}
 
 /// A TLS-only Redis whose `default` user is disabled and whose user `app` has `PASSWORD`.
 fn tls_redis() -> RedisProcess {
     let port = free_port();
-    let args = [
-        "--port",
-        "0",
-        "--tls-port",
-        &port.to_string(),
-        "--bind",
-        "127.0.0.1",
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-        "--tls-cert-file",
-        &key("redis-server.crt.pem"),
-        "--tls-key-file",
-        &key("redis-server.key.pem"),
-        "--tls-ca-cert-file",
-        &key("redis-ca.crt.pem"),
-        "--tls-auth-clients",
-        "no",
+    let password = format!(">{PASSWORD}");
+    let mut args = tls_server_args(port);
+    let acl = [
         "--user",
         "default",
         "off",
         "--user",
         "app",
         "on",
-        &format!(">{PASSWORD}"),
-        "~*",
-        "&*",
-        "+@all",
-    ]
-    .map(|s| s.to_string());
-    RedisProcess::spawn("redis-server", &args, port)
+        password.as_str(),
+    ];
+    args.extend(
+        acl.into_iter()
+            .chain(["~*", "&*", "+@all"])
+            .map(str::to_owned),
+    );
+    RedisProcess::server(port, &args.iter().map(String::as_str).collect::<Vec<_>>())
 }
 
 fn overrides(url: String, ca: &str) -> Overrides {

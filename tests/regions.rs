@@ -25,17 +25,14 @@
 //!    while the lease runs, and once it lapsed B pins the document.
 
 mod common;
-#[allow(dead_code)] // node_overrides and the haproxy/sentinel helpers are not used here
-mod redis_support;
 
 use std::net::SocketAddr;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::node::run_script;
 use common::{http, token_with, Client, Ended, Overrides, Server};
-use redis_support::RedisServer;
 use serde_json::{json, Value};
+use wiresocket_testkit::{free_port, RedisServer};
 
 const NAMESPACE: &str = "
 [[channels.namespaces]]
@@ -49,13 +46,6 @@ allow_publish_for_subscriber = true
 /// The pin lease and grace of every node (renewal every 500 ms).
 const LEASE_MS: u64 = 3_000;
 const GRACE_MS: u64 = 1_000;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
 
 fn ws_url(port: u16) -> String {
     format!("ws://127.0.0.1:{port}/connection/websocket")
@@ -140,32 +130,23 @@ fn connect(server: &Server, user: &str, region: &str) -> Client {
 
 /// The pin's value in the pin Redis (`region\nurl`), or "" when free.
 fn pin_of(redis: &RedisServer, doc: &str) -> String {
-    let out = Command::new("redis-cli")
-        .args(["-p", &redis.port.to_string(), "GET"])
-        .arg(format!("wiresocket:pin:{{{doc}}}"))
-        .output()
-        .expect("redis-cli");
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    redis.cli(&["GET", &pin_key(doc)])
+}
+
+/// The pin Redis key of document `doc`.
+fn pin_key(doc: &str) -> String {
+    format!("wiresocket:pin:{{{doc}}}")
 }
 
 /// Deletes the pin (a test's reset).
 fn server_del(redis: &RedisServer, doc: &str) {
-    Command::new("redis-cli")
-        .args(["-p", &redis.port.to_string(), "DEL"])
-        .arg(format!("wiresocket:pin:{{{doc}}}"))
-        .output()
-        .expect("redis-cli");
+    redis.cli(&["DEL", &pin_key(doc)]);
 }
 
 /// The pin's remaining TTL in ms (-2: no pin).
 fn pttl(redis: &RedisServer, doc: &str) -> i64 {
-    let out = Command::new("redis-cli")
-        .args(["-p", &redis.port.to_string(), "PTTL"])
-        .arg(format!("wiresocket:pin:{{{doc}}}"))
-        .output()
-        .expect("redis-cli");
-    String::from_utf8_lossy(&out.stdout)
-        .trim()
+    redis
+        .cli(&["PTTL", &pin_key(doc)])
         .parse()
         .unwrap_or(i64::MAX)
 }
@@ -341,14 +322,9 @@ fn two_regions_pin_redirect_discovery_grace_and_lease() {
 
     // 7. the pin lost and retaken by A (as after a pin Redis failover): B's next renewal finds
     //    it pinned elsewhere and redirects its connections there
-    let taken = Command::new("redis-cli")
-        .args(["-p", &f.redis_a.port.to_string(), "SET"])
-        .arg(format!("wiresocket:pin:{{{doc}}}"))
-        .arg(format!("a-1\n{}", f.url_a))
-        .args(["PX", "60000"])
-        .output()
-        .expect("redis-cli");
-    assert!(taken.status.success());
+    let pin = format!("a-1\n{}", f.url_a);
+    let taken = f.redis_a.cli(&["SET", &pin_key(doc), &pin, "PX", "60000"]);
+    assert_eq!(taken, "OK");
     let (code, reason, _) = redirected(&mut bob);
     assert_eq!((code, reason.as_str()), (4009, expected.as_str()));
     assert!(f.b.metric_sum("wiresocket_region_pin_conflicts_total", &[]) >= 1.0);

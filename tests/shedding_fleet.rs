@@ -18,15 +18,13 @@
 //! UP) is printed.
 
 mod common;
-#[allow(dead_code)] // only its HAProxy is used here
-mod redis_support;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use common::{Client, Overrides, Server};
-use redis_support::haproxy::HaProxy;
 use serde_json::json;
+use wiresocket_testkit::HaProxy;
 
 const UPGRADE: &[u8] = b"GET /connection/websocket HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
 

@@ -12,9 +12,10 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::tls::{call, recv, server_tls, tls_connect, wss_connect, Ca, Kind};
+use common::tls::{call, recv, server_tls, tls_connect, wss_connect, ClientConfigOf};
 use common::{metric_sum, Overrides, Server};
 use serde_json::json;
+use wiresocket_testkit::ca::{Ca, Kind};
 
 const BOTH: &[&rustls::SupportedProtocolVersion] =
     &[&rustls::version::TLS13, &rustls::version::TLS12];

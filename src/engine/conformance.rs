@@ -1,7 +1,9 @@
 //! The engine conformance suite: behaviour every engine must show, written
 //! against the [`Engine`] trait and a recording sink. [`run_all`] runs it on any
-//! engine: the memory engine here, the Redis engine (against its own
-//! `redis-server`) below as well.
+//! engine: the memory engine here, the Redis engine below as well, against a private
+//! standalone `redis-server`, a Redis Cluster and a Sentinel group (master, replica,
+//! three sentinels; plain and with TLS to the Redis nodes) from the `wiresocket-testkit`
+//! dev crate.
 //!
 //! Delivery may be asynchronous (Redis PUB/SUB): the suite waits, with a
 //! deadline, for the events it expects ([`Recorder::wait_for`]) and checks their
@@ -384,12 +386,11 @@ fn memory_engine_caps_channels_and_never_creates_on_read() {
         });
 }
 
-#[test]
-fn redis_engine_conforms() {
-    let server = redis::testing::RedisServer::start();
-    let cfg = redis::testing::config(&server);
+/// Runs the suite on Redis engines connected with `cfg` (`what`: the Redis it names).
+fn redis_engine_conforms_with(cfg: crate::config::RedisConfig, what: &'static str) {
     redis::testing::run(async move {
-        let node = redis::RedisNode::start(&cfg).expect("connect to the test redis-server");
+        let node =
+            redis::RedisNode::start(&cfg).unwrap_or_else(|e| panic!("connect to {what}: {e}"));
         run_all(|sink| {
             let metrics = Arc::new(crate::metrics::CoreMetrics::new(0));
             redis::RedisEngine::new(0, node.clone(), sink, metrics, 60).expect("register")
@@ -399,15 +400,36 @@ fn redis_engine_conforms() {
 }
 
 #[test]
+fn redis_engine_conforms() {
+    let server = redis::testing::RedisServer::start();
+    redis_engine_conforms_with(redis::testing::config(&server), "the test redis-server");
+}
+
+#[test]
 fn redis_engine_conforms_on_a_redis_cluster() {
-    let cluster = redis::testing::RedisCluster::start();
-    let cfg = redis::testing::cluster_config(&cluster);
-    redis::testing::run(async move {
-        let node = redis::RedisNode::start(&cfg).expect("connect to the test Redis Cluster");
-        run_all(|sink| {
-            let metrics = Arc::new(crate::metrics::CoreMetrics::new(0));
-            redis::RedisEngine::new(0, node.clone(), sink, metrics, 60).expect("register")
-        })
-        .await;
-    });
+    let cluster = redis::testing::RedisCluster::start(3, 0);
+    redis_engine_conforms_with(
+        redis::testing::cluster_config(&cluster),
+        "the test Redis Cluster",
+    );
+}
+
+/// `engine.redis.sentinel`: the master (with a replica) found through three sentinels.
+#[test]
+fn redis_engine_conforms_through_sentinel() {
+    let group = redis::testing::SentinelGroup::start();
+    redis_engine_conforms_with(
+        redis::testing::sentinel_config(&group, wiresocket_testkit::MASTER_NAME),
+        "the test Sentinel group",
+    );
+}
+
+/// The same with TLS to master and replica (`sentinel.tls`, `tls_ca`: the test CA).
+#[test]
+fn redis_engine_conforms_through_sentinel_over_tls() {
+    let group = redis::testing::SentinelGroup::start_tls();
+    redis_engine_conforms_with(
+        redis::testing::sentinel_config(&group, wiresocket_testkit::MASTER_NAME),
+        "the test Sentinel group over TLS",
+    );
 }

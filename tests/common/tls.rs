@@ -1,96 +1,34 @@
-//! TLS test support: a throwaway CA and server certificates made with rcgen at test time
-//! (valid, expired, for another host), written as PEM files for `[server.tls]`, and a
-//! blocking rustls + tungstenite client that trusts only that CA.
+//! TLS test support: the testkit's throwaway CA (`Ca`: certificates made with rcgen at
+//! test time, valid, expired or for another host) as `[server.tls]` lines, and a blocking
+//! rustls + tungstenite client that trusts only that CA.
 
-use std::io::Write as _;
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair, KeyUsagePurpose};
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::ServerName;
 use serde_json::{json, Value};
 use tungstenite::{Message, WebSocket};
+use wiresocket_testkit::ca::Ca;
 
 pub type TlsWs = WebSocket<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>;
 
-/// A CA that signs the test certificates.
-pub struct Ca {
-    issuer: CertifiedIssuer<'static, KeyPair>,
-    pub dir: PathBuf,
+/// A client config trusting only a test [`Ca`] (from the testkit), for some TLS versions.
+pub trait ClientConfigOf {
+    fn client_config(
+        &self,
+        versions: &[&'static rustls::SupportedProtocolVersion],
+    ) -> Arc<rustls::ClientConfig>;
 }
 
-/// Which certificate to make.
-pub enum Kind {
-    /// For `localhost` and 127.0.0.1, valid now.
-    Valid,
-    /// For `localhost`, expired yesterday.
-    Expired,
-    /// Valid now, but for `other.example` only.
-    WrongHost,
-}
-
-impl Ca {
-    pub fn new(dir: &Path) -> Ca {
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "wiresocket test CA");
-        let issuer = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
-        std::fs::create_dir_all(dir).unwrap();
-        std::fs::write(dir.join("ca.pem"), issuer.pem()).unwrap();
-        Ca {
-            issuer,
-            dir: dir.to_path_buf(),
-        }
-    }
-
-    pub fn ca_path(&self) -> PathBuf {
-        self.dir.join("ca.pem")
-    }
-
-    /// Writes `<name>.crt` (leaf then CA: a full chain) and `<name>.key`; returns both paths
-    /// and the leaf's DER.
-    pub fn issue(&self, name: &str, kind: Kind) -> (PathBuf, PathBuf, CertificateDer<'static>) {
-        let names = match kind {
-            Kind::WrongHost => vec!["other.example".to_string()],
-            _ => vec!["localhost".to_string(), "127.0.0.1".to_string()],
-        };
-        let mut params = CertificateParams::new(names).unwrap();
-        let now = time::OffsetDateTime::now_utc();
-        match kind {
-            Kind::Expired => {
-                params.not_before = now - time::Duration::days(30);
-                params.not_after = now - time::Duration::days(1);
-            }
-            _ => {
-                params.not_before = now - time::Duration::days(1);
-                params.not_after = now + time::Duration::days(30);
-            }
-        }
-        let key = KeyPair::generate().unwrap();
-        let cert = params.signed_by(&key, &self.issuer).unwrap();
-        let (crt, keyp) = (
-            self.dir.join(format!("{name}.crt")),
-            self.dir.join(format!("{name}.key")),
-        );
-        let mut f = std::fs::File::create(&crt).unwrap();
-        f.write_all(cert.pem().as_bytes()).unwrap();
-        f.write_all(self.issuer.pem().as_bytes()).unwrap();
-        std::fs::write(&keyp, key.serialize_pem()).unwrap();
-        (crt, keyp, cert.der().clone())
-    }
-
-    /// A client config trusting only this CA, for the given TLS versions.
-    pub fn client_config(
+impl ClientConfigOf for Ca {
+    fn client_config(
         &self,
         versions: &[&'static rustls::SupportedProtocolVersion],
     ) -> Arc<rustls::ClientConfig> {
         let mut roots = rustls::RootCertStore::empty();
-        roots.add(self.issuer.der().clone()).unwrap();
+        roots.add(self.der()).unwrap();
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
             .with_protocol_versions(versions)

@@ -1,75 +1,80 @@
-//! Test support for the Redis black-box tests: a private `redis-server` on a free
-//! loopback port (killed when dropped, restartable on the same port) and the
-//! `Overrides` that point a wiresocket node at it. A missing `redis-server` fails
-//! the test with a clear message; it is never skipped silently.
+//! What the Redis black-box tests add to the `wiresocket-testkit` harness (private
+//! `redis-server`, Redis Cluster, Sentinel group): the `Overrides` that point a
+//! wiresocket node at each of them, as the [`NodeOverrides`] extension trait (it needs
+//! `tests/common`'s types, so it cannot live in the testkit).
 
-pub mod cluster;
-pub mod haproxy;
-
-use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-pub mod sentinel;
+use wiresocket_testkit::keys::key;
+use wiresocket_testkit::{RedisCluster, RedisServer, SentinelGroup, MASTER_NAME};
 
 use crate::common::{history_env, Overrides};
 
-pub struct RedisServer {
-    child: Child,
-    pub port: u16,
-}
-
-impl RedisServer {
-    pub fn start() -> RedisServer {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        Self::on_port(port)
-    }
-
-    /// Starts a server on `port` (a restart after a kill).
-    pub fn on_port(port: u16) -> RedisServer {
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("redis-server is needed by this test (apt-get install redis-server; scripts/test.sh installs it): {e}")
-            });
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "redis-server did not start on {port}"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        RedisServer { child, port }
-    }
-
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
-    }
-
+/// A node's engine settings for a Redis harness.
+pub trait NodeOverrides {
     /// A node on this Redis keeping `history` publications per channel.
-    pub fn node_overrides(&self, history: usize) -> Overrides {
-        Overrides {
-            env: vec![
-                ("WIRESOCKET_ENGINE__KIND".into(), "redis".into()),
-                ("WIRESOCKET_ENGINE__REDIS__URL".into(), self.url()),
-                history_env(history),
-            ],
-            ..Default::default()
-        }
+    fn node_overrides(&self, history: usize) -> Overrides;
+}
+
+fn redis_node(engine: Vec<(String, String)>, history: usize) -> Overrides {
+    let mut env = vec![("WIRESOCKET_ENGINE__KIND".to_string(), "redis".to_string())];
+    env.extend(engine);
+    env.push(history_env(history));
+    Overrides {
+        env,
+        ..Default::default()
     }
 }
 
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+impl NodeOverrides for RedisServer {
+    fn node_overrides(&self, history: usize) -> Overrides {
+        redis_node(
+            vec![("WIRESOCKET_ENGINE__REDIS__URL".into(), self.url())],
+            history,
+        )
+    }
+}
+
+impl NodeOverrides for RedisCluster {
+    fn node_overrides(&self, history: usize) -> Overrides {
+        redis_node(
+            vec![("WIRESOCKET_ENGINE__REDIS__CLUSTER".into(), self.seeds())],
+            history,
+        )
+    }
+}
+
+/// Via the sentinels (TLS to master and replica in a TLS group), with quick health
+/// checks and reconnects so a failover is followed within a second.
+impl NodeOverrides for SentinelGroup {
+    fn node_overrides(&self, history: usize) -> Overrides {
+        let mut engine = Vec::new();
+        if self.tls {
+            engine.push((
+                "WIRESOCKET_ENGINE__REDIS__SENTINEL__TLS".to_string(),
+                "true".to_string(),
+            ));
+            engine.push((
+                "WIRESOCKET_ENGINE__REDIS__TLS_CA".to_string(),
+                key("redis-ca.crt.pem"),
+            ));
+        }
+        engine.extend([
+            (
+                "WIRESOCKET_ENGINE__REDIS__SENTINEL__MASTER".into(),
+                MASTER_NAME.into(),
+            ),
+            (
+                "WIRESOCKET_ENGINE__REDIS__SENTINEL__URLS".into(),
+                self.sentinel_urls().join(","),
+            ),
+            (
+                "WIRESOCKET_ENGINE__REDIS__HEALTH_CHECK_MS".into(),
+                "300".into(),
+            ),
+            (
+                "WIRESOCKET_ENGINE__REDIS__RECONNECT_MAX_DELAY_MS".into(),
+                "300".into(),
+            ),
+        ]);
+        redis_node(engine, history)
     }
 }

@@ -14,9 +14,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::common::{parse_http_response, Overrides, Server, API_KEY};
-use crate::redis_support::haproxy::{HaProxy, StateWatch};
-use crate::redis_support::RedisServer;
+use crate::redis_support::NodeOverrides;
 use serde_json::{json, Value};
+use wiresocket_testkit::{HaProxy, RedisServer, StateWatch};
 
 /// The history channel (namespace `fleet`: history on).
 pub const CHANNEL: &str = "fleet:feed";

@@ -4,10 +4,10 @@
 #![allow(dead_code)]
 
 use crate::common::{Client, Overrides, Server};
-use crate::redis_support::RedisServer;
+use crate::redis_support::NodeOverrides;
 use serde_json::{json, Value};
-use std::process::Command;
 use std::time::{Duration, Instant};
+use wiresocket_testkit::RedisServer;
 
 pub fn env(o: &mut Overrides, key: &str, value: impl ToString) {
     o.env.push((
@@ -34,15 +34,6 @@ pub fn node_syncing(redis: &RedisServer, name: &str, ttl_s: u64, sync_ms: u64) -
     ));
     o.server = format!("node_name = \"{name}\"\n");
     Server::start_with(&o)
-}
-
-pub fn cli(redis: &RedisServer, args: &[&str]) -> String {
-    let out = Command::new("redis-cli")
-        .args(["-p", &redis.port.to_string()])
-        .args(args)
-        .output()
-        .expect("redis-cli");
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
 /// `connections` on `server` (`user` only when given): client id -> record.
@@ -83,7 +74,8 @@ pub fn wait_within(within: Duration, what: &str, cond: impl Fn() -> bool) {
 }
 
 pub fn commands(redis: &RedisServer, name: &str) -> u64 {
-    cli(redis, &["INFO", "commandstats"])
+    redis
+        .cli(&["INFO", "commandstats"])
         .lines()
         .find_map(|l| l.strip_prefix(&format!("cmdstat_{name}:calls=")))
         .and_then(|rest| rest.split(',').next()?.parse().ok())
@@ -91,7 +83,8 @@ pub fn commands(redis: &RedisServer, name: &str) -> u64 {
 }
 
 pub fn info_field(redis: &RedisServer, section: &str, field: &str) -> f64 {
-    cli(redis, &["INFO", section])
+    redis
+        .cli(&["INFO", section])
         .lines()
         .find_map(|l| l.strip_prefix(&format!("{field}:")))
         .and_then(|v| v.trim().parse().ok())

@@ -148,7 +148,7 @@ fn records_expire_unless_written_again() {
 
 #[test]
 fn on_a_cluster_records_span_slots() {
-    let cluster = RedisCluster::start();
+    let cluster = RedisCluster::start(3, 0);
     let cfg = cluster_config(&cluster);
     run(async move {
         let e = engine(&cfg);

@@ -498,7 +498,7 @@ fn redis_round_trip_cost() {
 
 #[test]
 fn on_a_cluster_dropped_sharded_pubsub_connections_resubscribe_and_reset() {
-    let cluster = RedisCluster::start();
+    let cluster = RedisCluster::start(3, 0);
     let cfg = cluster_config(&cluster);
     run(async move {
         let f = fixture(&cfg);
@@ -512,11 +512,9 @@ fn on_a_cluster_dropped_sharded_pubsub_connections_resubscribe_and_reset() {
         }
         assert_eq!(f.sink.wait_for(12).await, 12);
         for port in &cluster.ports {
-            let out = std::process::Command::new("redis-cli")
-                .args(["-p", &port.to_string(), "CLIENT", "KILL", "TYPE", "pubsub"])
-                .output()
-                .expect("redis-cli");
-            assert!(out.status.success());
+            let killed =
+                wiresocket_testkit::cluster::cli(*port, &["CLIENT", "KILL", "TYPE", "pubsub"]);
+            assert!(killed.parse::<u32>().is_ok(), "CLIENT KILL: {killed}");
         }
         wait_until("resets of every channel", || {
             let r = f.sink.resets.borrow();
@@ -536,7 +534,7 @@ fn on_a_cluster_dropped_sharded_pubsub_connections_resubscribe_and_reset() {
 
 #[test]
 fn on_a_cluster_an_own_unsubscribe_is_not_taken_for_a_moved_slot() {
-    let cluster = RedisCluster::start();
+    let cluster = RedisCluster::start(3, 0);
     let cfg = cluster_config(&cluster);
     run(async move {
         let f = fixture(&cfg);
@@ -565,7 +563,7 @@ fn on_a_cluster_an_own_unsubscribe_is_not_taken_for_a_moved_slot() {
 
 #[test]
 fn on_a_cluster_refreshes_span_slots() {
-    let cluster = RedisCluster::start();
+    let cluster = RedisCluster::start(3, 0);
     let cfg = cluster_config(&cluster);
     run(async move {
         let f = fixture(&cfg);
@@ -624,7 +622,7 @@ async fn publish_round_trip(cfg: &crate::config::RedisConfig) -> Duration {
 #[test]
 fn publish_round_trip_cluster_vs_standalone() {
     let server = RedisServer::start();
-    let cluster = RedisCluster::start();
+    let cluster = RedisCluster::start(3, 0);
     let (single, many) = (config(&server), cluster_config(&cluster));
     run(async move {
         let standalone = publish_round_trip(&single).await;

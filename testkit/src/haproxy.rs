@@ -1,4 +1,4 @@
-//! Test support: a private HAProxy in front of several wiresocket nodes, as a load
+//! [`HaProxy`]: a private HAProxy in front of several wiresocket nodes, as a load
 //! balancer in production would be. `haproxy -f <generated cfg> -db` listens on a free
 //! loopback port, balances new connections round-robin over the nodes, takes a node
 //! out when `GET /health` fails (checked every 200 ms unless told otherwise) or a connection to it is refused
@@ -10,7 +10,6 @@
 //! [`HaProxy::states`] now, [`HaProxy::watch`] as a timeline of transitions (a thread
 //! polling every 20 ms), for tests that assert or report when a node left and re-entered
 //! the pool. docs/POOLS.md shows this configuration as the tested pool.
-#![allow(dead_code)]
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -22,6 +21,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+use crate::process::{free_port, temp_dir};
 
 pub struct HaProxy {
     child: Child,
@@ -58,15 +59,8 @@ impl HaProxy {
     /// Starts HAProxy in front of `backends`, checking each every `inter` (out at the
     /// first failed check, back after two good ones).
     pub fn start_checking_every(backends: &[SocketAddr], inter: Duration) -> HaProxy {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir =
-            std::env::temp_dir().join(format!("wiresocket-haproxy-{}-{n}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let port = free_port();
+        let dir = temp_dir("haproxy");
         let path = dir.join("haproxy.cfg");
         let admin = dir.join("admin.sock");
         std::fs::write(&path, config(port, backends, &admin, inter)).unwrap();
