@@ -53,6 +53,28 @@ impl Histogram {
     pub fn sum_seconds(&self) -> f64 {
         self.sum_us.load(Relaxed) as f64 / 1e6
     }
+
+    /// Its Prometheus sample lines as `name` (`_bucket` per bound and `+Inf`, `_sum`,
+    /// `_count`), each with `labels` (`core="0"`, or empty for none); the HELP/TYPE header
+    /// is the caller's.
+    pub fn write_samples(&self, out: &mut String, name: &str, labels: &str) {
+        use std::fmt::Write;
+        let sep = if labels.is_empty() { "" } else { "," };
+        let own = if labels.is_empty() {
+            String::new()
+        } else {
+            format!("{{{labels}}}")
+        };
+        let cum = self.cumulative();
+        for (bound, count) in BOUNDS_US.iter().zip(&cum) {
+            let le = *bound as f64 / 1e6;
+            let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{le}\"}} {count}");
+        }
+        let total = cum.last().copied().unwrap_or(0);
+        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {total}");
+        let _ = writeln!(out, "{name}_sum{own} {}", self.sum_seconds());
+        let _ = writeln!(out, "{name}_count{own} {total}");
+    }
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@
 mod histogram;
 mod render;
 
-pub use histogram::{Histogram, BOUNDS_US};
+pub use histogram::Histogram;
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;

@@ -4,7 +4,6 @@ use std::fmt::Write;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
-use super::histogram::BOUNDS_US;
 use super::CoreMetrics;
 use crate::ws::close::Disconnect;
 
@@ -372,28 +371,8 @@ pub fn render(cores: &[Arc<CoreMetrics>]) -> String {
         "Time from a publish being accepted to its frame being queued for a subscriber.",
     );
     for m in cores {
-        let cum = m.deliver_latency.cumulative();
-        for (bound, count) in BOUNDS_US.iter().zip(&cum) {
-            let _ = writeln!(
-                out,
-                "{name}_bucket{{core=\"{}\",le=\"{}\"}} {count}",
-                m.core,
-                *bound as f64 / 1e6
-            );
-        }
-        let total = cum.last().copied().unwrap_or(0);
-        let _ = writeln!(
-            out,
-            "{name}_bucket{{core=\"{}\",le=\"+Inf\"}} {total}",
-            m.core
-        );
-        let _ = writeln!(
-            out,
-            "{name}_sum{{core=\"{}\"}} {}",
-            m.core,
-            m.deliver_latency.sum_seconds()
-        );
-        let _ = writeln!(out, "{name}_count{{core=\"{}\"}} {total}", m.core);
+        let labels = format!("core=\"{}\"", m.core);
+        m.deliver_latency.write_samples(&mut out, name, &labels);
     }
     out
 }

@@ -71,7 +71,7 @@ use std::sync::Arc;
 
 use crate::config::{Config, RedisConfig, RegionsConfig};
 use crate::engine::redis::{Link, RedisNode};
-use crate::metrics::{Histogram, BOUNDS_US};
+use crate::metrics::Histogram;
 
 /// The node's regions state, shared by the cores.
 pub struct Regions {
@@ -225,17 +225,6 @@ impl RegionStats {
             out,
             "# HELP {name} Time to check and hold a document's pin when it is opened (one pin Redis round trip).\n# TYPE {name} histogram"
         );
-        let cum = self.check_latency.cumulative();
-        for (bound, count) in BOUNDS_US.iter().zip(&cum) {
-            let _ = writeln!(
-                out,
-                "{name}_bucket{{le=\"{}\"}} {count}",
-                *bound as f64 / 1e6
-            );
-        }
-        let total = cum.last().copied().unwrap_or(0);
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {total}");
-        let _ = writeln!(out, "{name}_sum {}", self.check_latency.sum_seconds());
-        let _ = writeln!(out, "{name}_count {total}");
+        self.check_latency.write_samples(out, name, "");
     }
 }

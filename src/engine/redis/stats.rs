@@ -11,7 +11,7 @@
 use std::fmt::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
-use crate::metrics::{Histogram, BOUNDS_US};
+use crate::metrics::Histogram;
 
 /// The two connections of a node, the `connection` label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,18 +93,7 @@ impl RedisStats {
         }
         let name = "wiresocket_engine_redis_command_seconds";
         header(out, name, "histogram", "Round trip of engine commands to Redis, from the I/O thread issuing them to their answer or failure.");
-        let cum = self.command_latency.cumulative();
-        for (bound, count) in BOUNDS_US.iter().zip(&cum) {
-            let _ = writeln!(
-                out,
-                "{name}_bucket{{le=\"{}\"}} {count}",
-                *bound as f64 / 1e6
-            );
-        }
-        let total = cum.last().copied().unwrap_or(0);
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {total}");
-        let _ = writeln!(out, "{name}_sum {}", self.command_latency.sum_seconds());
-        let _ = writeln!(out, "{name}_count {total}");
+        self.command_latency.write_samples(out, name, "");
     }
 }
 
