@@ -19,8 +19,8 @@ use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use wiresocket_testkit::cluster::{cli, seeds};
-use wiresocket_testkit::RedisCluster;
+use wiresocket_testkit::cluster::seeds;
+use wiresocket_testkit::{command_calls, RedisCluster};
 
 fn publish(node: &Server, channel: &str, data: Value) -> (u16, Value) {
     node.api("publish", json!({"channel": channel, "data": data}))
@@ -332,17 +332,6 @@ fn a_master_failover_loses_no_acknowledged_publication() {
         let master = cluster.owner(slot);
         cluster.failover(master);
     });
-}
-
-/// Calls of `command` on the server on `port` (`INFO commandstats`).
-fn command_calls(port: u16, command: &str) -> u64 {
-    let stats = cli(port, &["INFO", "commandstats"]);
-    let prefix = format!("cmdstat_{command}:calls=");
-    stats
-        .lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .and_then(|rest| rest.split(',').next())
-        .map_or(0, |n| n.parse().unwrap())
 }
 
 #[test]

@@ -26,6 +26,8 @@ pub mod server;
 
 pub use cluster::RedisCluster;
 pub use haproxy::{HaProxy, StateWatch};
-pub use process::{free_port, redis_cli, redis_cli_with, temp_dir, wait_until, RedisProcess};
+pub use process::{
+    command_calls, free_port, redis_cli, redis_cli_with, temp_dir, wait_until, RedisProcess,
+};
 pub use sentinel::{SentinelGroup, MASTER_NAME};
 pub use server::RedisServer;

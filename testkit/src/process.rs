@@ -151,3 +151,14 @@ impl Drop for RedisProcess {
         self.kill9();
     }
 }
+
+/// Calls of `command` (lower case, e.g. `publish`, `evalsha`) on the server on `port` since
+/// it started or its last `CONFIG RESETSTAT`, from `INFO commandstats`; 0 when never called.
+pub fn command_calls(port: u16, command: &str) -> u64 {
+    let prefix = format!("cmdstat_{command}:calls=");
+    redis_cli_args(port, &[], &["INFO", "commandstats"])
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .and_then(|rest| rest.split(',').next()?.parse().ok())
+        .unwrap_or(0)
+}

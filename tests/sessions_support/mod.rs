@@ -74,12 +74,7 @@ pub fn wait_within(within: Duration, what: &str, cond: impl Fn() -> bool) {
 }
 
 pub fn commands(redis: &RedisServer, name: &str) -> u64 {
-    redis
-        .cli(&["INFO", "commandstats"])
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("cmdstat_{name}:calls=")))
-        .and_then(|rest| rest.split(',').next()?.parse().ok())
-        .unwrap_or(0)
+    wiresocket_testkit::command_calls(redis.port, name)
 }
 
 pub fn info_field(redis: &RedisServer, section: &str, field: &str) -> f64 {

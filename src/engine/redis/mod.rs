@@ -109,6 +109,8 @@ mod stats;
 pub(crate) mod testing;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_costs;
 mod users;
 
 use bytes::Bytes;

@@ -1,11 +1,11 @@
 //! The Redis engine's own behaviour beyond the shared conformance suite: a lost
 //! meta starts a new epoch, a dropped PUB/SUB connection resubscribes and resets,
-//! Redis going away answers temporary errors (never an acknowledged loss), and the
-//! cost of the hop to the I/O thread (printed, never asserted). On a Redis Cluster:
-//! dropped sharded PUB/SUB connections resubscribe and reset, the node's own
-//! `SUNSUBSCRIBE` is not taken for a moved slot, pipelined presence and
-//! user refreshes spanning slots work, and the publish round trip (printed) against
-//! a standalone Redis.
+//! Redis going away answers temporary errors (never an acknowledged loss), a publish
+//! without history is one plain `PUBLISH`, and `wait_replicas` acknowledges only what a
+//! replica has. On a Redis Cluster: dropped sharded PUB/SUB connections resubscribe and
+//! reset, the node's own `SUNSUBSCRIBE` is not taken for a moved slot, and pipelined
+//! presence and user refreshes spanning slots work. Costs, printed and never asserted,
+//! are in [`super::tests_costs`].
 
 use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -17,27 +17,28 @@ use bytes::Bytes;
 use super::testing::{cluster_config, config, run, RedisCluster, RedisServer};
 use super::*;
 use crate::engine::conformance::Recorder;
+use wiresocket_testkit::command_calls;
 
-const H: HistoryOptions = HistoryOptions {
+pub(super) const H: HistoryOptions = HistoryOptions {
     size: 10,
     ttl: Duration::from_secs(60),
 };
 
-fn opts() -> PublishOptions {
+pub(super) fn opts() -> PublishOptions {
     PublishOptions {
         history: H,
         ..Default::default()
     }
 }
 
-struct Fixture {
-    engine: RedisEngine,
-    sink: Rc<Recorder>,
-    metrics: Arc<CoreMetrics>,
-    node: Arc<RedisNode>,
+pub(super) struct Fixture {
+    pub(super) engine: RedisEngine,
+    pub(super) sink: Rc<Recorder>,
+    pub(super) metrics: Arc<CoreMetrics>,
+    pub(super) node: Arc<RedisNode>,
 }
 
-fn fixture(cfg: &crate::config::RedisConfig) -> Fixture {
+pub(super) fn fixture(cfg: &crate::config::RedisConfig) -> Fixture {
     let node = RedisNode::start(cfg).expect("connect to the test redis-server");
     let sink = Rc::new(Recorder::default());
     let metrics = Arc::new(CoreMetrics::new(0));
@@ -48,6 +49,23 @@ fn fixture(cfg: &crate::config::RedisConfig) -> Fixture {
         metrics,
         node,
     }
+}
+
+/// A master and a replica that has synced with it.
+pub(super) fn master_and_replica() -> (RedisServer, RedisServer) {
+    let master = RedisServer::start();
+    let replica = RedisServer::start();
+    let port = master.port.to_string();
+    assert_eq!(replica.cli(&["REPLICAOF", "127.0.0.1", &port]), "OK");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !replica
+        .cli(&["INFO", "replication"])
+        .contains("master_link_status:up")
+    {
+        assert!(Instant::now() < deadline, "the replica did not sync");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (master, replica)
 }
 
 async fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
@@ -114,17 +132,6 @@ fn a_lost_meta_starts_a_new_epoch_and_resets_live_subscribers() {
     });
 }
 
-/// Calls of one command since the last `CONFIG RESETSTAT`, from `INFO commandstats`.
-fn command_calls(server: &RedisServer, command: &str) -> u64 {
-    let stats = server.cli(&["INFO", "commandstats"]);
-    let prefix = format!("cmdstat_{command}:calls=");
-    stats
-        .lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .and_then(|rest| rest.split(',').next())
-        .map_or(0, |n| n.parse().unwrap())
-}
-
 #[test]
 fn a_publish_without_history_or_idempotency_key_is_one_plain_publish() {
     let server = RedisServer::start();
@@ -140,9 +147,9 @@ fn a_publish_without_history_or_idempotency_key_is_one_plain_publish() {
             let p = e.publish("n", data, plain.clone()).await.unwrap();
             assert_eq!((p.offset, &p.epoch[..]), (0, ""));
         }
-        assert_eq!(command_calls(&server, "publish"), 5);
+        assert_eq!(command_calls(server.port, "publish"), 5);
         assert_eq!(
-            command_calls(&server, "evalsha") + command_calls(&server, "eval"),
+            command_calls(server.port, "evalsha") + command_calls(server.port, "eval"),
             0
         );
         // a repeat must be recognised, so a publish with a key still runs the script
@@ -154,7 +161,7 @@ fn a_publish_without_history_or_idempotency_key_is_one_plain_publish() {
             .await
             .unwrap();
         // (two calls on a fresh server: EVALSHA answered NOSCRIPT, then the script itself)
-        assert!(command_calls(&server, "evalsha") + command_calls(&server, "eval") >= 1);
+        assert!(command_calls(server.port, "evalsha") + command_calls(server.port, "eval") >= 1);
         assert_eq!(f.sink.wait_for(6).await, 6);
         let events = f.sink.events.borrow();
         for (i, (channel, event)) in events.iter().take(5).enumerate() {
@@ -173,18 +180,7 @@ fn a_publish_without_history_or_idempotency_key_is_one_plain_publish() {
 
 #[test]
 fn with_wait_replicas_a_publish_is_acknowledged_only_once_replicated() {
-    let master = RedisServer::start();
-    let replica = RedisServer::start();
-    let port = master.port.to_string();
-    assert_eq!(replica.cli(&["REPLICAOF", "127.0.0.1", &port]), "OK");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !replica
-        .cli(&["INFO", "replication"])
-        .contains("master_link_status:up")
-    {
-        assert!(Instant::now() < deadline, "the replica did not sync");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let (master, replica) = master_and_replica();
     let mut cfg = config(&master);
     cfg.wait_replicas = 1;
     cfg.wait_timeout_ms = 300;
@@ -292,210 +288,6 @@ fn redis_away_is_a_temporary_error_and_its_return_resets() {
     });
 }
 
-/// Redis CPU (µs, every command's `usec` in `INFO commandstats`) since `CONFIG RESETSTAT`.
-fn redis_cpu_us(server: &RedisServer) -> u64 {
-    server
-        .cli(&["INFO", "commandstats"])
-        .lines()
-        .filter_map(|l| l.split("usec=").nth(1))
-        .filter_map(|rest| rest.split(',').next())
-        .map(|n| n.parse::<u64>().unwrap())
-        .sum()
-}
-
-fn used_memory(server: &RedisServer) -> i64 {
-    let info = server.cli(&["INFO", "memory"]);
-    let line = info
-        .lines()
-        .find(|l| l.starts_with("used_memory:"))
-        .unwrap();
-    line["used_memory:".len()..].trim().parse().unwrap()
-}
-
-/// What the engine's operations cost Redis, printed (never asserted): CPU per plain
-/// publish, per publish into history, per presence add and per refreshed entry, per
-/// recovery read of 10 publications; memory per history entry and per presence entry.
-/// `cargo test --lib redis_cost_per_operation -- --ignored --nocapture`
-#[test]
-#[ignore = "a measurement, run by hand"]
-fn redis_cost_per_operation() {
-    const N: u64 = 2_000;
-    let server = RedisServer::start();
-    let cfg = config(&server);
-    run(async move {
-        let f = fixture(&cfg);
-        let e = &f.engine;
-        let data = || Bytes::from(format!("{{\"text\":\"{}\"}}", "x".repeat(180)));
-        let phase = |what: &str, ops: u64, before_mem: i64| {
-            let cpu = redis_cpu_us(&server) as f64 / ops as f64;
-            let mem = (used_memory(&server) - before_mem) as f64 / ops as f64;
-            println!("{what}: {cpu:.2} µs Redis CPU per operation, {mem:.0} B Redis memory per operation");
-            assert_eq!(server.cli(&["CONFIG", "RESETSTAT"]), "OK");
-        };
-        e.subscribe_node("plain").await.unwrap();
-        assert_eq!(server.cli(&["CONFIG", "RESETSTAT"]), "OK");
-        let m = used_memory(&server);
-        for _ in 0..N {
-            e.publish("plain", data(), PublishOptions::default())
-                .await
-                .unwrap();
-        }
-        phase("publish without history (PUBLISH, 1 node subscribed)", N, m);
-        let hist = PublishOptions {
-            history: HistoryOptions {
-                size: 100,
-                ttl: Duration::from_secs(300),
-            },
-            ..Default::default()
-        };
-        let m = used_memory(&server);
-        for i in 0..N {
-            let channel = format!("h{}", i % 20);
-            e.publish(&channel, data(), hist.clone()).await.unwrap();
-        }
-        phase(
-            "publish into history (script, 20 channels x 100 kept)",
-            N,
-            m,
-        );
-        let m = used_memory(&server);
-        for i in 0..N {
-            let q = HistoryQuery {
-                limit: 100,
-                since: None,
-                reverse: false,
-            };
-            let q = HistoryQuery {
-                since: Some(StreamPosition {
-                    offset: 90,
-                    epoch: e
-                        .position(&format!("h{}", i % 20), hist.history)
-                        .await
-                        .unwrap()
-                        .epoch,
-                }),
-                ..q
-            };
-            let got = e
-                .history(&format!("h{}", i % 20), q, hist.history)
-                .await
-                .unwrap();
-            assert_eq!(got.publications.len(), 10);
-        }
-        phase(
-            "recovery read of 10 publications (position + history scripts)",
-            N,
-            m,
-        );
-        let info = |i: u64| ClientInfo {
-            user: format!("user-{i}"),
-            client: format!("client-{i:08}"),
-            conn_info: None,
-            chan_info: None,
-        };
-        let m = used_memory(&server);
-        for i in 0..N {
-            e.presence_add(&format!("p{}", i % 20), info(i))
-                .await
-                .unwrap();
-        }
-        phase("presence add (script, 20 channels)", N, m);
-        let entries = (0..N)
-            .map(|i| (Arc::<str>::from(format!("p{}", i % 20)), info(i)))
-            .collect();
-        let m = used_memory(&server);
-        e.presence_refresh(entries).await.unwrap();
-        phase("presence refresh per entry (pipelined)", N, m);
-    });
-}
-
-/// The latency a `WAIT` for one replica adds to a publish into history, printed:
-/// `cargo test --lib wait_replicas_publish_latency -- --ignored --nocapture`
-#[test]
-#[ignore = "a measurement, run by hand"]
-fn wait_replicas_publish_latency() {
-    const N: u32 = 2_000;
-    let master = RedisServer::start();
-    let replica = RedisServer::start();
-    assert_eq!(
-        replica.cli(&["REPLICAOF", "127.0.0.1", &master.port.to_string()]),
-        "OK"
-    );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !replica
-        .cli(&["INFO", "replication"])
-        .contains("master_link_status:up")
-    {
-        assert!(Instant::now() < deadline, "the replica did not sync");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    for wait in [0, 1] {
-        let mut cfg = config(&master);
-        cfg.wait_replicas = wait;
-        run(async move {
-            let f = fixture(&cfg);
-            for _ in 0..100 {
-                f.engine
-                    .publish("w", Bytes::from_static(b"{}"), opts())
-                    .await
-                    .unwrap();
-            }
-            let t = Instant::now();
-            for _ in 0..N {
-                f.engine
-                    .publish("w", Bytes::from_static(b"{}"), opts())
-                    .await
-                    .unwrap();
-            }
-            println!(
-                "publish into history, wait_replicas = {wait}: {:?} per publish (sequential)",
-                t.elapsed() / N
-            );
-        });
-    }
-}
-
-#[test]
-fn redis_round_trip_cost() {
-    const N: u32 = 2_000;
-    let server = RedisServer::start();
-    let cfg = config(&server);
-    run(async move {
-        let f = fixture(&cfg);
-        let ping = || async {
-            f.node
-                .run(
-                    |mut c| async move { ::redis::cmd("PING").query_async::<String>(&mut c).await },
-                )
-                .await
-        };
-        for _ in 0..100 {
-            assert_eq!(ping().await.unwrap(), "PONG"); // warm-up
-        }
-        let t = Instant::now();
-        for _ in 0..N {
-            assert_eq!(ping().await.unwrap(), "PONG");
-        }
-        let hop = t.elapsed() / N;
-        let direct = f
-            .node
-            .run(|mut c| async move {
-                let t = Instant::now();
-                for _ in 0..N {
-                    ::redis::cmd("PING").query_async::<String>(&mut c).await?;
-                }
-                Ok(t.elapsed() / N)
-            })
-            .await
-            .unwrap();
-        println!(
-            "redis PING round trip: {hop:?} from a glommio core through the I/O thread, \
-             {direct:?} on the I/O thread itself (hop cost ~{:?})",
-            hop.saturating_sub(direct)
-        );
-    });
-}
-
 #[test]
 fn on_a_cluster_dropped_sharded_pubsub_connections_resubscribe_and_reset() {
     let cluster = RedisCluster::start(3, 0);
@@ -596,37 +388,5 @@ fn on_a_cluster_refreshes_span_slots() {
             !e.add_user_connection("u7", "other", 1).await.unwrap(),
             "u7 still holds its one connection"
         );
-    });
-}
-
-/// Sequential publish round trips (history on) from a glommio core: printed, never asserted.
-async fn publish_round_trip(cfg: &crate::config::RedisConfig) -> Duration {
-    const N: u32 = 1_000;
-    let f = fixture(cfg);
-    for _ in 0..100 {
-        f.engine
-            .publish("rt", Bytes::from_static(b"x"), opts())
-            .await
-            .unwrap(); // warm-up
-    }
-    let t = Instant::now();
-    for _ in 0..N {
-        f.engine
-            .publish("rt", Bytes::from_static(b"x"), opts())
-            .await
-            .unwrap();
-    }
-    t.elapsed() / N
-}
-
-#[test]
-fn publish_round_trip_cluster_vs_standalone() {
-    let server = RedisServer::start();
-    let cluster = RedisCluster::start(3, 0);
-    let (single, many) = (config(&server), cluster_config(&cluster));
-    run(async move {
-        let standalone = publish_round_trip(&single).await;
-        let on_cluster = publish_round_trip(&many).await;
-        println!("redis publish round trip: {standalone:?} standalone, {on_cluster:?} on a 3-master cluster");
     });
 }
