@@ -25,7 +25,7 @@
 //! is one script (epoch in a meta hash, offset by `HINCRBY`, `XADD MAXLEN`, TTLs,
 //! idempotency result, `PUBLISH`) and is acknowledged only after it returned; one
 //! with neither is a plain `PUBLISH` of the same message (offset 0, no epoch), which
-//! costs Redis a fraction of the script's CPU (`bench/README.md`). Recovery uses [`recovery::missed_after`]
+//! costs Redis a fraction of the script's CPU (`bench/README.md`). Recovery (in [`history`]) uses `recovery::missed_after`
 //! on one atomic snapshot (top, epoch, oldest retained, publications).
 //! History entries expire with the whole stream (TTL refreshed by each publish),
 //! not one by one as in the memory engine. `engine.max_channels` and
@@ -93,6 +93,7 @@
 
 mod connect;
 mod control;
+mod history;
 mod io;
 mod node;
 mod payload;
@@ -120,7 +121,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::memory::NO_EPOCH;
-use super::recovery::missed_after;
 use super::*;
 use crate::metrics::CoreMetrics;
 pub use connect::Conn;
@@ -409,15 +409,7 @@ impl Engine for RedisEngine {
         channel: &str,
         history: HistoryOptions,
     ) -> Result<StreamPosition, EngineError> {
-        if !history.enabled() {
-            return Ok(position(0, String::new()));
-        }
-        let k = self.keys(channel);
-        let args = vec![arg(new_epoch()), arg(self.node.cfg.meta_ttl_s)];
-        let (offset, epoch): (u64, String) = self
-            .script(&scripts::POSITION, vec![k.stream, k.meta], args)
-            .await?;
-        Ok(position(offset, epoch))
+        self.stream_position(channel, history).await
     }
 
     async fn history(
@@ -426,61 +418,11 @@ impl Engine for RedisEngine {
         query: HistoryQuery,
         history: HistoryOptions,
     ) -> Result<HistoryResult, EngineError> {
-        if !history.enabled() {
-            return Err(EngineError::NotAvailable);
-        }
-        let k = self.keys(channel);
-        let after = query
-            .since
-            .as_ref()
-            .map_or_else(|| "-1".to_owned(), |s| s.offset.to_string());
-        let limit = i64::try_from(query.limit).unwrap_or(-1);
-        let args = vec![arg(after), arg(limit), arg(u8::from(query.reverse))];
-        type Raw = (u64, String, u64, Vec<Vec<u8>>);
-        let (top, epoch, oldest, raw): Raw = self
-            .script(&scripts::HISTORY, vec![k.stream, k.meta], args)
-            .await?;
-        let pos = position(top, epoch);
-        let oldest_kept = if oldest == 0 {
-            top.saturating_add(1)
-        } else {
-            oldest
-        };
-        let after = match &query.since {
-            Some(since) if pos.epoch.is_empty() => missed_after(since, NO_EPOCH, 0, 1)?,
-            Some(since) => missed_after(since, &pos.epoch, top, oldest_kept)?,
-            None => 0,
-        };
-        let mut publications = Vec::with_capacity(raw.len() / 2);
-        for pair in raw.chunks_exact(2) {
-            let offset = std::str::from_utf8(&pair[0])
-                .ok()
-                .and_then(|s| s.parse().ok())
-                .ok_or_else(|| EngineError::Internal("redis: bad stream id".into()))?;
-            let p = payload::decode_body(offset, &Bytes::from(pair[1].clone()))
-                .map_err(|e| EngineError::Internal(e.to_string()))?;
-            if p.offset > after {
-                publications.push(p);
-            }
-        }
-        Ok(HistoryResult {
-            publications,
-            position: pos,
-        })
+        self.read_history(channel, query, history).await
     }
 
     async fn remove_history(&self, channel: &str) -> Result<(), EngineError> {
-        let stream = self.keys(channel).stream;
-        let r = self
-            .node
-            .run(move |mut conn| async move {
-                ::redis::cmd("DEL")
-                    .arg(stream)
-                    .query_async::<i64>(&mut conn)
-                    .await
-            })
-            .await;
-        self.counted(r).map(drop)
+        self.drop_history(channel).await
     }
 
     fn presence_refresh_every(&self) -> Option<std::time::Duration> {
