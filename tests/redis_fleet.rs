@@ -33,6 +33,7 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use common::delivery::{check_received, expand};
 use common::node::run_script;
 use common::{parse_http_response, token_with, Client, Ended, Overrides, Server, API_KEY};
 use redis_support::NodeOverrides;
@@ -184,40 +185,6 @@ impl Publisher {
         assert_eq!(p.epochs.len(), 1, "one stream epoch: {:?}", p.epochs);
         p
     }
-}
-
-/// Checks one subscriber's received `(offset, n)` list against the acknowledged
-/// publications: strictly increasing offsets (in order, no duplicate), no gap from 1 up to
-/// the last acknowledged offset, and every acknowledged publication present with its data.
-fn check_received(who: &str, received: &[(u64, u64)], published: &Published) {
-    let last = *published.acked.keys().last().expect("publications");
-    for w in received.windows(2) {
-        assert!(
-            w[0].0 < w[1].0,
-            "{who}: offset {} after {} (duplicate or out of order)",
-            w[1].0,
-            w[0].0
-        );
-    }
-    let got: BTreeMap<u64, u64> = received.iter().copied().collect();
-    let lost: Vec<u64> = published
-        .acked
-        .iter()
-        .filter(|(o, n)| got.get(o) != Some(n))
-        .map(|(o, _)| *o)
-        .collect();
-    assert!(
-        lost.is_empty(),
-        "{who}: {} acknowledged publications lost or altered, offsets {:?}",
-        lost.len(),
-        &lost[..lost.len().min(20)]
-    );
-    let gaps: Vec<u64> = (1..=last).filter(|o| !got.contains_key(o)).collect();
-    assert!(
-        gaps.is_empty(),
-        "{who}: stream offsets missing {:?}",
-        &gaps[..gaps.len().min(20)]
-    );
 }
 
 /// What a subscriber thread reports when it ends.
@@ -436,7 +403,7 @@ fn sigkilled_node_clients_recover_elsewhere_without_loss() {
     shared.stop_at.store(last, Ordering::Relaxed);
     for s in subs {
         let report = s.join().expect("subscriber thread");
-        check_received(&report.name, &report.received, &published);
+        check_received(&report.name, &report.received, &published.acked);
     }
 
     let all_recovered = recoveries.iter().map(|r| r.at).max().unwrap() - killed_at;
@@ -482,19 +449,6 @@ fn node_index(addrs: &[SocketAddr], name: &str) -> Option<usize> {
     addrs
         .iter()
         .position(|a| name.ends_with(&format!(":{}", a.port())))
-}
-
-/// `1-3,5,0` (see `fleet.mjs`) as `[1, 2, 3, 5, 0]`; `-` is the empty list.
-fn expand(ranges: &str) -> Result<Vec<u64>, String> {
-    let mut out = Vec::new();
-    for r in ranges.split(',').filter(|r| *r != "-") {
-        let num = |x: &str| x.parse::<u64>().map_err(|e| format!("{ranges}: {e}"));
-        match r.split_once('-') {
-            Some((a, b)) => out.extend(num(a)?..=num(b)?),
-            None => out.push(num(r)?),
-        }
-    }
-    Ok(out)
 }
 
 /// Follows the script's lines (see `fleet.mjs`): publishes once all are subscribed, kills a
@@ -639,7 +593,7 @@ fn js_fleet(mode: &str) {
     }
     assert_eq!(o.offsets.len(), JS_CLIENTS, "{:?}", o.offsets.keys());
     for (client, received) in &o.offsets {
-        check_received(&format!("{mode} {client}"), received, &o.published);
+        check_received(&format!("{mode} {client}"), received, &o.published.acked);
     }
     let from_history: usize = o.recovered.iter().map(|r| r.2).sum();
     println!(

@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use common::delivery::expand;
 use common::node::run_script;
 use common::{Overrides, Server};
 use rolling_support::{
@@ -25,19 +26,6 @@ use rolling_support::{
 const JS_CLIENTS: usize = 6;
 /// Upper bound for the Node script (its own global timeout is 90 s).
 const NODE_DEADLINE: Duration = Duration::from_secs(120);
-
-/// `1-3,5,0` (see `fleet.mjs`) as `[1, 2, 3, 5, 0]`; `-` is the empty list.
-fn expand(ranges: &str) -> Result<Vec<u64>, String> {
-    let mut out = Vec::new();
-    for r in ranges.split(',').filter(|r| *r != "-") {
-        let num = |x: &str| x.parse::<u64>().map_err(|e| format!("{ranges}: {e}"));
-        match r.split_once('-') {
-            Some((a, b)) => out.extend(num(a)?..=num(b)?),
-            None => out.push(num(r)?),
-        }
-    }
-    Ok(out)
-}
 
 /// What the JS run produced.
 struct JsOutcome {

@@ -139,38 +139,9 @@ impl Publisher {
     }
 }
 
-/// Checks one subscriber against the acknowledged publications: strictly increasing offsets
-/// (in order, no duplicate), every acknowledged publication present with its data, and no
-/// gap in the stream up to the last acknowledged offset.
+/// Checks one subscriber against the acknowledged publications (`common::delivery`).
 pub fn check_received(who: &str, received: &[(u64, u64)], published: &Published) {
-    for w in received.windows(2) {
-        assert!(
-            w[0].0 < w[1].0,
-            "{who}: offset {} after {} (duplicate or out of order)",
-            w[1].0,
-            w[0].0
-        );
-    }
-    let got: BTreeMap<u64, u64> = received.iter().copied().collect();
-    let lost: Vec<u64> = published
-        .acked
-        .iter()
-        .filter(|(o, n)| got.get(o) != Some(n))
-        .map(|(o, _)| *o)
-        .collect();
-    assert!(
-        lost.is_empty(),
-        "{who}: {} acknowledged publications lost or altered, offsets {:?}",
-        lost.len(),
-        &lost[..lost.len().min(20)]
-    );
-    let last = *published.acked.keys().last().unwrap();
-    let gaps: Vec<u64> = (1..=last).filter(|o| !got.contains_key(o)).collect();
-    assert!(
-        gaps.is_empty(),
-        "{who}: stream offsets missing {:?}",
-        &gaps[..gaps.len().min(20)]
-    );
+    crate::common::delivery::check_received(who, received, &published.acked);
 }
 
 /// Waits until nothing listens on `addr`. The kernel may close an exited process's listener
