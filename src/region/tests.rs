@@ -179,9 +179,7 @@ fn an_unreachable_pin_redis_is_an_error_not_a_pin() {
     let mut cfg = config(&server);
     cfg.connect_retry = true;
     cfg.timeout_ms = 300;
-    let port = server.port;
-    drop(server);
-    let _ = port;
+    drop(server); // nothing listens there any more
     let n = RedisNode::start(&cfg).expect("starts with connect_retry");
     run(async move {
         let a = ctx("a", "n1:0", 30_000, 1_000);
